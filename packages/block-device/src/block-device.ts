@@ -1,0 +1,40 @@
+/**
+ * A device of fixed-size blocks. Block numbers start at 0. Every read and write is a whole number of blocks.
+ *
+ * Contract:
+ * - `write` resolves once the OS has the bytes; they are durable only after a later `sync()` resolves.
+ * - `sync()` makes every write that resolved before it was called durable, and the device size too.
+ * - After a crash, every block written but not synced may hold its old bytes, its new bytes, or a mix torn at
+ *   512-byte sector boundaries. Synced blocks hold exactly what was written.
+ * - Concurrent calls on different blocks are allowed and run in parallel; concurrent writes to one block
+ *   leave one of them, undefined which.
+ * - Out-of-range or partial-block I/O throws `OutOfRangeError` (`ERR_VDE_RANGE`); any call after `close()`
+ *   throws `ClosedError` (`ERR_VDE_CLOSED`); OS failures throw `IoError`/`FullError`.
+ */
+export interface BlockDevice {
+  /** Bytes per block: a power of two from 512 to 65,536. */
+  readonly blockSize: number;
+  /** Blocks the device holds now. */
+  readonly blockCount: number;
+  /** True if opened read-only: writes, grow and sync of writes throw `ReadOnlyError`. */
+  readonly readOnly: boolean;
+  /** Reads `count` blocks starting at `blockNo` into a new buffer. */
+  read(blockNo: number, count: number): Promise<Uint8Array>;
+  /** Reads `buffer.byteLength / blockSize` blocks starting at `blockNo` into `buffer`. */
+  readInto(blockNo: number, buffer: Uint8Array): Promise<void>;
+  /** Writes `data` (a whole number of blocks) starting at `blockNo`. */
+  write(blockNo: number, data: Uint8Array): Promise<void>;
+  /** Makes all completed writes and the current size durable. */
+  sync(): Promise<void>;
+  /** Grows the device to `blockCount` blocks (new blocks read as zeros). Never shrinks. */
+  grow(blockCount: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MIN_BLOCK_SIZE = 512;
+export const MAX_BLOCK_SIZE = 65_536;
+
+/** True for the block sizes VDE supports: powers of two from 512 to 65,536. */
+export function isValidBlockSize(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= MIN_BLOCK_SIZE && n <= MAX_BLOCK_SIZE && (n & (n - 1)) === 0;
+}
