@@ -24,7 +24,7 @@ export class MemoryBlockDevice implements BlockDevice {
     const blockSize = options.blockSize ?? 4096;
     if (!isValidBlockSize(blockSize)) {
       throw new InvalidArgumentError(`blockSize must be a power of two from 512 to 65536, got ${String(blockSize)}`);
-  }
+    }
     const blockCount = options.blockCount ?? 0;
     checkCount(blockCount);
     this.blockSize = blockSize;
@@ -38,7 +38,7 @@ export class MemoryBlockDevice implements BlockDevice {
     const dev = new MemoryBlockDevice({ blockSize, blockCount: 0, ...options });
     if (image.byteLength % blockSize !== 0) {
       throw new InvalidArgumentError(`image of ${image.byteLength} bytes is not whole ${blockSize}-byte blocks`);
-  }
+    }
     dev.#bytes = new Uint8Array(image);
     dev.#blockCount = image.byteLength / blockSize;
     return dev;

@@ -1,0 +1,305 @@
+import { constants } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import type { BlockDevice } from './block-device.js';
+import { isValidBlockSize } from './block-device.js';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  NotFoundError,
+  PoisonedError,
+  ReadOnlyError,
+  toIoError,
+} from './errors.js';
+import { FileLock } from './lock-file.js';
+import { checkBlockRange, checkCount } from './range.js';
+
+export interface FileBlockDeviceOptions {
+  /** Create the file (empty, 0 blocks) if it does not exist. Default false. Not allowed with `readOnly`. */
+  create?: boolean;
+  /** Bytes per block: a power of two from 512 to 65,536. Default 4096. */
+  blockSize?: number;
+  /** Open O_RDONLY: writes and grow throw `ReadOnlyError`; no lock is taken. Default false. */
+  readOnly?: boolean;
+  /** Take the one-writer advisory lock (`${path}.lock`). Default true; ignored when `readOnly`. */
+  lock?: boolean;
+}
+
+/**
+ * The device's `FileHandle`, for tests that inject faults (a failing `datasync`, short writes).
+ * @internal Not exported from the package entry point.
+ */
+// Assigned in the class's static block (which runs when the class is defined).
+export let fileHandleOf: (device: FileBlockDevice) => FileHandle;
+
+/**
+ * A `BlockDevice` on one file, using positioned reads and writes on a single `FileHandle`.
+ *
+ * Thread safety: any number of reads, writes, grows and syncs may be in flight at once; there is no
+ * device-wide lock and no seek. I/O on different blocks overlaps on libuv's thread pool.
+ *
+ * Awaits inside critical sections: `sync()` awaits the writes that started before it, then the fsync; a write
+ * that starts while that fsync is in flight is not covered by it (it is covered by the next `sync()`).
+ *
+ * Failure: a rejected fsync poisons the device for good (every later write, grow and sync rejects with
+ * `PoisonedError`), because the kernel may have dropped the dirty pages and a retried fsync could succeed
+ * without them. Reads still work. Close and reopen to recover.
+ */
+export class FileBlockDevice implements BlockDevice {
+  readonly path: string;
+  readonly blockSize: number;
+  readonly readOnly: boolean;
+  #handle: FileHandle;
+  #lock: FileLock | undefined;
+  #blockCount: number;
+  #fileSizeBytes: number;
+  /** File size when the last successful sync started; a size change makes the next sync a full `sync()`. */
+  #syncedSizeBytes: number;
+  /** Writes and grows in flight: `sync()` waits for the ones that started before it. */
+  readonly #pendingWrites = new Set<Promise<unknown>>();
+  /** Every operation in flight: `close()` waits for all of them. */
+  readonly #pendingOps = new Set<Promise<unknown>>();
+  #poison: unknown = undefined;
+  #poisoned = false;
+  #closing: Promise<void> | undefined;
+
+  private constructor(path: string, handle: FileHandle, blockSize: number, sizeBytes: number, readOnly: boolean, lock: FileLock | undefined) {
+    this.path = path;
+    this.#handle = handle;
+    this.blockSize = blockSize;
+    this.readOnly = readOnly;
+    this.#lock = lock;
+    this.#fileSizeBytes = sizeBytes;
+    this.#syncedSizeBytes = sizeBytes;
+    this.#blockCount = Math.floor(sizeBytes / blockSize);
+  }
+
+  /** Opens (or with `create`, creates) the file at `path`. See `FileBlockDeviceOptions`. */
+  static async open(path: string, options: FileBlockDeviceOptions = {}): Promise<FileBlockDevice> {
+    if (typeof path !== 'string' || path.length === 0) {
+      throw new InvalidArgumentError(`path must be a non-empty string, got ${String(path)}`);
+    }
+    const blockSize = options.blockSize ?? 4096;
+    if (!isValidBlockSize(blockSize)) {
+      throw new InvalidArgumentError(`blockSize must be a power of two from 512 to 65536, got ${String(blockSize)}`);
+    }
+    const readOnly = options.readOnly ?? false;
+    const create = options.create ?? false;
+    if (readOnly && create) throw new InvalidArgumentError('create and readOnly cannot be combined');
+
+    if (!create) {
+      // Fail a missing file before touching the lock file.
+      try {
+        await stat(path);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'ENOENT') throw new NotFoundError(`no container file at ${path}`);
+        throw toIoError(err, `opening ${path}`);
+      }
+    }
+
+    const lock = !readOnly && options.lock !== false ? await FileLock.acquire(path) : undefined;
+    let handle: FileHandle | undefined;
+    try {
+      handle = await openHandle(path, readOnly, create);
+      const st = await handle.stat();
+      return new FileBlockDevice(path, handle, blockSize, st.size, readOnly, lock);
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      await lock?.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  /** The file's size in bytes (may exceed `blockCount * blockSize` by a partial trailing block). */
+  get fileSizeBytes(): number {
+    return this.#fileSizeBytes;
+  }
+
+  async read(blockNo: number, count: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    checkCount(count);
+    checkBlockRange(blockNo, count * this.blockSize, this.blockSize, this.#blockCount);
+    const buffer = new Uint8Array(count * this.blockSize);
+    await this.#track(this.#readFully(buffer, blockNo * this.blockSize), false);
+    return buffer;
+  }
+
+  async readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    checkBlockRange(blockNo, buffer.byteLength, this.blockSize, this.#blockCount);
+    await this.#track(this.#readFully(buffer, blockNo * this.blockSize), false);
+  }
+
+  async write(blockNo: number, data: Uint8Array): Promise<void> {
+    this.#checkWritable();
+    checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
+    await this.#track(this.#writeFully(data, blockNo * this.blockSize), true);
+  }
+
+  async grow(blockCount: number): Promise<void> {
+    this.#checkWritable();
+    checkCount(blockCount);
+    if (blockCount <= this.#blockCount) return;
+    const sizeBytes = blockCount * this.blockSize;
+    await this.#track(this.#truncate(sizeBytes, blockCount), true);
+  }
+
+  async sync(): Promise<void> {
+    this.#checkOpen();
+    if (this.readOnly) return;
+    this.#checkNotPoisoned();
+    // Writes that started before this call must land before the fsync is issued, or it would not cover them.
+    const before = [...this.#pendingWrites];
+    const done = (async () => {
+      await Promise.allSettled(before);
+      this.#checkNotPoisoned(); // another sync may have failed meanwhile
+      const sizeBytes = this.#fileSizeBytes;
+      try {
+        if (sizeBytes !== this.#syncedSizeBytes) await this.#handle.sync();
+        else await this.#handle.datasync();
+      } catch (err) {
+        if (!this.#poisoned) {
+          this.#poisoned = true;
+          this.#poison = err;
+        }
+        throw toIoError(err, `sync of ${this.path} failed; the device is now poisoned, reopen it to recover`);
+      }
+      this.#syncedSizeBytes = sizeBytes;
+    })();
+    await this.#track(done, false);
+  }
+
+  /** Waits for all I/O in flight, closes the file and releases the lock. Idempotent; does not sync. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#pendingOps]);
+      try {
+        await this.#handle.close();
+      } catch (err) {
+        throw toIoError(err, `closing ${this.path}`);
+      } finally {
+        await this.#lock?.release();
+      }
+    })();
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw new ClosedError(`the file block device ${this.path} is closed`);
+  }
+
+  #checkNotPoisoned(): void {
+    if (this.#poisoned) {
+      throw new PoisonedError(`an earlier sync of ${this.path} failed; close and reopen the container to recover`, {
+        cause: this.#poison,
+      });
+    }
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.readOnly) throw new ReadOnlyError(`the file block device ${this.path} is open read-only`);
+    this.#checkNotPoisoned();
+  }
+
+  async #track<T>(op: Promise<T>, isWrite: boolean): Promise<T> {
+    this.#pendingOps.add(op);
+    if (isWrite) this.#pendingWrites.add(op);
+    try {
+      return await op;
+    } finally {
+      this.#pendingOps.delete(op);
+      this.#pendingWrites.delete(op);
+    }
+  }
+
+  /** Reads until `buffer` is full; bytes past the end of the file (a sparse tail) read as zeros. */
+  async #readFully(buffer: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buffer.byteLength) {
+        const { bytesRead } = await this.#handle.read(buffer, done, buffer.byteLength - done, position + done);
+        if (bytesRead === 0) {
+          buffer.fill(0, done);
+          return;
+        }
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw toIoError(err, `reading ${buffer.byteLength} bytes at offset ${position} of ${this.path}`);
+    }
+  }
+
+  /** Writes all of `data`, retrying short writes. */
+  async #writeFully(data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < data.byteLength) {
+        const { bytesWritten } = await this.#handle.write(data, done, data.byteLength - done, position + done);
+        if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw toIoError(err, `writing ${data.byteLength} bytes at offset ${position} of ${this.path}`);
+    }
+  }
+
+  async #truncate(sizeBytes: number, blockCount: number): Promise<void> {
+    try {
+      await this.#handle.truncate(sizeBytes);
+    } catch (err) {
+      throw toIoError(err, `growing ${this.path} to ${blockCount} blocks`);
+    }
+    // Concurrent grows: keep the largest.
+    if (blockCount > this.#blockCount) {
+      this.#blockCount = blockCount;
+      this.#fileSizeBytes = sizeBytes;
+    }
+  }
+
+  static {
+    fileHandleOf = (device) => device.#handle;
+  }
+}
+
+async function openHandle(path: string, readOnly: boolean, create: boolean): Promise<FileHandle> {
+  try {
+    return await open(path, readOnly ? 'r' : 'r+');
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code !== 'ENOENT') throw toIoError(err, `opening ${path}`);
+    if (!create) throw new NotFoundError(`no container file at ${path}`);
+  }
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o666);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'EEXIST') return openHandle(path, readOnly, false);
+    throw toIoError(err, `creating ${path}`);
+  }
+  try {
+    await syncDirectory(nodePath.dirname(nodePath.resolve(path)));
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
+  return handle;
+}
+
+/** fsyncs a directory so that a file just created in it keeps its name after a crash (a no-op on Windows). */
+async function syncDirectory(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch (err) {
+    throw toIoError(err, `syncing directory ${dir}`);
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,218 @@
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { LockedError, toIoError } from './errors.js';
+
+/*
+ * The advisory lock that keeps a container to one writer process.
+ *
+ * On-disk layout of `${container}.lock` (ASCII, 3 lines, at most 72 bytes):
+ *   line 1  pid        decimal, 1..10 digits: the owning process
+ *   line 2  token      32 lowercase hex digits (16 random bytes): this lock, unique per open
+ *   line 3  startedMs  decimal ms since the epoch when the owning process started (tells a reused pid apart)
+ * each line ends with "\n". Invariant: a lock file whose pid is alive belongs to that process; only the holder of
+ * `token` removes it.
+ *
+ * Awaits split the critical sections below; the in-process set of locked paths is updated synchronously
+ * before the first await, so two opens in one process can never both pass it.
+ */
+
+/** A lock file with unparsable content younger than this is assumed to be being written by its creator. */
+const UNPARSABLE_GRACE_MS = 5_000;
+/** A takeover marker older than this is left over from a crashed taker. */
+const TAKEOVER_GRACE_MS = 5_000;
+const RETRY_DELAY_MS = 20;
+const MAX_ATTEMPTS = 50;
+
+const registryKey: unique symbol = Symbol.for('@vde/block-device/locked-paths');
+const globalRegistry = globalThis as typeof globalThis & { [registryKey]?: Set<string> };
+/** Absolute paths of containers this process (this JS realm, across copies of this module) holds locked. */
+const heldPaths: Set<string> = (globalRegistry[registryKey] ??= new Set<string>());
+
+/** When this process started, in ms since the epoch (the same for every module copy in the process). */
+const processStartedMs = Math.round(Date.now() - process.uptime() * 1000);
+
+export interface LockOwner {
+  readonly pid: number;
+  readonly token: string;
+  readonly startedMs: number;
+}
+
+export function formatLock(owner: LockOwner): string {
+  return `${owner.pid}\n${owner.token}\n${owner.startedMs}\n`;
+}
+
+export function parseLock(text: string): LockOwner | undefined {
+  const m = /^(\d{1,10})\n([0-9a-f]{32})\n(\d{1,16})\n$/.exec(text);
+  if (!m) return undefined;
+  const pid = Number(m[1]);
+  const startedMs = Number(m[3]);
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !Number.isSafeInteger(startedMs)) return undefined;
+  return { pid, token: m[2]!, startedMs };
+}
+
+/** True if `owner` may still be running. Our own pid counts as alive unless the start time shows pid reuse. */
+function isAlive(owner: LockOwner): boolean {
+  if (owner.pid === process.pid) return Math.abs(owner.startedMs - processStartedMs) < 2_000;
+  try {
+    process.kill(owner.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: unknown }).code === 'EPERM';
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function readIfExists(path: string): Promise<{ text: string; mtimeMs: number } | undefined> {
+  try {
+    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    return { text, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) return undefined;
+    throw toIoError(err, `reading lock file ${path}`);
+  }
+}
+
+/** An exclusive advisory lock on one container path, held by this process until `release()`. */
+export class FileLock {
+  readonly lockPath: string;
+  readonly #absPath: string;
+  readonly #owner: LockOwner;
+  #released = false;
+
+  private constructor(absPath: string) {
+    this.#absPath = absPath;
+    this.lockPath = `${absPath}.lock`;
+    this.#owner = { pid: process.pid, token: randomBytes(16).toString('hex'), startedMs: processStartedMs };
+  }
+
+  get token(): string {
+    return this.#owner.token;
+  }
+
+  /** Takes the lock for `containerPath` or throws `LockedError` naming the holder. */
+  static async acquire(containerPath: string): Promise<FileLock> {
+    const absPath = nodePath.resolve(containerPath);
+    if (heldPaths.has(absPath)) {
+      throw new LockedError(
+        `${containerPath} is already open for writing in this process (pid ${process.pid}); close that device first`,
+      );
+    }
+    heldPaths.add(absPath);
+    try {
+      const lock = new FileLock(absPath);
+      await lock.#take(containerPath);
+      return lock;
+    } catch (err) {
+      heldPaths.delete(absPath);
+      throw err;
+    }
+  }
+
+  async #take(containerPath: string): Promise<void> {
+    const content = formatLock(this.#owner);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (await this.#tryCreate(content)) return;
+      const seen = await readIfExists(this.lockPath);
+      if (!seen) continue; // released between our create and our read: try again
+      const holder = parseLock(seen.text);
+      if (holder && isAlive(holder)) {
+        throw new LockedError(
+          `${containerPath} is open for writing by process ${holder.pid} (lock file ${this.lockPath}); ` +
+            `close it there first, or delete the lock file if that process is not a VDE process`,
+        );
+      }
+      if (!holder && Date.now() - seen.mtimeMs < UNPARSABLE_GRACE_MS) {
+        // Probably being written right now by its creator ('wx' then write is not atomic): look again shortly.
+        await sleep(RETRY_DELAY_MS);
+        continue;
+      }
+      if (await this.#takeOver(seen.text, content)) return;
+      await sleep(RETRY_DELAY_MS);
+    }
+    throw new LockedError(
+      `${containerPath}: could not take lock file ${this.lockPath} (it keeps changing or holds unreadable content); ` +
+        `if no VDE process uses the container, delete the lock file`,
+    );
+  }
+
+  async #tryCreate(content: string): Promise<boolean> {
+    let handle;
+    try {
+      handle = await open(this.lockPath, 'wx');
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      throw toIoError(err, `creating lock file ${this.lockPath}`);
+    }
+    try {
+      await handle.writeFile(content, 'utf8');
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await unlink(this.lockPath).catch(() => undefined);
+      throw toIoError(err, `writing lock file ${this.lockPath}`);
+    }
+    await handle.close();
+    return true;
+  }
+
+  /**
+   * Replaces a stale lock file whose content was `staleText`. Concurrent takers serialize on a takeover marker
+   * created with 'wx'; the winner re-checks that the lock still holds the stale content, writes a temp file,
+   * renames it over the lock (atomic: readers see old or new, never a partial file) and re-reads to confirm.
+   */
+  async #takeOver(staleText: string, content: string): Promise<boolean> {
+    const marker = `${this.lockPath}.takeover`;
+    let markerHandle;
+    try {
+      markerHandle = await open(marker, 'wx');
+    } catch (err) {
+      if (!isCode(err, 'EEXIST')) throw toIoError(err, `creating ${marker}`);
+      const st = await stat(marker).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > TAKEOVER_GRACE_MS) await unlink(marker).catch(() => undefined);
+      return false;
+    }
+    await markerHandle.close();
+    try {
+      const now = await readIfExists(this.lockPath);
+      if (now && now.text !== staleText) return false; // someone else changed it: judge again
+      const temp = `${this.lockPath}.${this.#owner.token}.tmp`;
+      try {
+        const handle = await open(temp, 'wx');
+        try {
+          await handle.writeFile(content, 'utf8');
+        } finally {
+          await handle.close();
+        }
+        await rename(temp, this.lockPath);
+      } catch (err) {
+        await unlink(temp).catch(() => undefined);
+        throw toIoError(err, `taking over stale lock file ${this.lockPath}`);
+      }
+      const after = await readIfExists(this.lockPath);
+      return after?.text === content;
+    } finally {
+      await unlink(marker).catch(() => undefined);
+    }
+  }
+
+  /** Removes the lock file if it still holds our token; idempotent. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    try {
+      const seen = await readIfExists(this.lockPath);
+      if (seen && parseLock(seen.text)?.token === this.#owner.token) {
+        await unlink(this.lockPath).catch((err: unknown) => {
+          if (!isCode(err, 'ENOENT')) throw toIoError(err, `removing lock file ${this.lockPath}`);
+        });
+      }
+    } finally {
+      heldPaths.delete(this.#absPath);
+    }
+  }
+}

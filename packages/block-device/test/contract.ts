@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import type { BlockDevice } from '../src/index.js';
+import { sameBytes } from './helpers.js';
+
+/** How a contract run makes devices. `prefill` blocks are written with `fillByte(blockNo)` before opening. */
+export interface DeviceFactory {
+  make(options: { blockSize: number; blockCount: number; readOnly?: boolean }): Promise<BlockDevice>;
+}
+
+export function fillByte(blockNo: number): number {
+  return (blockNo * 37 + 11) & 0xff;
+}
+
+function pattern(blockSize: number, blockNo: number, salt = 0): Uint8Array {
+  const b = new Uint8Array(blockSize);
+  for (let i = 0; i < blockSize; i++) b[i] = (blockNo * 131 + i * 7 + salt) & 0xff;
+  return b;
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  await expect(p).rejects.toMatchObject({ code });
+}
+
+/** The `BlockDevice` contract (see src/block-device.ts), run against every implementation. */
+export function blockDeviceContract(name: string, factory: DeviceFactory): void {
+  for (const blockSize of [512, 4096]) {
+    describe(`${name} contract (blockSize ${blockSize})`, () => {
+      it('round-trips many blocks written one at a time', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 200 });
+        try {
+          expect(dev.blockSize).toBe(blockSize);
+          expect(dev.blockCount).toBe(200);
+          for (let b = 0; b < 200; b++) await dev.write(b, pattern(blockSize, b));
+          for (let b = 0; b < 200; b++) expect(sameBytes(await dev.read(b, 1), pattern(blockSize, b))).toEqual({ equal: true });
+          const all = await dev.read(0, 200);
+          for (let b = 0; b < 200; b++) {
+            expect(sameBytes(all.subarray(b * blockSize, (b + 1) * blockSize), pattern(blockSize, b))).toEqual({ equal: true });
+          }
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('reads and writes several blocks per call', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 16 });
+        try {
+          const data = new Uint8Array(5 * blockSize);
+          for (let b = 0; b < 5; b++) data.set(pattern(blockSize, b + 3, 1), b * blockSize);
+          await dev.write(3, data);
+          expect(sameBytes(await dev.read(3, 5), data)).toEqual({ equal: true });
+          const into = new Uint8Array(2 * blockSize);
+          await dev.readInto(4, into);
+          expect(sameBytes(into, data.subarray(blockSize, 3 * blockSize))).toEqual({ equal: true });
+          expect(sameBytes(await dev.read(0, 1), new Uint8Array(blockSize))).toEqual({ equal: true });
+          expect(sameBytes(await dev.read(8, 1), new Uint8Array(blockSize))).toEqual({ equal: true });
+          expect(sameBytes(await dev.read(2, 0), new Uint8Array(0))).toEqual({ equal: true });
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('rejects out-of-range, partial-block and non-integer I/O with ERR_VDE_RANGE', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 4 });
+        try {
+          const one = new Uint8Array(blockSize);
+          await expectCode(dev.read(-1, 1), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(4, 1), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(3, 2), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(1.5, 1), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(Number.NaN, 1), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(0, 1.5), 'ERR_VDE_RANGE');
+          await expectCode(dev.read(0, -1), 'ERR_VDE_RANGE');
+          await expectCode(dev.readInto(0, new Uint8Array(blockSize + 1)), 'ERR_VDE_RANGE');
+          await expectCode(dev.readInto(4, one), 'ERR_VDE_RANGE');
+          await expectCode(dev.write(-1, one), 'ERR_VDE_RANGE');
+          await expectCode(dev.write(4, one), 'ERR_VDE_RANGE');
+          await expectCode(dev.write(3, new Uint8Array(2 * blockSize)), 'ERR_VDE_RANGE');
+          await expectCode(dev.write(0, new Uint8Array(blockSize - 1)), 'ERR_VDE_RANGE');
+          await expectCode(dev.write(0.5, one), 'ERR_VDE_RANGE');
+          await expectCode(dev.grow(2.5), 'ERR_VDE_RANGE');
+          await expectCode(dev.grow(-1), 'ERR_VDE_RANGE');
+          // Nothing was written by the failed calls.
+          expect(sameBytes(await dev.read(0, 4), new Uint8Array(4 * blockSize))).toEqual({ equal: true });
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('throws ERR_VDE_CLOSED after close, and close is idempotent', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 2 });
+        await dev.close();
+        await dev.close();
+        await expectCode(dev.read(0, 1), 'ERR_VDE_CLOSED');
+        await expectCode(dev.readInto(0, new Uint8Array(blockSize)), 'ERR_VDE_CLOSED');
+        await expectCode(dev.write(0, new Uint8Array(blockSize)), 'ERR_VDE_CLOSED');
+        await expectCode(dev.sync(), 'ERR_VDE_CLOSED');
+        await expectCode(dev.grow(10), 'ERR_VDE_CLOSED');
+      });
+
+      it('read-only devices refuse writes and grow but read', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 3, readOnly: true });
+        try {
+          expect(dev.readOnly).toBe(true);
+          await expectCode(dev.write(0, new Uint8Array(blockSize)), 'ERR_VDE_READ_ONLY');
+          await expectCode(dev.grow(10), 'ERR_VDE_READ_ONLY');
+          await dev.sync();
+          expect(dev.blockCount).toBe(3);
+          expect((await dev.read(0, 3)).byteLength).toBe(3 * blockSize);
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('grow adds zero blocks, keeps data and never shrinks', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 2 });
+        try {
+          await dev.write(1, pattern(blockSize, 1));
+          await dev.grow(1000);
+          expect(dev.blockCount).toBe(1000);
+          expect(sameBytes(await dev.read(1, 1), pattern(blockSize, 1))).toEqual({ equal: true });
+          expect(sameBytes(await dev.read(2, 998), new Uint8Array(998 * blockSize))).toEqual({ equal: true });
+          await dev.write(999, pattern(blockSize, 999));
+          expect(sameBytes(await dev.read(999, 1), pattern(blockSize, 999))).toEqual({ equal: true });
+          await dev.grow(10);
+          expect(dev.blockCount).toBe(1000);
+          await dev.sync();
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('concurrent writes to different blocks all land', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 256 });
+        try {
+          await Promise.all(Array.from({ length: 256 }, (_, b) => dev.write(b, pattern(blockSize, b, 5))));
+          const sync = dev.sync();
+          const reads = await Promise.all(Array.from({ length: 256 }, (_, b) => dev.read(b, 1)));
+          await sync;
+          reads.forEach((r, b) => expect(sameBytes(r, pattern(blockSize, b, 5))).toEqual({ equal: true }));
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('close waits for in-flight I/O', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 64 });
+        const writes = Array.from({ length: 64 }, (_, b) => dev.write(b, pattern(blockSize, b, 9)));
+        await dev.close();
+        await expect(Promise.all(writes)).resolves.toBeDefined();
+      });
+    });
+  }
+}

@@ -1,0 +1,365 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fileHandleOf } from '../src/file-block-device.js';
+import { FileBlockDevice, FullError, IoError, PoisonedError } from '../src/index.js';
+import { formatLock, parseLock } from '../src/lock-file.js';
+import { blockDeviceContract } from './contract.js';
+import { makeTempDir, removeDir, sameBytes, transpileSources } from './helpers.js';
+
+const dirs: string[] = [];
+const open: FileBlockDevice[] = [];
+
+async function tempPath(name = 'c.vde'): Promise<string> {
+  const dir = await makeTempDir();
+  dirs.push(dir);
+  return path.join(dir, name);
+}
+
+async function openTracked(p: string, options?: Parameters<typeof FileBlockDevice.open>[1]): Promise<FileBlockDevice> {
+  const dev = await FileBlockDevice.open(p, options);
+  open.push(dev);
+  return dev;
+}
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((d) => d.close()));
+});
+
+afterAll(async () => {
+  await Promise.all(dirs.splice(0).map(removeDir));
+});
+
+blockDeviceContract('FileBlockDevice', {
+  async make({ blockSize, blockCount, readOnly }) {
+    const p = await tempPath();
+    if (readOnly) {
+      await writeFile(p, new Uint8Array(blockCount * blockSize));
+      return openTracked(p, { blockSize, readOnly: true });
+    }
+    const dev = await openTracked(p, { blockSize, create: true });
+    await dev.grow(blockCount);
+    return dev;
+  },
+});
+
+function block(size: number, fill: number): Uint8Array {
+  return new Uint8Array(size).fill(fill);
+}
+
+describe('FileBlockDevice.open', () => {
+  it('creates a missing file only with create, and validates options', async () => {
+    const p = await tempPath();
+    await expect(FileBlockDevice.open(p)).rejects.toMatchObject({ code: 'ERR_VDE_NOT_FOUND' });
+    await expect(FileBlockDevice.open(p, { readOnly: true })).rejects.toMatchObject({ code: 'ERR_VDE_NOT_FOUND' });
+    // A failed open leaves no lock file behind.
+    await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    for (const blockSize of [0, 100, 256, 1000, 131_072, 4096.5]) {
+      await expect(FileBlockDevice.open(p, { create: true, blockSize })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    }
+    await expect(FileBlockDevice.open(p, { create: true, readOnly: true })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    const dev = await openTracked(p, { create: true });
+    expect(dev.path).toBe(p);
+    expect(dev.blockSize).toBe(4096);
+    expect(dev.blockCount).toBe(0);
+    expect(dev.fileSizeBytes).toBe(0);
+    expect((await stat(p)).size).toBe(0);
+  });
+
+  it('blockCount is floor(file size / blockSize); a partial tail block is ignored', async () => {
+    const p = await tempPath();
+    await writeFile(p, block(512 * 3 + 100, 9));
+    const dev = await openTracked(p, { blockSize: 512 });
+    expect(dev.blockCount).toBe(3);
+    expect(dev.fileSizeBytes).toBe(512 * 3 + 100);
+    expect(sameBytes(await dev.read(2, 1), block(512, 9))).toEqual({ equal: true });
+    await expect(dev.read(3, 1)).rejects.toMatchObject({ code: 'ERR_VDE_RANGE' });
+  });
+
+  it('reopening keeps the data', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true, blockSize: 1024 });
+    await dev.grow(50);
+    for (let b = 0; b < 50; b += 7) await dev.write(b, block(1024, b + 1));
+    await dev.sync();
+    await dev.close();
+    const again = await openTracked(p, { blockSize: 1024 });
+    expect(again.blockCount).toBe(50);
+    expect(again.fileSizeBytes).toBe(50 * 1024);
+    for (let b = 0; b < 50; b++) expect(sameBytes(await again.read(b, 1), block(1024, b % 7 === 0 ? b + 1 : 0))).toEqual({ equal: true });
+  });
+
+  it('grow extends the file sparsely and reads past EOF inside blockCount give zeros', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 4096 });
+    await dev.grow(10_000);
+    const st = await stat(p);
+    expect(st.size).toBe(10_000 * 4096);
+    expect(dev.fileSizeBytes).toBe(10_000 * 4096);
+    // Sparse: far fewer bytes allocated than the size (on file systems that support holes).
+    expect(st.blocks * 512).toBeLessThan(st.size);
+    await dev.write(1, block(4096, 3));
+    // Someone truncates the file under us: bytes past EOF read as zeros, not as an error or garbage.
+    await truncate(p, 4096 + 2048);
+    const got = await dev.read(0, 4);
+    expect(sameBytes(got.subarray(0, 4096), block(4096, 0))).toEqual({ equal: true });
+    expect(sameBytes(got.subarray(4096, 4096 + 2048), block(2048, 3))).toEqual({ equal: true });
+    expect(sameBytes(got.subarray(4096 + 2048), new Uint8Array(4096 * 2 + 2048))).toEqual({ equal: true });
+  });
+});
+
+describe('FileBlockDevice I/O paths', () => {
+  it('retries short reads and writes until every byte is done', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 4096 });
+    await dev.grow(8);
+    const handle = fileHandleOf(dev);
+    const realWrite = handle.write.bind(handle) as (b: Uint8Array, o: number, l: number, pos: number) => Promise<{ bytesWritten: number; buffer: Uint8Array }>;
+    const realRead = handle.read.bind(handle) as (b: Uint8Array, o: number, l: number, pos: number) => Promise<{ bytesRead: number; buffer: Uint8Array }>;
+    let writeCalls = 0;
+    let readCalls = 0;
+    Object.assign(handle, {
+      write: (b: Uint8Array, o: number, l: number, pos: number) => {
+        writeCalls++;
+        return realWrite(b, o, Math.min(l, 1000), pos);
+      },
+      read: (b: Uint8Array, o: number, l: number, pos: number) => {
+        readCalls++;
+        return realRead(b, o, Math.min(l, 777), pos);
+      },
+    });
+    const data = randomBytes(3 * 4096);
+    await dev.write(2, data);
+    expect(writeCalls).toBe(Math.ceil((3 * 4096) / 1000));
+    expect(sameBytes(await dev.read(2, 3), new Uint8Array(data))).toEqual({ equal: true });
+    expect(readCalls).toBe(Math.ceil((3 * 4096) / 777));
+  });
+
+  it('turns ENOSPC into FullError and EIO into IoError', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(2);
+    const handle = fileHandleOf(dev);
+    Object.assign(handle, { write: () => Promise.reject(Object.assign(new Error('no space'), { code: 'ENOSPC' })) });
+    const full = await dev.write(0, block(512, 1)).catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(FullError);
+    expect(full).toMatchObject({ code: 'ERR_VDE_FULL' });
+    Object.assign(handle, { read: () => Promise.reject(Object.assign(new Error('bad sector'), { code: 'EIO' })) });
+    const io = await dev.read(0, 1).catch((e: unknown) => e);
+    expect(io).toBeInstanceOf(IoError);
+    expect(io).toMatchObject({ code: 'ERR_VDE_IO', errno: 'EIO' });
+  });
+
+  it('sync waits for writes that started before it, then fsyncs', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(4);
+    await dev.sync();
+    const handle = fileHandleOf(dev);
+    const events: string[] = [];
+    const realWrite = handle.write.bind(handle) as (b: Uint8Array, o: number, l: number, pos: number) => Promise<{ bytesWritten: number }>;
+    const realDatasync = handle.datasync.bind(handle);
+    Object.assign(handle, {
+      write: async (b: Uint8Array, o: number, l: number, pos: number) => {
+        await new Promise((r) => setTimeout(r, 30));
+        const result = await realWrite(b, o, l, pos);
+        events.push(`write@${pos}`);
+        return result;
+      },
+      datasync: async () => {
+        events.push('datasync');
+        return realDatasync();
+      },
+    });
+    const w1 = dev.write(0, block(512, 1));
+    const w2 = dev.write(3, block(512, 2));
+    await dev.sync();
+    expect(events.slice(-1)).toEqual(['datasync']);
+    expect(events).toContain('write@0');
+    expect(events).toContain('write@1536');
+    await Promise.all([w1, w2]);
+  });
+
+  it('uses sync() after the size changed and datasync() otherwise', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    const handle = fileHandleOf(dev);
+    const calls: string[] = [];
+    const realSync = handle.sync.bind(handle);
+    const realDatasync = handle.datasync.bind(handle);
+    Object.assign(handle, {
+      sync: () => (calls.push('sync'), realSync()),
+      datasync: () => (calls.push('datasync'), realDatasync()),
+    });
+    await dev.sync();
+    await dev.grow(8);
+    await dev.sync();
+    await dev.write(1, block(512, 4));
+    await dev.sync();
+    expect(calls).toEqual(['datasync', 'sync', 'datasync']);
+  });
+
+  it('a failed sync poisons the device: later writes, grows and syncs reject with ERR_VDE_POISONED', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(4);
+    await dev.write(0, block(512, 1));
+    await dev.sync();
+    const handle = fileHandleOf(dev);
+    let datasyncCalls = 0;
+    Object.assign(handle, {
+      datasync: () => {
+        datasyncCalls++;
+        return Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      },
+    });
+    await dev.write(1, block(512, 2));
+    const first = await dev.sync().catch((e: unknown) => e);
+    expect(first).toMatchObject({ code: 'ERR_VDE_IO', errno: 'EIO' });
+    // Never retried: the later sync fails without calling fsync again.
+    const second = await dev.sync().catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(PoisonedError);
+    expect(second).toMatchObject({ code: 'ERR_VDE_POISONED' });
+    expect(datasyncCalls).toBe(1);
+    await expect(dev.write(2, block(512, 3))).rejects.toMatchObject({ code: 'ERR_VDE_POISONED' });
+    await expect(dev.grow(100)).rejects.toMatchObject({ code: 'ERR_VDE_POISONED' });
+    expect(dev.blockCount).toBe(4);
+    // Reads still work; close still works.
+    expect(sameBytes(await dev.read(0, 1), block(512, 1))).toEqual({ equal: true });
+  });
+});
+
+describe('FileBlockDevice one-writer lock', () => {
+  it('a second open in the same process is ERR_VDE_LOCKED; after close it opens again', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true });
+    const lockText = await readFile(`${p}.lock`, 'utf8');
+    const owner = parseLock(lockText);
+    expect(owner?.pid).toBe(process.pid);
+    await expect(FileBlockDevice.open(p)).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+    // Same file through another spelling of the path.
+    await expect(FileBlockDevice.open(path.join(path.dirname(p), '.', path.basename(p)))).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+    // Readers take no lock; lock: false skips it.
+    const reader = await openTracked(p, { readOnly: true });
+    expect(reader.readOnly).toBe(true);
+    await dev.close();
+    await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    const again = await openTracked(p);
+    expect(again.readOnly).toBe(false);
+    expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.token).not.toBe(owner?.token);
+  });
+
+  it('lock: false takes no lock file', async () => {
+    const p = await tempPath();
+    await openTracked(p, { create: true, lock: false });
+    await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a live foreign process holding the lock gives ERR_VDE_LOCKED naming its pid; once it dies the lock is taken over', async () => {
+    const p = await tempPath();
+    await writeFile(p, block(4096, 5));
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      const pid = child.pid!;
+      await writeFile(`${p}.lock`, formatLock({ pid, token: randomBytes(16).toString('hex'), startedMs: Date.now() }));
+      const err = await FileBlockDevice.open(p).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_VDE_LOCKED' });
+      expect((err as Error).message).toContain(String(pid));
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const dev = await openTracked(p);
+    expect(sameBytes(await dev.read(0, 1), block(4096, 5))).toEqual({ equal: true });
+    expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.pid).toBe(process.pid);
+  });
+
+  it('a stale lock from a dead pid is taken over', async () => {
+    const p = await tempPath();
+    await writeFile(p, new Uint8Array(0));
+    const dead = spawnSync(process.execPath, ['-e', '']);
+    const deadPid = dead.pid;
+    await writeFile(`${p}.lock`, formatLock({ pid: deadPid, token: 'a'.repeat(32), startedMs: 1 }));
+    const dev = await FileBlockDevice.open(p);
+    const owner = parseLock(await readFile(`${p}.lock`, 'utf8'));
+    expect(owner?.pid).toBe(process.pid);
+    expect(owner?.token).not.toBe('a'.repeat(32));
+    await dev.close();
+    await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('our own pid with another start time (pid reuse after a crash) is stale', async () => {
+    const p = await tempPath();
+    await writeFile(p, new Uint8Array(0));
+    await writeFile(`${p}.lock`, formatLock({ pid: process.pid, token: 'b'.repeat(32), startedMs: 1000 }));
+    await openTracked(p);
+    expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.token).not.toBe('b'.repeat(32));
+  });
+
+  it('unparsable lock content is stale only when old', async () => {
+    const p = await tempPath();
+    await writeFile(p, new Uint8Array(0));
+    await writeFile(`${p}.lock`, 'garbage');
+    await expect(FileBlockDevice.open(p)).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+    const old = new Date(Date.now() - 60_000);
+    await utimes(`${p}.lock`, old, old);
+    await openTracked(p);
+    expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.pid).toBe(process.pid);
+  });
+
+  it('close removes the lock file only if it still holds our token', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true });
+    const foreign = formatLock({ pid: 1, token: 'c'.repeat(32), startedMs: 5 });
+    await writeFile(`${p}.lock`, foreign);
+    await dev.close();
+    expect(await readFile(`${p}.lock`, 'utf8')).toBe(foreign);
+  });
+
+  describe('from a child process', () => {
+    let moduleUrl: string;
+    beforeAll(async () => {
+      const dir = await makeTempDir();
+      dirs.push(dir);
+      moduleUrl = await transpileSources(path.join(dir, 'lib'));
+    });
+
+    function childOpen(p: string): { stdout: string; stderr: string } {
+      const script = `
+        const { FileBlockDevice } = await import(${JSON.stringify(moduleUrl)});
+        try {
+          const dev = await FileBlockDevice.open(${JSON.stringify(p)});
+          await dev.write(0, new Uint8Array(4096).fill(0xee));
+          await dev.sync();
+          await dev.close();
+          console.log('OPENED');
+        } catch (err) {
+          console.log(err.code + ' ' + err.message);
+        }`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+      return { stdout: r.stdout, stderr: r.stderr };
+    }
+
+    it('a second writer process gets ERR_VDE_LOCKED and does not touch the container', async () => {
+      const p = await tempPath();
+      const dev = await openTracked(p, { create: true });
+      await dev.grow(1);
+      await dev.write(0, block(4096, 1));
+      await dev.sync();
+      const before = await stat(p);
+      const { stdout, stderr } = childOpen(p);
+      expect(stderr).toBe('');
+      expect(stdout).toContain('ERR_VDE_LOCKED');
+      expect(stdout).toContain(String(process.pid));
+      expect(sameBytes(await dev.read(0, 1), block(4096, 1))).toEqual({ equal: true });
+      expect((await stat(p)).mtimeMs).toBe(before.mtimeMs);
+      await dev.close();
+      // Once we close, the child can open and write.
+      expect(childOpen(p).stdout.trim()).toBe('OPENED');
+      expect(sameBytes(new Uint8Array(await readFile(p)), block(4096, 0xee))).toEqual({ equal: true });
+    });
+  });
+});

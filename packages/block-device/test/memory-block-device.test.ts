@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryBlockDevice } from '../src/index.js';
+import { blockDeviceContract } from './contract.js';
+import { sameBytes } from './helpers.js';
+
+blockDeviceContract('MemoryBlockDevice', {
+  async make({ blockSize, blockCount, readOnly }) {
+    return new MemoryBlockDevice({ blockSize, blockCount, readOnly: readOnly ?? false });
+  },
+});
+
+describe('MemoryBlockDevice', () => {
+  it('rejects invalid block sizes', () => {
+    for (const blockSize of [0, 256, 1000, 131_072, 4096.5]) {
+      expect(() => new MemoryBlockDevice({ blockSize })).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+    }
+  });
+
+  it('fromImage copies the image and image() returns a copy', async () => {
+    const image = new Uint8Array(1024).fill(7);
+    const dev = MemoryBlockDevice.fromImage(image, 512);
+    image.fill(0);
+    expect(dev.blockCount).toBe(2);
+    expect(sameBytes(await dev.read(1, 1), new Uint8Array(512).fill(7))).toEqual({ equal: true });
+    const copy = dev.image();
+    copy.fill(1);
+    expect(sameBytes(await dev.read(0, 1), new Uint8Array(512).fill(7))).toEqual({ equal: true });
+    expect(() => MemoryBlockDevice.fromImage(new Uint8Array(100), 512)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+  });
+});
