@@ -1,0 +1,1211 @@
+import * as fs from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { BitmapAllocator, type Extent } from '@vde/allocator';
+import {
+  AbortedError,
+  type BlockDevice,
+  ClosedError,
+  CorruptionError,
+  ExistsError,
+  FileBlockDevice,
+  FormatError,
+  FullError,
+  InvalidArgumentError,
+  NotFoundError,
+  PoisonedError,
+  ReadOnlyError,
+  TooLargeError,
+  VdeError,
+  crc32,
+} from '@vde/block-device';
+import { BTree, type KeyRange } from '@vde/btree';
+import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
+import { WriteAheadLog } from '@vde/wal';
+import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
+import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
+import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
+import { ObjectIo, type ObjectData, type WrittenObject, normalizeData, pushExtent } from './object-io.js';
+import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
+import { Reclaimer } from './reclaimer.js';
+import {
+  INDIRECT_BYTES,
+  KIND_INDIRECT,
+  type ObjectRecord,
+  decodeIndirect,
+  encodeIndirect,
+  encodeRecord,
+  etagOf,
+  parseMetadata,
+  recordBytesFor,
+  recordKind,
+} from './record.js';
+import { Snapshot, type SnapshotHost } from './snapshot.js';
+import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
+import type {
+  BatchOperation,
+  CheckReport,
+  HealthReport,
+  ListOptions,
+  ObjectInfo,
+  ReadOptions,
+  ScrubOptions,
+  ScrubReport,
+  SnapshotInfo,
+  StoreOptions,
+} from './types.js';
+
+const WAL_START = 2;
+const INITIAL_DATA_BLOCKS = 64;
+/** Free blocks kept in hand for index page splits, which allocate synchronously. */
+const HEADROOM_BLOCKS = 256;
+
+interface CheckpointExtra {
+  addSnapshot?: string;
+  holdSnapshot?: boolean;
+}
+
+interface CheckpointResult {
+  generation: number;
+  root: number;
+}
+
+interface PreparedPut {
+  key: string;
+  keyBytes: Uint8Array;
+  value: Uint8Array;
+  record: ObjectRecord;
+  /** Blocks this version owns: its extents and its indirect run. */
+  owned: Extent[];
+}
+
+/**
+ * VirtualDiskEngine: an object store in one container.
+ *
+ * Concurrency (DESIGN.md): every store/delete/batch holds the checkpoint gate shared and its keys' stripes; a
+ * checkpoint holds the gate exclusively. Reads take no lock; they register with the reclaimer so the blocks they
+ * may read are not reused under them.
+ *
+ * Critical sections split by an await (each is safe because the key's stripe is held throughout):
+ *  - store/delete: index lookup of the previous version → data writes → log append → index apply. Other keys may
+ *    change the index in between; this key cannot.
+ *  - checkpoint: every step runs under the exclusive gate, so no store is between its log append and its index apply.
+ */
+export class VirtualDiskEngine implements AsyncDisposable {
+  readonly #opts: ResolvedOptions;
+  readonly #device: BlockDevice;
+  readonly #stripes: StripedWriteLock;
+  readonly #gate = new AsyncRwLock();
+  readonly #reclaimer = new Reclaimer();
+  readonly #io: ObjectIo;
+  readonly #pageStore: DevicePageStore;
+  readonly #named = new Map<string, NamedSnapshotRecord>();
+  #allocator!: BitmapAllocator;
+  #wal!: WriteAheadLog;
+  #index!: BTree;
+  #sb!: Superblock;
+  #objectCount = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #poisoned: PoisonedError | undefined;
+  #checksumErrors = 0;
+  #checkpoints = 0;
+  #checkpointTail: Promise<unknown> = Promise.resolve();
+  #autoCheckpoint: Promise<unknown> | undefined;
+  #walReserved = 0;
+  #growing: Promise<void> | undefined;
+  #maxKeyBytes = MAX_KEY_BYTES;
+  readonly #path: string | undefined;
+
+  private constructor(device: BlockDevice, opts: ResolvedOptions, path: string | undefined) {
+    this.#device = device;
+    this.#opts = opts;
+    this.#path = path;
+    this.#stripes = new StripedWriteLock(opts.stripeCount);
+    this.#pageStore = new DevicePageStore(device, () => this.#allocator);
+    const maxBlocks = Math.floor(opts.maxSizeBytes / device.blockSize);
+    this.#io = new ObjectIo({
+      device,
+      allocateData: (blocks) => this.#allocateData(blocks),
+      freeUnreferenced: (extents) => {
+        if (extents.length > 0) this.#allocator.free(extents);
+      },
+      verifyChecksums: opts.verifyChecksums,
+      maxObjectBytes: maxBlocks * device.blockSize,
+      noteCorruption: () => {
+        this.#checksumErrors++;
+      },
+    });
+  }
+
+  /**
+   * Opens (or creates) a container. `target` is a file path or any `BlockDevice` (e.g. a `MemoryBlockDevice`).
+   * After a crash, open replays the log: every acknowledged store is there, nothing unacknowledged is half there.
+   */
+  static async open(target: string | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
+    const opts = resolveOptions(options);
+    if (typeof target === 'string') return VirtualDiskEngine.#openFile(target, opts);
+    if (target === null || typeof target !== 'object' || typeof (target as BlockDevice).read !== 'function') {
+      throw new InvalidArgumentError('open() takes a file path or a BlockDevice');
+    }
+    return VirtualDiskEngine.#openDevice(target, opts, undefined);
+  }
+
+  static async #openFile(path: string, opts: ResolvedOptions): Promise<VirtualDiskEngine> {
+    if (path.length === 0) throw new InvalidArgumentError('path must not be empty');
+    let size: number | undefined;
+    try {
+      size = (await fs.stat(path)).size;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    }
+    if (size === undefined || size === 0) {
+      if (!opts.create || opts.readOnly) {
+        if (size === 0) throw new FormatError(`${path} is empty, not a VDE container`);
+        throw new NotFoundError(`no container at ${path} (pass create: true to make one)`);
+      }
+      const device = await FileBlockDevice.open(path, { create: true, blockSize: opts.blockSize });
+      return VirtualDiskEngine.#openDevice(device, opts, path);
+    }
+    const blockSize = await detectBlockSize(path);
+    const device = await FileBlockDevice.open(path, { blockSize, readOnly: opts.readOnly });
+    return VirtualDiskEngine.#openDevice(device, opts, path);
+  }
+
+  static async #openDevice(device: BlockDevice, opts: ResolvedOptions, path: string | undefined): Promise<VirtualDiskEngine> {
+    const engine = new VirtualDiskEngine(device, opts, path);
+    try {
+      if (device.blockCount === 0) {
+        if (!opts.create || opts.readOnly) throw new FormatError('the device is empty, not a VDE container');
+        await engine.#format();
+      } else {
+        await engine.#load();
+      }
+    } catch (err) {
+      await device.close().catch(() => undefined);
+      throw err;
+    }
+    return engine;
+  }
+
+  // ─── open: format and recovery ────────────────────────────────────────────────────────────────────────────
+
+  async #format(): Promise<void> {
+    const bs = this.#device.blockSize;
+    const walBlocks = Math.max(16, Math.ceil(this.#opts.walSizeBytes / bs));
+    const blockCount = WAL_START + walBlocks + INITIAL_DATA_BLOCKS;
+    if (blockCount * bs > this.#opts.maxSizeBytes) {
+      throw new FullError(`maxSizeBytes ${this.#opts.maxSizeBytes} is too small for a ${this.#opts.walSizeBytes}-byte log`);
+    }
+    await this.#device.grow(blockCount);
+    this.#allocator = new BitmapAllocator(blockCount);
+    this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
+    this.#wal = await WriteAheadLog.create(this.#device, { startBlock: WAL_START, blockCount: walBlocks });
+    this.#index = BTree.create(this.#pageStore, { cacheSizeBytes: this.#opts.cacheSizeBytes });
+    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes);
+    const now = Date.now();
+    this.#sb = {
+      blockSize: bs,
+      generation: 0,
+      checkpointLsn: 0,
+      blockCount,
+      walStart: WAL_START,
+      walBlocks,
+      indexRoot: 0,
+      metaStart: 0,
+      metaBlocks: 0,
+      metaLength: 0,
+      metaCrc: 0,
+      objectCount: 0,
+      createdMs: now,
+      checkpointMs: now,
+    };
+    await this.#checkpointLocked({});
+  }
+
+  async #load(): Promise<void> {
+    const dev = this.#device;
+    const [a, b] = await Promise.all([dev.read(0, 1), dev.blockCount > 1 ? dev.read(1, 1) : Promise.resolve(new Uint8Array(0))]);
+    const sa = decodeSuperblock(a, 'A');
+    const sbB = decodeSuperblock(b, 'B');
+    const sb = !sa ? sbB : !sbB ? sa : sa.generation > sbB.generation ? sa : sbB;
+    if (!sb) {
+      if (hasMagic(a) || hasMagic(b)) throw new CorruptionError('superblock', 'both superblock copies are damaged');
+      throw new FormatError('not a VDE container (no superblock)');
+    }
+    if (sb.blockSize !== dev.blockSize) {
+      throw new FormatError(`the container's block size is ${sb.blockSize}, the device's is ${dev.blockSize}`);
+    }
+    if (dev.blockCount < sb.blockCount) {
+      throw new CorruptionError('container', `the file holds ${dev.blockCount} blocks but the checkpoint covers ${sb.blockCount} (truncated)`);
+    }
+    this.#sb = sb;
+    const metaBytes = (await dev.read(sb.metaStart, sb.metaBlocks)).subarray(0, sb.metaLength);
+    if (crc32(metaBytes) !== sb.metaCrc) throw new CorruptionError('checkpoint meta blob', 'checksum mismatch');
+    const meta = decodeMeta(metaBytes, sb.blockCount);
+    try {
+      this.#allocator = BitmapAllocator.load(meta.allocatorImage);
+    } catch (err) {
+      if (err instanceof VdeError) throw err;
+      throw new CorruptionError('allocator bitmap', String(err));
+    }
+    if (this.#allocator.blockCount !== sb.blockCount) {
+      throw new CorruptionError('allocator bitmap', `covers ${this.#allocator.blockCount} blocks, the superblock says ${sb.blockCount}`);
+    }
+    if (dev.blockCount > sb.blockCount) this.#allocator.grow(dev.blockCount);
+    for (const s of meta.snapshots) {
+      this.#named.set(s.name, s);
+      this.#reclaimer.holdSnapshot(s.generation);
+    }
+    this.#reclaimer.restore(meta.deferred);
+    this.#applyFrees(this.#reclaimer.takeEligible(sb.generation + 1));
+    this.#objectCount = sb.objectCount;
+    const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore) : this.#pageStore;
+    this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
+    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes);
+    this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    let replayed = 0;
+    for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
+      for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) await this.#replayOp(op, rec.lsn);
+      replayed++;
+    }
+    if (replayed > 0 && !this.#opts.readOnly) await this.#runCheckpoint({});
+  }
+
+  async #replayOp(op: LogOp, lsn: number): Promise<void> {
+    const what = `log record ${lsn}`;
+    let owned: Extent[] = [];
+    if (op.type === 'put') {
+      owned = await this.#ownedBlocks(op.record, what);
+      if (!this.#opts.readOnly) {
+        for (const e of owned) {
+          for (let b = e.start; b < e.start + e.count; b++) {
+            if (this.#allocator.isAllocated(b)) throw new CorruptionError(what, `block ${b} is already in use`);
+          }
+        }
+        this.#allocator.markAllocated(owned);
+      }
+    }
+    const previous = op.type === 'put' ? await this.#index.put(op.key, op.record) : await this.#index.delete(op.key);
+    if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${decodeKey(op.key)}`), this.#sb.generation);
+    if (op.type === 'put' && !previous) this.#objectCount++;
+    if (op.type === 'del' && previous) this.#objectCount--;
+  }
+
+  /** The blocks an index value owns: its extents and, for an indirect record, the record's own run. */
+  async #ownedBlocks(value: Uint8Array, what: string): Promise<Extent[]> {
+    const rec = await this.#io.loadRecord(value, what);
+    const owned = rec.extents ? [...rec.extents] : [];
+    if (recordKind(value, what) === KIND_INDIRECT) {
+      const p = decodeIndirect(value, what, this.#device.blockCount, this.#device.blockSize);
+      owned.push({ start: p.start, count: p.blocks });
+    }
+    return owned;
+  }
+
+  // ─── public write API ─────────────────────────────────────────────────────────────────────────────────────
+
+  /** Stores `data` under `key` (insert or replace). Resolves once durable (durability 'sync'). */
+  async store(key: string, data: ObjectData, options: StoreOptions = {}): Promise<ObjectInfo> {
+    this.#checkWritable();
+    const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    const { metadata, signal } = checkStoreOptions(options);
+    const meta = encodeMetadata(metadata);
+    const source = normalizeData(data);
+    throwIfAborted(signal);
+    const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes));
+    const info = await this.#withLogSpace(logBytes, signal, () =>
+      this.#withWriteLocks([key], signal, async () => {
+        const put = await this.#preparePut(key, keyBytes, source, meta, signal);
+        try {
+          throwIfAborted(signal);
+          await this.#append(LOG_PUT, encodePut(keyBytes, put.value));
+        } catch (err) {
+          if (!this.#poisoned) this.#allocator.free(put.owned);
+          throw err;
+        }
+        await this.#applyPut(put);
+        return infoOf(key, put.record);
+      }),
+    );
+    this.#afterWrite();
+    return info;
+  }
+
+  /** Deletes `key`. Resolves true if it existed, false if not (deleting twice is fine). */
+  async delete(key: string): Promise<boolean> {
+    this.#checkWritable();
+    const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
+    const existed = await this.#withLogSpace(logBytes, undefined, () =>
+      this.#withWriteLocks([key], undefined, async () => {
+        await this.#index.prefetch(keyBytes);
+        if (!(await this.#index.get(keyBytes))) return false;
+        await this.#append(LOG_DEL, encodeDel(keyBytes));
+        await this.#applyDelete(keyBytes);
+        return true;
+      }),
+    );
+    this.#afterWrite();
+    return existed;
+  }
+
+  /** Applies every operation or none: one log record, all keys' stripes held together. */
+  async batch(operations: readonly BatchOperation[]): Promise<void> {
+    this.#checkWritable();
+    if (!Array.isArray(operations)) throw new InvalidArgumentError('batch() takes an array of operations');
+    const ops = operations.map((op: unknown, i) => {
+      if (op === null || typeof op !== 'object') throw new InvalidArgumentError(`batch operation ${i} is not an object`);
+      const o = op as Record<string, unknown>;
+      const key = o.key as string;
+      const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      if (o.type === 'put') {
+        const source = normalizeData(o.data);
+        if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
+        return { type: 'put' as const, key, keyBytes, source, meta: encodeMetadata(o.metadata) };
+      }
+      if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
+      throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
+    });
+    if (ops.length === 0) return;
+    let logBytes = 8;
+    for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes) + 8 : 3 + op.keyBytes.byteLength;
+    logBytes = this.#wal.recordBytes(logBytes);
+    await this.#withLogSpace(logBytes, undefined, () =>
+      this.#withWriteLocks(
+        ops.map((o) => o.key),
+        undefined,
+        async () => {
+          const puts = new Map<number, PreparedPut>();
+          try {
+            const settled = await Promise.allSettled(
+              ops.map((op) => (op.type === 'put' ? this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined) : undefined)),
+            );
+            settled.forEach((s, i) => {
+              if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
+            });
+            for (const s of settled) if (s.status === 'rejected') throw s.reason;
+            const logOps: LogOp[] = ops.map((op, i) =>
+              op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
+            );
+            await this.#append(LOG_BATCH, encodeBatch(logOps));
+          } catch (err) {
+            if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
+            throw err;
+          }
+          for (let i = 0; i < ops.length; i++) {
+            const op = ops[i]!;
+            const put = puts.get(i);
+            if (put) await this.#applyPut(put);
+            else await this.#applyDelete(op.keyBytes);
+          }
+        },
+      ),
+    );
+    this.#afterWrite();
+  }
+
+  // ─── public read API ──────────────────────────────────────────────────────────────────────────────────────
+
+  /** The object's bytes; `ERR_VDE_NOT_FOUND` if the key does not exist. */
+  async retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
+    return this.#read(this.#index, key, options);
+  }
+
+  /** A stream of the object's bytes, read in 1 MiB chunks (for objects larger than memory). */
+  createReadStream(key: string, options: ReadOptions = {}): Readable {
+    return this.#readStream(this.#index, key, options);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return this.#exists(this.#index, key);
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    return this.#stat(this.#index, key);
+  }
+
+  /** Objects in the byte order of their UTF-8 keys. */
+  list(options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    return this.#list(this.#index, options);
+  }
+
+  // ─── checkpoints and snapshots ────────────────────────────────────────────────────────────────────────────
+
+  /** Writes the index and allocator state and truncates the log. */
+  async checkpoint(): Promise<void> {
+    this.#checkWritable();
+    await this.#runCheckpoint({});
+  }
+
+  /** A point-in-time view (taken by a checkpoint); release it with `await using` or `close()`. */
+  async snapshot(): Promise<Snapshot> {
+    this.#checkWritable();
+    const { generation, root } = await this.#runCheckpoint({ holdSnapshot: true });
+    return this.#snapshotAt(generation, root, undefined, new Date());
+  }
+
+  /** A named snapshot: survives reopen, holds its blocks until `deleteSnapshot(name)`. */
+  async createSnapshot(name: string): Promise<SnapshotInfo> {
+    this.#checkWritable();
+    checkSnapshotName(name);
+    if (this.#named.has(name)) throw new ExistsError(`a snapshot named ${JSON.stringify(name)} exists`);
+    await this.#runCheckpoint({ addSnapshot: name });
+    const s = this.#named.get(name);
+    if (!s) throw new ExistsError(`a snapshot named ${JSON.stringify(name)} exists`);
+    return snapshotInfo(s);
+  }
+
+  listSnapshots(): SnapshotInfo[] {
+    this.#checkOpen();
+    return [...this.#named.values()].sort((x, y) => x.generation - y.generation).map(snapshotInfo);
+  }
+
+  async openSnapshot(name: string): Promise<Snapshot> {
+    this.#checkOpen();
+    const s = this.#named.get(name);
+    if (!s) throw new NotFoundError(`no snapshot named ${JSON.stringify(name)}`);
+    this.#reclaimer.holdSnapshot(s.generation);
+    return this.#snapshotAt(s.generation, s.root, s.name, new Date(s.createdMs));
+  }
+
+  async deleteSnapshot(name: string): Promise<boolean> {
+    this.#checkWritable();
+    const s = this.#named.get(name);
+    if (!s) return false;
+    this.#named.delete(name);
+    this.#reclaimer.releaseSnapshot(s.generation);
+    await this.#runCheckpoint({});
+    return true;
+  }
+
+  async #snapshotAt(generation: number, root: number, name: string | undefined, created: Date): Promise<Snapshot> {
+    let tree: BTree;
+    try {
+      tree = await BTree.open(this.#pageStore, root, { readOnly: true, cacheSizeBytes: 1 << 20 });
+    } catch (err) {
+      this.#reclaimer.releaseSnapshot(generation);
+      throw err;
+    }
+    const host: SnapshotHost = {
+      retrieve: (key, o) => this.#read(tree, key, o),
+      createReadStream: (key, o) => this.#readStream(tree, key, o),
+      exists: (key) => this.#exists(tree, key),
+      stat: (key) => this.#stat(tree, key),
+      list: (o) => this.#list(tree, o),
+      release: () => this.#reclaimer.releaseSnapshot(generation),
+    };
+    return new Snapshot(host, { name, generation, created });
+  }
+
+  // ─── health, scrub, check, stats ──────────────────────────────────────────────────────────────────────────
+
+  async health(): Promise<HealthReport> {
+    this.#checkOpen();
+    const bs = this.#device.blockSize;
+    const containerBytes = this.#device.blockCount * bs;
+    const usedBytes = (this.#allocator.blockCount - this.#allocator.freeCount) * bs;
+    const unlimited = this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER;
+    let capacityBytes = unlimited ? containerBytes : Math.max(containerBytes, this.#opts.maxSizeBytes);
+    if (this.#path !== undefined) {
+      try {
+        const st = await fs.statfs(this.#path);
+        capacityBytes = Math.min(unlimited ? Infinity : capacityBytes, containerBytes + st.bavail * st.bsize);
+      } catch {
+        // statfs is not available everywhere: fall back to the limit or the container itself.
+      }
+    }
+    const usedPercent = capacityBytes > 0 ? (usedBytes / capacityBytes) * 100 : 100;
+    const walFillPercent = this.#wal.fillRatio * 100;
+    const reasons: string[] = [];
+    let status: HealthReport['status'] = 'healthy';
+    if (usedPercent > 95 || walFillPercent > 90 || this.#poisoned) {
+      status = 'critical';
+    } else if (usedPercent > 80 || walFillPercent > 75 || this.#checksumErrors > 0) {
+      status = 'degraded';
+    }
+    if (usedPercent > 80) reasons.push(`${usedPercent.toFixed(1)}% of capacity used`);
+    if (walFillPercent > 75) reasons.push(`log ${walFillPercent.toFixed(1)}% full`);
+    if (this.#checksumErrors > 0) reasons.push(`${this.#checksumErrors} checksum errors seen`);
+    if (this.#poisoned) reasons.push(`writes refused after an I/O failure: ${this.#poisoned.message}`);
+    return {
+      status,
+      reasons,
+      usedBytes,
+      freeBytes: Math.max(0, capacityBytes - usedBytes),
+      capacityBytes,
+      usedPercent,
+      containerBytes,
+      objectCount: this.#objectCount,
+      walFillPercent,
+      checksumErrors: this.#checksumErrors,
+      snapshots: this.#named.size,
+      poisoned: this.#poisoned !== undefined,
+    };
+  }
+
+  /** Reads and verifies every index page and every object. Damage is reported, not thrown. */
+  async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
+    this.#checkOpen();
+    const started = performance.now();
+    const { onProgress, signal } = options;
+    const report: ScrubReport = { ok: true, objectsChecked: 0, bytesChecked: 0, indexChecked: false, problems: [], durationMs: 0 };
+    const problem = (err: unknown, key?: string): void => {
+      const e = err as { code?: unknown; message?: unknown };
+      report.problems.push({ ...(key === undefined ? {} : { key }), code: typeof e.code === 'string' ? e.code : 'ERR_VDE_IO', message: String(e.message) });
+      if (err instanceof CorruptionError) this.#checksumErrors++;
+    };
+    try {
+      await this.#index.check();
+      report.indexChecked = true;
+    } catch (err) {
+      problem(err);
+    }
+    const reader = this.#reclaimer.beginRead();
+    try {
+      for await (const [k, v] of this.#index.entries()) {
+        throwIfAborted(signal);
+        const key = decodeKey(k);
+        try {
+          const rec = await this.#io.loadRecord(v, `object ${key}`);
+          for await (const chunk of this.#io.chunks(rec, `object ${key}`)) report.bytesChecked += chunk.byteLength;
+        } catch (err) {
+          if (err instanceof VdeError && err.code !== 'ERR_VDE_CORRUPT' && err.code !== 'ERR_VDE_IO') throw err;
+          problem(err, key);
+        }
+        report.objectsChecked++;
+        onProgress?.({ objectsChecked: report.objectsChecked, objectCount: this.#objectCount, bytesChecked: report.bytesChecked });
+      }
+    } catch (err) {
+      if (err instanceof AbortedError) throw err;
+      if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
+      problem(err);
+    } finally {
+      this.#reclaimer.endRead(reader);
+    }
+    report.ok = report.problems.length === 0;
+    report.durationMs = performance.now() - started;
+    return report;
+  }
+
+  /**
+   * Consistency check (bbolt's tx.Check): index structure, allocator bookkeeping, and that every block an object
+   * owns is allocated, inside the container and owned once. Throws CorruptionError naming the first violation.
+   */
+  async check(): Promise<CheckReport> {
+    this.#checkOpen();
+    await this.#index.check();
+    this.#allocator.check();
+    const seen = new Set<number>();
+    let objects = 0;
+    const reader = this.#reclaimer.beginRead();
+    try {
+      for await (const [k, v] of this.#index.entries()) {
+        const key = decodeKey(k);
+        objects++;
+        if (this.#opts.readOnly) continue;
+        for (const e of await this.#ownedBlocks(v, `object ${key}`)) {
+          for (let b = e.start; b < e.start + e.count; b++) {
+            if (seen.has(b)) throw new CorruptionError('check', `block ${b} is owned twice (object ${key})`);
+            if (!this.#allocator.isAllocated(b)) throw new CorruptionError('check', `block ${b} of object ${key} is marked free`);
+            if (b < WAL_START + this.#sb.walBlocks) throw new CorruptionError('check', `object ${key} points into the log`);
+            seen.add(b);
+          }
+        }
+      }
+    } finally {
+      this.#reclaimer.endRead(reader);
+    }
+    if (objects !== this.#objectCount) {
+      throw new CorruptionError('check', `the index holds ${objects} objects, the count says ${this.#objectCount}`);
+    }
+    if (!this.#opts.readOnly) {
+      for (const e of this.#reclaimer.pendingExtents()) {
+        for (let b = e.start; b < e.start + e.count; b++) {
+          if (!this.#allocator.isAllocated(b)) throw new CorruptionError('check', `pending-free block ${b} is already free`);
+        }
+      }
+    }
+    return { objects, blocksReferenced: seen.size, pendingFreeBlocks: this.#reclaimer.pendingBlocks };
+  }
+
+  stats(): {
+    objects: number;
+    generation: number;
+    checkpoints: number;
+    containerBytes: number;
+    freeBlocks: number;
+    pendingFreeBlocks: number;
+    stripes: ReturnType<StripedWriteLock['stats']>;
+    gate: ReturnType<AsyncRwLock['stats']>;
+    wal: ReturnType<WriteAheadLog['stats']> & { fillRatio: number };
+    index: ReturnType<BTree['stats']>;
+  } {
+    this.#checkOpen();
+    return {
+      objects: this.#objectCount,
+      generation: this.#sb.generation,
+      checkpoints: this.#checkpoints,
+      containerBytes: this.#device.blockCount * this.#device.blockSize,
+      freeBlocks: this.#allocator.freeCount,
+      pendingFreeBlocks: this.#reclaimer.pendingBlocks,
+      stripes: this.#stripes.stats(),
+      gate: this.#gate.stats(),
+      wal: { ...this.#wal.stats(), fillRatio: this.#wal.fillRatio },
+      index: this.#index.stats(),
+    };
+  }
+
+  /** The stripe lock (for tests and tools that want its statistics). */
+  get stripes(): StripedWriteLock {
+    return this.#stripes;
+  }
+
+  get blockSize(): number {
+    return this.#device.blockSize;
+  }
+
+  get maxKeyBytes(): number {
+    return this.#maxKeyBytes;
+  }
+
+  // ─── close ────────────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Waits for in-flight writes, checkpoints, and closes the container. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #close(): Promise<void> {
+    let failure: unknown;
+    try {
+      await this.#autoCheckpoint?.catch(() => undefined);
+      await this.#checkpointTail.catch(() => undefined);
+      const guard = await this.#gate.exclusive();
+      try {
+        this.#closed = true;
+        if (!this.#opts.readOnly && !this.#poisoned) await this.#checkpointLocked({});
+      } finally {
+        guard.release();
+      }
+      await this.#wal.close();
+    } catch (err) {
+      failure = err;
+    } finally {
+      this.#closed = true;
+      await this.#stripes[Symbol.asyncDispose]();
+      await this.#gate[Symbol.asyncDispose]();
+      await this.#device.close().catch((err: unknown) => {
+        failure ??= err;
+      });
+    }
+    if (failure) throw failure;
+  }
+
+  // ─── internals: writes ────────────────────────────────────────────────────────────────────────────────────
+
+  #checkOpen(): void {
+    if (this.#closed || this.#closing) throw new ClosedError('the engine is closed');
+  }
+
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.#opts.readOnly) throw new ReadOnlyError('the container is open read-only');
+    if (this.#poisoned) throw this.#poisoned;
+  }
+
+  #poison(err: unknown): void {
+    if (this.#poisoned) return;
+    const why = err instanceof Error ? err.message : String(err);
+    this.#poisoned = new PoisonedError(`writes are refused after an I/O failure (${why}); close and reopen the container to recover`, {
+      cause: err,
+    });
+  }
+
+  /** Upper bound of a PUT log payload: the index value is at most maxValueBytes (larger records go indirect). */
+  #putPayloadBound(keyBytes: Uint8Array): number {
+    return 2 + keyBytes.byteLength + Math.max(this.#index.maxValueBytes, INDIRECT_BYTES);
+  }
+
+  /**
+   * Reserves log space before any lock is taken, so a store never waits for log space while it holds the gate
+   * (which would deadlock against the checkpoint that frees the space).
+   */
+  async #withLogSpace<T>(bytes: number, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    if (bytes > this.#wal.capacityBytes / 2) {
+      throw new TooLargeError(`the operation needs ${bytes} bytes of log; the log holds ${this.#wal.capacityBytes} (raise walSizeBytes)`);
+    }
+    while (this.#wal.usedBytes + this.#walReserved + bytes > this.#wal.capacityBytes) {
+      throwIfAborted(signal);
+      this.#checkWritable();
+      await this.#triggerCheckpoint();
+    }
+    this.#walReserved += bytes;
+    try {
+      return await fn();
+    } finally {
+      this.#walReserved -= bytes;
+    }
+  }
+
+  async #withWriteLocks<T>(keys: string[], signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const opts = signal ? { signal } : {};
+    const gate = await this.#gate.shared(opts).catch(mapLockError);
+    try {
+      const region = await (keys.length === 1 ? this.#stripes.acquire(keys[0]!, opts) : this.#stripes.acquireMany(keys, opts)).catch(
+        mapLockError,
+      );
+      try {
+        this.#checkWritable();
+        return await fn();
+      } finally {
+        region.release();
+      }
+    } finally {
+      gate.release();
+    }
+  }
+
+  async #append(type: number, payload: Uint8Array): Promise<void> {
+    try {
+      await this.#wal.append(type, payload, { durable: this.#opts.durability === 'sync' });
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+  }
+
+  /** Writes a version's data (and indirect record) and builds its index value. The key's stripe is held. */
+  async #preparePut(
+    key: string,
+    keyBytes: Uint8Array,
+    source: Uint8Array | AsyncIterable<unknown>,
+    meta: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<PreparedPut> {
+    await this.#index.prefetch(keyBytes);
+    const prevValue = await this.#index.get(keyBytes);
+    const prev = prevValue ? await this.#io.loadRecord(prevValue, `object ${key}`) : undefined;
+    const maxValue = this.#index.maxValueBytes;
+    const inlineLimit = Math.min(Math.floor(this.#device.blockSize / 4), maxValue - recordBytesFor(meta.byteLength, 0, 0));
+    const written: WrittenObject = await this.#io.write(source, Math.max(-1, inlineLimit), signal);
+    const owned = written.extents ? [...written.extents] : [];
+    const now = Date.now();
+    const record: ObjectRecord = {
+      size: written.size,
+      createdMs: prev?.createdMs ?? now,
+      modifiedMs: now,
+      crc: written.crc,
+      nonce: (Math.random() * 0x1_0000_0000) >>> 0,
+      metadata: meta,
+      ...(written.inline ? { inline: written.inline } : {}),
+      ...(written.extents ? { extents: written.extents } : {}),
+    };
+    let value = encodeRecord(record);
+    if (value.byteLength > maxValue) {
+      try {
+        const bs = this.#device.blockSize;
+        const blocks = Math.ceil(value.byteLength / bs);
+        const [run] = await this.#allocateContiguous(blocks);
+        const padded = new Uint8Array(blocks * bs);
+        padded.set(value);
+        await this.#device.write(run.start, padded);
+        owned.push(run);
+        value = encodeIndirect({ start: run.start, blocks, length: value.byteLength, crc: crc32(value) });
+      } catch (err) {
+        if (owned.length > 0) this.#allocator.free(owned);
+        throw err;
+      }
+    }
+    return { key, keyBytes, value, record, owned };
+  }
+
+  /** Applies a logged put to the index. An index failure after the log append poisons the engine. */
+  async #applyPut(put: PreparedPut): Promise<void> {
+    let previous: Uint8Array | undefined;
+    try {
+      const r = this.#index.putCached(put.keyBytes, put.value);
+      previous = r.done ? r.previous : await this.#index.put(put.keyBytes, put.value);
+      if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${put.key}`), this.#sb.generation);
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+    if (!previous) this.#objectCount++;
+  }
+
+  async #applyDelete(keyBytes: Uint8Array): Promise<void> {
+    let previous: Uint8Array | undefined;
+    try {
+      const r = this.#index.deleteCached(keyBytes);
+      previous = r.done ? r.previous : await this.#index.delete(keyBytes);
+      if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${decodeKey(keyBytes)}`), this.#sb.generation);
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+    if (previous) this.#objectCount--;
+  }
+
+  #afterWrite(): void {
+    const walFull = this.#wal.fillRatio * 100 >= this.#opts.checkpointWalUtilizationPercent;
+    const dirtyFull = this.#index.dirtyBytes > this.#opts.cacheSizeBytes / 2;
+    if ((walFull || dirtyFull) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+  }
+
+  /** Starts a checkpoint unless one is already pending, and returns it. Never called with a lock held. */
+  #triggerCheckpoint(): Promise<unknown> {
+    if (!this.#autoCheckpoint) {
+      this.#autoCheckpoint = this.#runCheckpoint({}).finally(() => {
+        this.#autoCheckpoint = undefined;
+      });
+    }
+    return this.#autoCheckpoint;
+  }
+
+  // ─── internals: space ─────────────────────────────────────────────────────────────────────────────────────
+
+  /** Blocks the next checkpoint may need (new index pages and the meta blob) plus split headroom. */
+  #reserveBlocks(): number {
+    const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
+    const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
+    return HEADROOM_BLOCKS + 2 * pages + 2 * meta;
+  }
+
+  async #allocateData(blocks: number): Promise<Extent[]> {
+    for (;;) {
+      if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) return this.#allocator.allocate(blocks);
+      await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount);
+    }
+  }
+
+  async #allocateContiguous(blocks: number): Promise<[Extent]> {
+    for (;;) {
+      if (this.#allocator.freeCount >= blocks + this.#reserveBlocks() && this.#allocator.largestFreeRun >= blocks) {
+        const [run] = this.#allocator.allocate(blocks, { contiguous: true });
+        if (run) return [run];
+      }
+      await this.#grow(Math.max(blocks, blocks + this.#reserveBlocks() - this.#allocator.freeCount));
+    }
+  }
+
+  /** Grows the container by at least `minBlocks` (about 25% at a time), up to maxSizeBytes. Single-flight. */
+  async #grow(minBlocks: number): Promise<void> {
+    while (this.#growing) await this.#growing;
+    const current = this.#allocator.blockCount;
+    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
+    const wanted = Math.min(limit, Math.max(current + minBlocks, Math.ceil(current * 1.25), current + 256));
+    if (wanted < current + minBlocks) {
+      throw new FullError(`the container would exceed maxSizeBytes (${this.#opts.maxSizeBytes} bytes)`);
+    }
+    this.#growing = (async () => {
+      await this.#device.grow(wanted);
+      this.#allocator.grow(wanted);
+    })();
+    try {
+      await this.#growing;
+    } finally {
+      this.#growing = undefined;
+    }
+  }
+
+  #applyFrees(extents: readonly Extent[]): void {
+    if (extents.length > 0 && !this.#opts.readOnly) this.#allocator.free(extents);
+  }
+
+  // ─── internals: checkpoint ────────────────────────────────────────────────────────────────────────────────
+
+  /** Runs a checkpoint after any running one, under the exclusive gate. */
+  #runCheckpoint(extra: CheckpointExtra): Promise<CheckpointResult> {
+    const run = async (): Promise<CheckpointResult> => {
+      this.#checkWritable();
+      const guard = await this.#gate.exclusive().catch(mapLockError);
+      try {
+        this.#checkWritable();
+        return await this.#checkpointLocked(extra);
+      } finally {
+        guard.release();
+      }
+    };
+    const p = this.#checkpointTail.then(run, run);
+    this.#checkpointTail = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * The checkpoint proper; the caller holds the gate exclusively (or is format/close), so the index is a cut of
+   * completed stores. Order: index pages (copy-on-write) → meta blob → fsync → superblock → fsync → log truncate.
+   * No block the durable checkpoint references is written before the new superblock is durable. Any failure
+   * after the index flush poisons the engine (the in-memory state is no longer a clean cut to resume from).
+   */
+  async #checkpointLocked(extra: CheckpointExtra): Promise<CheckpointResult> {
+    const old = this.#sb;
+    const generation = old.generation + 1;
+    const checkpointLsn = this.#wal.lastLsn;
+    const bs = this.#device.blockSize;
+    // Room for the flush and the meta blob, before anything is written.
+    await this.#ensureFree(this.#reserveBlocks());
+    try {
+      const { root, freedPages } = await this.#index.flush();
+      this.#reclaimer.defer(
+        freedPages.map((p) => ({ start: p, count: 1 })),
+        old.generation,
+      );
+      if (old.metaBlocks > 0) this.#reclaimer.defer([{ start: old.metaStart, count: old.metaBlocks }], old.generation);
+      const createdMs = Date.now();
+      if (extra.addSnapshot !== undefined) {
+        this.#named.set(extra.addSnapshot, { name: extra.addSnapshot, generation, root, createdMs, objectCount: this.#objectCount });
+        this.#reclaimer.holdSnapshot(generation);
+      }
+      if (extra.holdSnapshot) this.#reclaimer.holdSnapshot(generation);
+      const eligible = this.#reclaimer.takeEligible(generation);
+      // Allocate the meta blob's blocks before the eligible frees are applied, so it never lands on a block the
+      // old checkpoint still references.
+      const metaEstimate =
+        64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntries().length + 1);
+      const metaBlocksEstimate = Math.ceil((metaEstimate + 300 * this.#named.size) / bs) + 1;
+      const [metaRun] = this.#allocator.allocate(metaBlocksEstimate, { contiguous: true });
+      if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
+      this.#applyFrees(eligible);
+      const meta = encodeMeta({
+        allocatorImage: this.#allocator.serialize(),
+        deferred: this.#reclaimer.pendingEntries(),
+        snapshots: [...this.#named.values()],
+      });
+      if (meta.byteLength > metaRun.count * bs) throw new Error(`meta blob of ${meta.byteLength} bytes outgrew its estimate`);
+      const metaPadded = new Uint8Array(metaRun.count * bs);
+      metaPadded.set(meta);
+      await this.#device.write(metaRun.start, metaPadded);
+      await this.#device.sync();
+      const sb: Superblock = {
+        ...old,
+        generation,
+        checkpointLsn,
+        blockCount: this.#allocator.blockCount,
+        indexRoot: root,
+        metaStart: metaRun.start,
+        metaBlocks: metaRun.count,
+        metaLength: meta.byteLength,
+        metaCrc: crc32(meta),
+        objectCount: this.#objectCount,
+        checkpointMs: createdMs,
+      };
+      await this.#device.write(generation % 2 === 1 ? 0 : 1, encodeSuperblock(sb, bs));
+      await this.#device.sync();
+      this.#sb = sb;
+      this.#checkpoints++;
+      if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
+      this.#applyFrees(this.#reclaimer.takeEligible(generation));
+      return { generation, root };
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+  }
+
+  async #ensureFree(blocks: number): Promise<void> {
+    while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, this.#metaBlocksNeeded())) {
+      await this.#grow(Math.max(blocks - this.#allocator.freeCount, this.#metaBlocksNeeded()));
+    }
+  }
+
+  #metaBlocksNeeded(): number {
+    const bs = this.#device.blockSize;
+    const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntries().length + 1);
+    return Math.ceil((bytes + 300 * this.#named.size) / bs) + 1;
+  }
+
+  // ─── internals: reads (shared by the live engine and snapshots) ───────────────────────────────────────────
+
+  async #lookup(tree: BTree, key: string): Promise<{ record: ObjectRecord; reader: number } | undefined> {
+    this.#checkOpen();
+    const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    const reader = this.#reclaimer.beginRead();
+    try {
+      const value = await tree.get(keyBytes);
+      if (!value) {
+        this.#endRead(reader);
+        return undefined;
+      }
+      return { record: await this.#io.loadRecord(value, `object ${key}`), reader };
+    } catch (err) {
+      this.#endRead(reader);
+      throw err;
+    }
+  }
+
+  #endRead(reader: number): void {
+    this.#reclaimer.endRead(reader);
+    if (!this.#opts.readOnly && !this.#closed) this.#applyFrees(this.#reclaimer.takeEligible(this.#sb.generation));
+  }
+
+  async #read(tree: BTree, key: string, options: ReadOptions): Promise<Uint8Array> {
+    throwIfAborted(options.signal);
+    const found = await this.#lookup(tree, key);
+    if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+    try {
+      return await this.#io.read(found.record, `object ${key}`);
+    } finally {
+      this.#endRead(found.reader);
+    }
+  }
+
+  #readStream(tree: BTree, key: string, options: ReadOptions): Readable {
+    this.#checkOpen();
+    encodeKey(key, this.#maxKeyBytes);
+    const io = this.#io;
+    const lookup = (): Promise<{ record: ObjectRecord; reader: number } | undefined> => this.#lookup(tree, key);
+    const endRead = (r: number): void => this.#endRead(r);
+    async function* generate(): AsyncGenerator<Uint8Array> {
+      const found = await lookup();
+      if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+      try {
+        for await (const chunk of io.chunks(found.record, `object ${key}`)) {
+          throwIfAborted(options.signal);
+          yield chunk;
+        }
+      } finally {
+        endRead(found.reader);
+      }
+    }
+    return Readable.from(generate(), { objectMode: false });
+  }
+
+  async #exists(tree: BTree, key: string): Promise<boolean> {
+    this.#checkOpen();
+    const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    const reader = this.#reclaimer.beginRead();
+    try {
+      return (await tree.get(keyBytes)) !== undefined;
+    } finally {
+      this.#endRead(reader);
+    }
+  }
+
+  async #stat(tree: BTree, key: string): Promise<ObjectInfo> {
+    const found = await this.#lookup(tree, key);
+    if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+    this.#endRead(found.reader);
+    return infoOf(key, found.record);
+  }
+
+  #list(tree: BTree, options: ListOptions): AsyncIterable<ObjectInfo> {
+    this.#checkOpen();
+    const range = listRange(options);
+    const io = this.#io;
+    const beginRead = (): number => this.#reclaimer.beginRead();
+    const endRead = (r: number): void => this.#endRead(r);
+    return {
+      async *[Symbol.asyncIterator](): AsyncGenerator<ObjectInfo> {
+        const reader = beginRead();
+        try {
+          for await (const [k, v] of tree.entries(range)) {
+            const key = decodeKey(k);
+            yield infoOf(key, await io.loadRecord(v, `object ${key}`));
+          }
+        } finally {
+          endRead(reader);
+        }
+      },
+    };
+  }
+}
+
+// ─── helpers ────────────────────────────────────────────────────────────────────────────────────────────────
+
+function infoOf(key: string, r: ObjectRecord): ObjectInfo {
+  return {
+    key,
+    size: r.size,
+    created: new Date(r.createdMs),
+    modified: new Date(r.modifiedMs),
+    etag: etagOf(r),
+    metadata: parseMetadata(r.metadata, `object ${key}`),
+  };
+}
+
+function snapshotInfo(s: NamedSnapshotRecord): SnapshotInfo {
+  return { name: s.name, created: new Date(s.createdMs), generation: s.generation, objectCount: s.objectCount };
+}
+
+function checkSnapshotName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0 || encodeUtf8(name).byteLength > 255) {
+    throw new InvalidArgumentError('a snapshot name must be a non-empty string of at most 255 UTF-8 bytes');
+  }
+}
+
+function checkStoreOptions(options: unknown): StoreOptions {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('store options must be an object');
+  const o = options as StoreOptions;
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
+  return o;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
+}
+
+function mapLockError(err: unknown): never {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ERR_LOCK_ABORTED' || code === 'ERR_LOCK_TIMEOUT') {
+    throw new AbortedError('the operation was aborted while waiting for its lock', { cause: err });
+  }
+  if (code === 'ERR_LOCK_DISPOSED') throw new ClosedError('the engine is closed');
+  throw err;
+}
+
+const utf8 = new TextEncoder();
+
+function listRange(options: ListOptions): KeyRange {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('list options must be an object');
+  const range: KeyRange = {};
+  const str = (v: unknown, name: string): string | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new InvalidArgumentError(`list option ${name} must be a string`);
+    return v;
+  };
+  const prefix = str(options.prefix, 'prefix');
+  const start = str(options.start, 'start');
+  const end = str(options.end, 'end');
+  if (prefix !== undefined && prefix.length > 0) range.prefix = utf8.encode(prefix);
+  if (start !== undefined) range.gte = utf8.encode(start);
+  if (end !== undefined) range.lt = utf8.encode(end);
+  if (options.limit !== undefined) {
+    if (typeof options.limit !== 'number' || !Number.isInteger(options.limit) || options.limit < 0) {
+      throw new InvalidArgumentError('list option limit must be a non-negative integer');
+    }
+    range.limit = options.limit;
+    if (options.limit === 0) range.limit = 0;
+  }
+  if (options.reverse !== undefined) {
+    if (typeof options.reverse !== 'boolean') throw new InvalidArgumentError('list option reverse must be a boolean');
+    range.reverse = options.reverse;
+  }
+  return range;
+}
+
+/** Finds the block size of an existing container file from whichever superblock copy is intact. */
+async function detectBlockSize(path: string): Promise<number> {
+  const handle = await fs.open(path, 'r');
+  try {
+    const head = new Uint8Array(128);
+    await handle.read(head, 0, 128, 0);
+    const fromA = peekBlockSize(head);
+    if (fromA !== undefined) return fromA;
+    for (let bs = 512; bs <= 65536; bs *= 2) {
+      const { bytesRead } = await handle.read(head, 0, 128, bs);
+      if (bytesRead === 128 && peekBlockSize(head) === bs) return bs;
+    }
+    await handle.read(head, 0, 128, 0);
+    if (hasMagic(head)) throw new CorruptionError('superblock', 'both superblock copies are damaged');
+    throw new FormatError(`${path} is not a VDE container`);
+  } finally {
+    await handle.close();
+  }
+}

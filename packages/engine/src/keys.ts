@@ -1,0 +1,64 @@
+import { InvalidArgumentError, InvalidKeyError, TooLargeError } from '@vde/block-device';
+
+export const MAX_KEY_BYTES = 1024;
+export const MAX_METADATA_BYTES = 64 * 1024;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Validates a key and returns its UTF-8 bytes. `limit` is the smaller of 1,024 and what the index page holds. */
+export function encodeKey(key: unknown, limit: number): Uint8Array {
+  if (typeof key !== 'string') throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
+  if (key.length === 0) throw new InvalidKeyError('key must not be empty');
+  if (!isWellFormed(key)) throw new InvalidKeyError('key holds a lone surrogate (not valid UTF-16)');
+  const bytes = encoder.encode(key);
+  if (bytes.byteLength > limit) {
+    throw new InvalidKeyError(`key is ${bytes.byteLength} UTF-8 bytes; the limit for this container is ${limit}`);
+  }
+  return bytes;
+}
+
+export function decodeKey(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+export function encodeUtf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}
+
+export function decodeUtf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+function isWellFormed(s: string): boolean {
+  const f = (s as { isWellFormed?: () => boolean }).isWellFormed;
+  if (typeof f === 'function') return f.call(s);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (!(d >= 0xdc00 && d <= 0xdfff)) return false;
+      i++;
+    } else if (c >= 0xdc00 && c <= 0xdfff) return false;
+  }
+  return true;
+}
+
+/** Validates metadata (string → string, at most 64 KiB encoded) and returns its encoding (JSON, UTF-8). */
+export function encodeMetadata(metadata: unknown): Uint8Array {
+  if (metadata === undefined) return new Uint8Array(0);
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
+    throw new InvalidArgumentError('metadata must be an object of string values');
+  }
+  const entries = Object.entries(metadata as Record<string, unknown>);
+  if (entries.length === 0) return new Uint8Array(0);
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string') throw new InvalidArgumentError(`metadata value of ${JSON.stringify(k)} must be a string`);
+    if (!isWellFormed(k) || !isWellFormed(v)) throw new InvalidArgumentError('metadata holds a lone surrogate');
+  }
+  const bytes = encoder.encode(JSON.stringify(Object.fromEntries(entries)));
+  if (bytes.byteLength > MAX_METADATA_BYTES) {
+    throw new TooLargeError(`metadata is ${bytes.byteLength} bytes encoded; the limit is ${MAX_METADATA_BYTES}`);
+  }
+  return bytes;
+}

@@ -1,0 +1,56 @@
+import { CorruptionError } from '@vde/block-device';
+import { ByteReader, ByteWriter } from './bytes.js';
+
+/** Log record types (FORMAT.md, "Log records"). */
+export const LOG_PUT = 1;
+export const LOG_DEL = 2;
+export const LOG_BATCH = 3;
+
+export type LogOp = { type: 'put'; key: Uint8Array; record: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+export function encodePut(key: Uint8Array, record: Uint8Array): Uint8Array {
+  return new ByteWriter(2 + key.byteLength + record.byteLength).u16(key.byteLength).bytes(key).bytes(record).finish();
+}
+
+export function encodeDel(key: Uint8Array): Uint8Array {
+  return new ByteWriter(2 + key.byteLength).u16(key.byteLength).bytes(key).finish();
+}
+
+export function encodeBatch(ops: readonly LogOp[]): Uint8Array {
+  const w = new ByteWriter(64).u32(ops.length);
+  for (const op of ops) {
+    w.u8(op.type === 'put' ? 1 : 2)
+      .u16(op.key.byteLength)
+      .bytes(op.key);
+    if (op.type === 'put') w.u32(op.record.byteLength).bytes(op.record);
+  }
+  return w.finish();
+}
+
+/** Decodes one log record into the operations it applies, in order. */
+export function decodeLogRecord(type: number, payload: Uint8Array, lsn: number): LogOp[] {
+  const what = `log record ${lsn}`;
+  const r = new ByteReader(payload, what);
+  if (type === LOG_PUT) {
+    const key = r.take(r.u16());
+    return [{ type: 'put', key, record: r.take(r.remaining) }];
+  }
+  if (type === LOG_DEL) {
+    const key = r.take(r.u16());
+    return [{ type: 'del', key }];
+  }
+  if (type === LOG_BATCH) {
+    const count = r.u32();
+    if (count > payload.byteLength / 3) throw new CorruptionError(what, `batch claims ${count} operations`);
+    const ops: LogOp[] = [];
+    for (let i = 0; i < count; i++) {
+      const op = r.u8();
+      const key = r.take(r.u16());
+      if (op === 1) ops.push({ type: 'put', key, record: r.take(r.u32()) });
+      else if (op === 2) ops.push({ type: 'del', key });
+      else throw new CorruptionError(what, `unknown batch operation ${op}`);
+    }
+    return ops;
+  }
+  throw new CorruptionError(what, `unknown log record type ${type}`);
+}

@@ -1,0 +1,261 @@
+import type { Extent } from '@vde/allocator';
+import { type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, TooLargeError, crc32 } from '@vde/block-device';
+import {
+  type ObjectRecord,
+  KIND_INDIRECT,
+  decodeIndirect,
+  decodeRecord,
+  recordKind,
+} from './record.js';
+
+/** What `store` accepts as data. */
+export type ObjectData = Uint8Array | ArrayBuffer | string | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>;
+
+/** The bytes of a new object version, written and described. */
+export interface WrittenObject {
+  size: number;
+  crc: number;
+  inline?: Uint8Array;
+  extents?: Extent[];
+}
+
+export interface ObjectIoHost {
+  readonly device: BlockDevice;
+  /** Allocates `blocks` blocks (growing the container if needed); may return several extents. */
+  allocateData(blocks: number, contiguous: boolean): Promise<Extent[]>;
+  /** Frees blocks that were never referenced by anything durable (a failed or aborted store). */
+  freeUnreferenced(extents: readonly Extent[]): void;
+  readonly verifyChecksums: boolean;
+  readonly maxObjectBytes: number;
+  noteCorruption(): void;
+}
+
+const encoder = new TextEncoder();
+/** Streams are staged and written in runs of this many bytes (rounded to blocks). */
+const STREAM_CHUNK_BYTES = 1 << 20;
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<unknown> {
+  return x !== null && typeof x === 'object' && typeof (x as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function';
+}
+
+/** Turns any accepted data into bytes (when it is in memory) or an async iterable of chunks. */
+export function normalizeData(data: unknown): Uint8Array | AsyncIterable<unknown> {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return encoder.encode(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (isAsyncIterable(data)) return data;
+  throw new InvalidArgumentError(
+    'data must be a Uint8Array, string, ArrayBuffer, AsyncIterable<Uint8Array>, Readable or ReadableStream',
+  );
+}
+
+function chunkBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === 'string') return encoder.encode(chunk);
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array or string');
+}
+
+/** Appends `next` to `list`, merging it into the last extent when they touch. */
+export function pushExtent(list: Extent[], next: Extent): void {
+  const last = list[list.length - 1];
+  if (last && last.start + last.count === next.start) list[list.length - 1] = { start: last.start, count: last.count + next.count };
+  else list.push(next);
+}
+
+export class ObjectIo {
+  readonly blockSize: number;
+  constructor(private readonly host: ObjectIoHost) {
+    this.blockSize = host.device.blockSize;
+  }
+
+  /**
+   * Writes the bytes of a new object version: inline (returned, not written) when `size <= inlineLimit`, else into
+   * freshly allocated extents. On any failure the extents it allocated are freed before the error propagates.
+   */
+  async write(source: Uint8Array | AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal): Promise<WrittenObject> {
+    if (source instanceof Uint8Array) return this.#writeBytes(source, inlineLimit);
+    return this.#writeStream(source, inlineLimit, signal);
+  }
+
+  async #writeBytes(data: Uint8Array, inlineLimit: number): Promise<WrittenObject> {
+    const size = data.byteLength;
+    if (size > this.host.maxObjectBytes) throw new TooLargeError(`object of ${size} bytes is larger than the container may grow`);
+    const crc = crc32(data);
+    if (size <= inlineLimit) return { size, crc, inline: data.slice() };
+    const blocks = Math.ceil(size / this.blockSize);
+    const extents = await this.host.allocateData(blocks, false);
+    try {
+      await this.#writeExtents(extents, data);
+    } catch (err) {
+      this.host.freeUnreferenced(extents);
+      throw err;
+    }
+    return { size, crc, extents };
+  }
+
+  /** Writes `data` (padded to whole blocks) across `extents`, all writes in flight together. */
+  async #writeExtents(extents: readonly Extent[], data: Uint8Array): Promise<void> {
+    const bs = this.blockSize;
+    const writes: Promise<void>[] = [];
+    let offset = 0;
+    for (const e of extents) {
+      const bytes = e.count * bs;
+      const end = Math.min(offset + bytes, data.byteLength);
+      const whole = Math.floor((end - offset) / bs) * bs;
+      if (whole > 0) writes.push(this.host.device.write(e.start, data.subarray(offset, offset + whole)));
+      if (end - offset > whole) {
+        const tail = new Uint8Array(bs);
+        tail.set(data.subarray(offset + whole, end));
+        writes.push(this.host.device.write(e.start + whole / bs, tail));
+      }
+      offset += bytes;
+    }
+    await settleAll(writes);
+  }
+
+  async #writeStream(source: AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal): Promise<WrittenObject> {
+    const bs = this.blockSize;
+    const chunkCap = Math.max(bs, Math.floor(STREAM_CHUNK_BYTES / bs) * bs);
+    let staging = new Uint8Array(chunkCap);
+    let staged = 0;
+    let size = 0;
+    let crc = 0;
+    const extents: Extent[] = [];
+    let inFlight: Promise<void> | undefined;
+    const flush = async (bytes: Uint8Array): Promise<void> => {
+      const blocks = Math.ceil(bytes.byteLength / bs);
+      const got = await this.host.allocateData(blocks, false);
+      for (const e of got) pushExtent(extents, e);
+      if (inFlight) await inFlight;
+      inFlight = this.#writeExtents(got, bytes);
+    };
+    try {
+      for await (const raw of source) {
+        signal?.throwIfAborted();
+        let chunk = chunkBytes(raw);
+        size += chunk.byteLength;
+        if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
+        crc = crc32(chunk, crc);
+        while (chunk.byteLength > 0) {
+          const n = Math.min(chunk.byteLength, chunkCap - staged);
+          staging.set(chunk.subarray(0, n), staged);
+          staged += n;
+          chunk = chunk.subarray(n);
+          if (staged === chunkCap) {
+            await flush(staging);
+            staging = new Uint8Array(chunkCap);
+            staged = 0;
+          }
+        }
+      }
+      signal?.throwIfAborted();
+      if (extents.length === 0 && size <= inlineLimit) return { size, crc, inline: staging.slice(0, staged) };
+      if (staged > 0) await flush(staging.subarray(0, Math.ceil(staged / bs) * bs));
+      if (inFlight) await inFlight;
+      return { size, crc, extents };
+    } catch (err) {
+      if (inFlight) await inFlight.catch(() => undefined);
+      this.host.freeUnreferenced(extents);
+      throw err;
+    }
+  }
+
+  /** Resolves an index value (a kind 1/2 record or an indirect pointer) into the record. */
+  async loadRecord(value: Uint8Array, what: string): Promise<ObjectRecord> {
+    const dev = this.host.device;
+    try {
+      if (recordKind(value, what) !== KIND_INDIRECT) return decodeRecord(value, what, dev.blockCount, this.blockSize);
+      const p = decodeIndirect(value, what, dev.blockCount, this.blockSize);
+      const bytes = (await dev.read(p.start, p.blocks)).subarray(0, p.length);
+      if (crc32(bytes) !== p.crc) throw new CorruptionError(what, 'indirect record checksum mismatch');
+      return decodeRecord(bytes, what, dev.blockCount, this.blockSize);
+    } catch (err) {
+      throw this.#corruptionOf(err, what);
+    }
+  }
+
+  /** Reads a whole object and verifies its checksum. */
+  async read(rec: ObjectRecord, what: string): Promise<Uint8Array> {
+    if (rec.inline) {
+      this.#verify(rec, crc32(rec.inline), what);
+      return rec.inline.slice();
+    }
+    const extents = rec.extents ?? [];
+    const bs = this.blockSize;
+    let blocks = 0;
+    for (const e of extents) blocks += e.count;
+    const buf = new Uint8Array(blocks * bs);
+    const reads: Promise<void>[] = [];
+    let offset = 0;
+    for (const e of extents) {
+      reads.push(this.host.device.readInto(e.start, buf.subarray(offset, offset + e.count * bs)));
+      offset += e.count * bs;
+    }
+    try {
+      await settleAll(reads);
+    } catch (err) {
+      throw this.#corruptionOf(err, what);
+    }
+    const out = buf.subarray(0, rec.size);
+    if (this.host.verifyChecksums) this.#verify(rec, crc32(out), what);
+    return out;
+  }
+
+  /** Yields the object's bytes in chunks of about 1 MiB; the checksum is checked when the last chunk is read. */
+  async *chunks(rec: ObjectRecord, what: string): AsyncGenerator<Uint8Array> {
+    if (rec.inline) {
+      this.#verify(rec, crc32(rec.inline), what);
+      if (rec.inline.byteLength > 0) yield rec.inline.slice();
+      return;
+    }
+    const bs = this.blockSize;
+    const perRead = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / bs));
+    let remaining = rec.size;
+    let crc = 0;
+    for (const e of rec.extents ?? []) {
+      for (let b = 0; b < e.count && remaining > 0; b += perRead) {
+        const n = Math.min(perRead, e.count - b);
+        let chunk: Uint8Array;
+        try {
+          chunk = await this.host.device.read(e.start + b, n);
+        } catch (err) {
+          throw this.#corruptionOf(err, what);
+        }
+        if (chunk.byteLength > remaining) chunk = chunk.subarray(0, remaining);
+        remaining -= chunk.byteLength;
+        crc = crc32(chunk, crc);
+        if (remaining === 0 && this.host.verifyChecksums) this.#verify(rec, crc, what);
+        yield chunk;
+      }
+    }
+  }
+
+  /** Every block an object version occupies (its extents; an indirect record's own run is added by the caller). */
+  static extentsOf(rec: ObjectRecord): Extent[] {
+    return rec.extents ? [...rec.extents] : [];
+  }
+
+  #verify(rec: ObjectRecord, crc: number, what: string): void {
+    if (crc !== rec.crc) {
+      this.host.noteCorruption();
+      throw new CorruptionError(what, 'object checksum mismatch');
+    }
+  }
+
+  #corruptionOf(err: unknown, what: string): unknown {
+    if (err instanceof OutOfRangeError) {
+      this.host.noteCorruption();
+      return new CorruptionError(what, `points outside the container (${err.message})`);
+    }
+    if (err instanceof CorruptionError) this.host.noteCorruption();
+    return err;
+  }
+}
+
+/** Awaits every promise (so no write is left in flight), then throws the first failure. */
+export async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}

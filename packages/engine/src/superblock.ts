@@ -1,0 +1,111 @@
+import { CorruptionError, FormatError, crc32 } from '@vde/block-device';
+import { getU64, putU64, viewOf } from './bytes.js';
+
+/**
+ * Superblock: the root of a checkpoint. Layout in FORMAT.md ("Superblock"): 128 bytes at the start of block 0 (A,
+ * odd generations) or block 1 (B, even generations), CRC-32 over bytes 0..123 at offset 124.
+ * Invariant: written only after everything it points to is durable; recovery uses the valid copy with the highest
+ * generation.
+ */
+export interface Superblock {
+  blockSize: number;
+  generation: number;
+  checkpointLsn: number;
+  blockCount: number;
+  walStart: number;
+  walBlocks: number;
+  indexRoot: number;
+  metaStart: number;
+  metaBlocks: number;
+  metaLength: number;
+  metaCrc: number;
+  objectCount: number;
+  createdMs: number;
+  checkpointMs: number;
+}
+
+export const FORMAT_VERSION = 1;
+export const SUPERBLOCK_BYTES = 128;
+const MAGIC = [0x56, 0x44, 0x45, 0x43, 0x4e, 0x54, 0x52, 0x00];
+
+export function encodeSuperblock(sb: Superblock, blockSize: number): Uint8Array {
+  const block = new Uint8Array(blockSize);
+  const v = viewOf(block);
+  block.set(MAGIC, 0);
+  v.setUint32(8, FORMAT_VERSION, true);
+  v.setUint32(12, sb.blockSize, true);
+  putU64(v, 16, sb.generation);
+  putU64(v, 24, sb.checkpointLsn);
+  putU64(v, 32, sb.blockCount);
+  putU64(v, 40, sb.walStart);
+  putU64(v, 48, sb.walBlocks);
+  putU64(v, 56, sb.indexRoot);
+  putU64(v, 64, sb.metaStart);
+  v.setUint32(72, sb.metaBlocks, true);
+  v.setUint32(76, sb.metaLength, true);
+  v.setUint32(80, sb.metaCrc, true);
+  putU64(v, 88, sb.objectCount);
+  putU64(v, 96, sb.createdMs);
+  putU64(v, 104, sb.checkpointMs);
+  v.setUint32(124, crc32(block.subarray(0, 124)), true);
+  return block;
+}
+
+export function hasMagic(bytes: Uint8Array): boolean {
+  return bytes.byteLength >= 8 && MAGIC.every((b, i) => bytes[i] === b);
+}
+
+/** Peeks at the block size recorded in a superblock (for opening a file before the device exists). */
+export function peekBlockSize(bytes: Uint8Array): number | undefined {
+  if (!hasMagic(bytes) || bytes.byteLength < SUPERBLOCK_BYTES) return undefined;
+  const v = viewOf(bytes);
+  if (v.getUint32(124, true) !== crc32(bytes.subarray(0, 124))) return undefined;
+  return v.getUint32(12, true);
+}
+
+/**
+ * Decodes one superblock copy. Returns undefined if the copy is not valid (no magic or bad checksum: a torn or never
+ * written copy). Throws FormatError for a newer format version, CorruptionError for a checksummed copy whose fields
+ * contradict each other.
+ */
+export function decodeSuperblock(bytes: Uint8Array, slot: 'A' | 'B'): Superblock | undefined {
+  if (!hasMagic(bytes) || bytes.byteLength < SUPERBLOCK_BYTES) return undefined;
+  const v = viewOf(bytes);
+  if (v.getUint32(124, true) !== crc32(bytes.subarray(0, 124))) return undefined;
+  const version = v.getUint32(8, true);
+  if (version > FORMAT_VERSION) {
+    throw new FormatError(`the container was written by a newer VDE (format version ${version}; this one reads ${FORMAT_VERSION})`);
+  }
+  if (version < 1) throw new FormatError(`unknown container format version ${version}`);
+  const what = `superblock ${slot}`;
+  const sb: Superblock = {
+    blockSize: v.getUint32(12, true),
+    generation: getU64(v, 16, what),
+    checkpointLsn: getU64(v, 24, what),
+    blockCount: getU64(v, 32, what),
+    walStart: getU64(v, 40, what),
+    walBlocks: getU64(v, 48, what),
+    indexRoot: getU64(v, 56, what),
+    metaStart: getU64(v, 64, what),
+    metaBlocks: v.getUint32(72, true),
+    metaLength: v.getUint32(76, true),
+    metaCrc: v.getUint32(80, true),
+    objectCount: getU64(v, 88, what),
+    createdMs: getU64(v, 96, what),
+    checkpointMs: getU64(v, 104, what),
+  };
+  const geometryOk =
+    sb.generation >= 1 &&
+    sb.walStart === 2 &&
+    sb.walBlocks >= 1 &&
+    sb.blockCount >= sb.walStart + sb.walBlocks &&
+    sb.indexRoot >= sb.walStart + sb.walBlocks &&
+    sb.indexRoot < sb.blockCount &&
+    sb.metaStart >= sb.walStart + sb.walBlocks &&
+    sb.metaBlocks >= 1 &&
+    sb.metaStart + sb.metaBlocks <= sb.blockCount &&
+    sb.metaLength <= sb.metaBlocks * sb.blockSize &&
+    (slot === 'A') === (sb.generation % 2 === 1);
+  if (!geometryOk) throw new CorruptionError(what, 'fields are inconsistent (geometry out of range)');
+  return sb;
+}

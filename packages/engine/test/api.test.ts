@@ -1,0 +1,403 @@
+import { Readable } from 'node:stream';
+import { join } from 'node:path';
+import { MemoryBlockDevice, VirtualDiskEngine, VdeError } from '@vde/engine';
+import { describe, expect, it } from 'vitest';
+import { SMALL, bytes, checked, collect, expectCode, memoryEngine, tempDir } from './helpers.js';
+
+describe('object API round trip', () => {
+  it('stores, retrieves, stats, lists, deletes', async () => {
+    const { vde } = await memoryEngine();
+    const info = await vde.store('hello', 'world', { metadata: { type: 'text/plain' } });
+    expect(info).toMatchObject({ key: 'hello', size: 5, metadata: { type: 'text/plain' } });
+    expect(info.created).toBeInstanceOf(Date);
+    expect(typeof info.etag).toBe('string');
+    expect(new TextDecoder().decode(await vde.retrieve('hello'))).toBe('world');
+    expect(await vde.exists('hello')).toBe(true);
+    expect(await vde.exists('nope')).toBe(false);
+    expect(await vde.stat('hello')).toEqual(info);
+    expect((await collect(vde.list())).map((o) => o.key)).toEqual(['hello']);
+    expect(await vde.delete('hello')).toBe(true);
+    expect(await vde.delete('hello')).toBe(false);
+    await expectCode(vde.retrieve('hello'), 'ERR_VDE_NOT_FOUND');
+    await expectCode(vde.stat('hello'), 'ERR_VDE_NOT_FOUND');
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('overwrites keep created, change modified and etag, and free the old blocks', async () => {
+    const { vde } = await memoryEngine();
+    const a = await vde.store('k', bytes(100_000, 1));
+    await new Promise((r) => setTimeout(r, 5));
+    const b = await vde.store('k', bytes(100_000, 2));
+    expect(b.created.getTime()).toBe(a.created.getTime());
+    expect(b.modified.getTime()).toBeGreaterThanOrEqual(a.modified.getTime());
+    expect(b.etag).not.toBe(a.etag);
+    expect(await vde.retrieve('k')).toEqual(bytes(100_000, 2));
+    await vde.checkpoint();
+    await vde.checkpoint();
+    const free1 = vde.stats().freeBlocks;
+    for (let i = 0; i < 20; i++) await vde.store('k', bytes(100_000, i + 3));
+    await vde.checkpoint();
+    await vde.checkpoint();
+    // Twenty overwrites of a 25-block object leave the free space where it was (no leak).
+    expect(Math.abs(vde.stats().freeBlocks - free1)).toBeLessThanOrEqual(2);
+    await vde.delete('k');
+    await vde.checkpoint();
+    await vde.checkpoint();
+    expect(vde.stats().freeBlocks).toBeGreaterThan(free1 + 20);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('accepts strings, ArrayBuffers, async iterables, Readables and ReadableStreams', async () => {
+    const { vde } = await memoryEngine();
+    const data = bytes(300_000, 7);
+    await vde.store('u8', data);
+    await vde.store('ab', data.slice().buffer);
+    await vde.store('str', 'ünïcødé');
+    await vde.store('iter', (async function* () {
+      for (let i = 0; i < data.length; i += 7777) yield data.subarray(i, i + 7777);
+    })());
+    await vde.store('readable', Readable.from([Buffer.from(data.subarray(0, 1000)), Buffer.from(data.subarray(1000))]));
+    await vde.store('web', new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(data.subarray(0, 5));
+        c.enqueue(data.subarray(5));
+        c.close();
+      },
+    }));
+    await vde.store('small-stream', Readable.from([Buffer.from('abc')]));
+    for (const k of ['u8', 'ab', 'iter', 'readable', 'web']) expect(await vde.retrieve(k)).toEqual(data);
+    expect(new TextDecoder().decode(await vde.retrieve('str'))).toBe('ünïcødé');
+    expect(new TextDecoder().decode(await vde.retrieve('small-stream'))).toBe('abc');
+    const chunks: Buffer[] = [];
+    for await (const c of vde.createReadStream('iter')) chunks.push(c as Buffer);
+    expect(new Uint8Array(Buffer.concat(chunks))).toEqual(data);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('lists in UTF-8 byte order with prefix, start/end, limit and reverse', async () => {
+    const { vde } = await memoryEngine();
+    const keys = ['a', 'a/1', 'a/2', 'a/10', 'b', 'b/x', 'z', 'é', '日本', '\u{1F600}', 'A'];
+    for (const k of keys) await vde.store(k, k);
+    const sorted = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    const all = (await collect(vde.list())).map((o) => o.key);
+    expect(all).toEqual(sorted);
+    expect((await collect(vde.list({ reverse: true }))).map((o) => o.key)).toEqual([...sorted].reverse());
+    expect((await collect(vde.list({ prefix: 'a/' }))).map((o) => o.key)).toEqual(['a/1', 'a/10', 'a/2']);
+    expect((await collect(vde.list({ start: 'a/2', end: 'z' }))).map((o) => o.key)).toEqual(['a/2', 'b', 'b/x']);
+    expect((await collect(vde.list({ limit: 3 }))).map((o) => o.key)).toEqual(sorted.slice(0, 3));
+    expect((await collect(vde.list({ prefix: 'a', reverse: true, limit: 2 }))).map((o) => o.key)).toEqual(['a/2', 'a/10']);
+    // Pagination: resume after the last key of a page.
+    const pages: string[] = [];
+    let start: string | undefined;
+    for (;;) {
+      const page = await collect(vde.list({ limit: 4, ...(start === undefined ? {} : { start }) }));
+      const fresh = page.map((o) => o.key).filter((k) => k !== pages[pages.length - 1]);
+      if (fresh.length === 0) break;
+      pages.push(...fresh);
+      start = page[page.length - 1]!.key;
+    }
+    expect(pages).toEqual(sorted);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('round-trips metadata, including large metadata stored out of line', async () => {
+    const { vde } = await memoryEngine({}, 512);
+    const big = { blob: 'x'.repeat(60_000), 'ключ': 'значение' };
+    await vde.store('m', 'data', { metadata: big });
+    expect((await vde.stat('m')).metadata).toEqual(big);
+    expect(new TextDecoder().decode(await vde.retrieve('m'))).toBe('data');
+    await vde.store('m', 'data2', { metadata: { a: 'b' } });
+    expect((await vde.stat('m')).metadata).toEqual({ a: 'b' });
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('batch applies all operations atomically', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('gone', 'x');
+    await vde.batch([
+      { type: 'put', key: 'p1', data: 'one' },
+      { type: 'put', key: 'p2', data: bytes(50_000), metadata: { m: '1' } },
+      { type: 'del', key: 'gone' },
+    ]);
+    expect(await vde.exists('gone')).toBe(false);
+    expect(await vde.retrieve('p2')).toEqual(bytes(50_000));
+    await expectCode(vde.batch([{ type: 'put', key: 'ok', data: 'x' }, { type: 'put', key: '', data: 'y' }]), 'ERR_VDE_INVALID_KEY');
+    expect(await vde.exists('ok')).toBe(false);
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('sizes and block sizes', () => {
+  for (const blockSize of [512, 1024, 4096, 16384, 65536]) {
+    it(`round-trips 0 B … 1 MiB objects with ${blockSize}-byte blocks, across reopen`, async () => {
+      const device = new MemoryBlockDevice({ blockSize });
+      const sizes = [0, 1, 100, blockSize / 4, blockSize - 1, blockSize, blockSize + 1, 3 * blockSize, 100_000, 1 << 20];
+      let vde = await VirtualDiskEngine.open(device, { ...SMALL, blockSize });
+      for (const [i, n] of sizes.entries()) await vde.store(`k${i}`, bytes(n, i + 1));
+      await vde.close();
+      vde = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(device.image(), blockSize), SMALL);
+      for (const [i, n] of sizes.entries()) expect(await vde.retrieve(`k${i}`)).toEqual(bytes(n, i + 1));
+      await checked(vde);
+      await vde.close();
+    });
+  }
+
+  it('stores and streams a 64 MiB object in a file container', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'big.vde');
+    let vde = await VirtualDiskEngine.open(path);
+    const big = bytes(64 << 20, 9);
+    await vde.store('big', big);
+    await vde.close();
+    vde = await VirtualDiskEngine.open(path);
+    expect(Buffer.compare(Buffer.from(await vde.retrieve('big')), Buffer.from(big))).toBe(0);
+    let n = 0;
+    for await (const c of vde.createReadStream('big')) n += (c as Buffer).byteLength;
+    expect(n).toBe(big.byteLength);
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('files, reopen and the writer lock', () => {
+  it('survives close and reopen with every object, metadata and snapshot', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'c.vde');
+    let vde = await VirtualDiskEngine.open(path);
+    for (let i = 0; i < 200; i++) await vde.store(`obj/${i}`, bytes(i * 37, i), { metadata: { i: String(i) } });
+    await vde.createSnapshot('s1');
+    await vde.delete('obj/5');
+    await vde.close();
+    vde = await VirtualDiskEngine.open(path);
+    expect(vde.stats().objects).toBe(199);
+    expect(await vde.exists('obj/5')).toBe(false);
+    expect((await vde.stat('obj/7')).metadata).toEqual({ i: '7' });
+    expect(vde.listSnapshots().map((s) => s.name)).toEqual(['s1']);
+    await using snap = await vde.openSnapshot('s1');
+    expect(await snap.retrieve('obj/5')).toEqual(bytes(5 * 37, 5));
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a second open of the same container fails with ERR_VDE_LOCKED and leaves it intact', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'l.vde');
+    const vde = await VirtualDiskEngine.open(path);
+    await vde.store('k', 'v');
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_LOCKED');
+    expect(new TextDecoder().decode(await vde.retrieve('k'))).toBe('v');
+    await vde.close();
+    const again = await VirtualDiskEngine.open(path);
+    expect(await again.exists('k')).toBe(true);
+    await again.close();
+  });
+
+  it('read-only opens read, refuse writes, and need no lock', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'ro.vde');
+    const vde = await VirtualDiskEngine.open(path);
+    await vde.store('k', 'v');
+    const ro = await VirtualDiskEngine.open(path, { readOnly: true });
+    expect(new TextDecoder().decode(await ro.retrieve('k'))).toBe('v');
+    await expectCode(ro.store('x', 'y'), 'ERR_VDE_READ_ONLY');
+    await expectCode(ro.delete('k'), 'ERR_VDE_READ_ONLY');
+    await ro.close();
+    await vde.close();
+  });
+
+  it('missing files, non-containers and newer versions get typed errors', async () => {
+    await using tmp = await tempDir();
+    await expectCode(VirtualDiskEngine.open(join(tmp.dir, 'none.vde'), { create: false }), 'ERR_VDE_NOT_FOUND');
+    const { writeFile, readFile } = await import('node:fs/promises');
+    await writeFile(join(tmp.dir, 'text.vde'), 'this is not a container'.repeat(100));
+    await expectCode(VirtualDiskEngine.open(join(tmp.dir, 'text.vde')), 'ERR_VDE_FORMAT');
+    const path = join(tmp.dir, 'v.vde');
+    const vde = await VirtualDiskEngine.open(path);
+    await vde.close();
+    const buf = await readFile(path);
+    // Bump the format version in both superblocks and fix their checksums.
+    const { crc32 } = await import('@vde/block-device');
+    for (const off of [0, 4096]) {
+      if (buf.readUInt32LE(off) === 0) continue;
+      buf.writeUInt32LE(99, off + 8);
+      buf.writeUInt32LE(crc32(buf.subarray(off, off + 124)), off + 124);
+    }
+    await writeFile(path, buf);
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_FORMAT');
+  });
+});
+
+describe('bad input gets typed errors', () => {
+  it('keys', async () => {
+    const { vde } = await memoryEngine();
+    await expectCode(vde.store('', 'x'), 'ERR_VDE_INVALID_KEY');
+    await expectCode(vde.store('a'.repeat(1025), 'x'), 'ERR_VDE_INVALID_KEY');
+    await expectCode(vde.store('\uD800', 'x'), 'ERR_VDE_INVALID_KEY');
+    await expectCode(vde.store(42 as unknown as string, 'x'), 'ERR_VDE_INVALID_KEY');
+    await expectCode(vde.retrieve(''), 'ERR_VDE_INVALID_KEY');
+    await vde.store('é'.repeat(512), 'x'); // 1,024 UTF-8 bytes: allowed
+    await expectCode(vde.store('é'.repeat(513), 'x'), 'ERR_VDE_INVALID_KEY');
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('data, metadata, options and list options', async () => {
+    const { vde } = await memoryEngine();
+    await expectCode(vde.store('k', 42 as unknown as string), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.store('k', null as unknown as string), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.store('k', 'x', { metadata: { a: 1 as unknown as string } }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.store('k', 'x', { metadata: { a: 'x'.repeat(70_000) } }), 'ERR_VDE_TOO_LARGE');
+    await expectCode(vde.store('k', (async function* () {
+      yield 5 as unknown as Uint8Array;
+    })()), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(() => vde.list({ limit: -1 }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.batch([{ type: 'nope' } as never]), 'ERR_VDE_INVALID_ARGUMENT');
+    expect(await vde.exists('k')).toBe(false);
+    await checked(vde);
+    await vde.close();
+    const dev = () => new MemoryBlockDevice({ blockSize: 4096 });
+    await expectCode(VirtualDiskEngine.open(dev(), { blockSize: 3000 }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(dev(), { stripeCount: 3 }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(dev(), { durability: 'fast' as never }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(dev(), { bogus: 1 } as never), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(dev(), { checkpointWalUtilizationPercent: 0 }), 'ERR_VDE_INVALID_ARGUMENT');
+  });
+
+  it('an aborted signal rejects with ERR_VDE_ABORTED and stores nothing', async () => {
+    const { vde } = await memoryEngine();
+    const ac = new AbortController();
+    ac.abort();
+    await expectCode(vde.store('k', 'x', { signal: ac.signal }), 'ERR_VDE_ABORTED');
+    const ac2 = new AbortController();
+    const slow = (async function* () {
+      yield bytes(10_000);
+      ac2.abort();
+      yield bytes(10_000);
+    })();
+    await expectCode(vde.store('k2', slow, { signal: ac2.signal }), 'ERR_VDE_ABORTED');
+    expect(await vde.exists('k')).toBe(false);
+    expect(await vde.exists('k2')).toBe(false);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('closed engines refuse every call with ERR_VDE_CLOSED; close is idempotent', async () => {
+    const { vde } = await memoryEngine();
+    await vde.close();
+    await vde.close();
+    await expectCode(vde.store('k', 'x'), 'ERR_VDE_CLOSED');
+    await expectCode(vde.retrieve('k'), 'ERR_VDE_CLOSED');
+    await expectCode(() => vde.stats(), 'ERR_VDE_CLOSED');
+    expect(new VdeError('ERR_VDE_CLOSED', 'x')).toBeInstanceOf(Error);
+  });
+
+  it('a full container is ERR_VDE_FULL and loses nothing already stored', async () => {
+    const { vde } = await memoryEngine({ maxSizeBytes: 2 << 20, walSizeBytes: 256 * 1024 });
+    const kept: number[] = [];
+    let full = false;
+    for (let i = 0; i < 100 && !full; i++) {
+      try {
+        await vde.store(`k${i}`, bytes(100_000, i));
+        kept.push(i);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        full = true;
+      }
+    }
+    expect(full).toBe(true);
+    for (const i of kept) expect(await vde.retrieve(`k${i}`)).toEqual(bytes(100_000, i));
+    await vde.delete(`k${kept[0]!}`);
+    await vde.checkpoint();
+    await vde.checkpoint();
+    await vde.store('after', bytes(50_000));
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('snapshots, health, scrub', () => {
+  it('an in-memory snapshot sees the state when it was taken and holds its blocks', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('a', bytes(20_000, 1));
+    await vde.store('b', 'b1');
+    const snap = await vde.snapshot();
+    await vde.store('a', bytes(20_000, 2));
+    await vde.delete('b');
+    await vde.store('c', 'c');
+    for (let i = 0; i < 5; i++) {
+      await vde.store(`fill${i}`, bytes(20_000, 10 + i));
+      await vde.checkpoint();
+    }
+    expect(await snap.retrieve('a')).toEqual(bytes(20_000, 1));
+    expect(new TextDecoder().decode(await snap.retrieve('b'))).toBe('b1');
+    expect(await snap.exists('c')).toBe(false);
+    expect((await collect(snap.list())).map((o) => o.key)).toEqual(['a', 'b']);
+    expect(await vde.retrieve('a')).toEqual(bytes(20_000, 2));
+    await snap.close();
+    await expectCode(snap.retrieve('a'), 'ERR_VDE_CLOSED');
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('named snapshots: create, list, open, delete; duplicates and unknown names are typed errors', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('k', 'v1');
+    const info = await vde.createSnapshot('before');
+    expect(info).toMatchObject({ name: 'before', objectCount: 1 });
+    await expectCode(vde.createSnapshot('before'), 'ERR_VDE_EXISTS');
+    await expectCode(vde.openSnapshot('nope'), 'ERR_VDE_NOT_FOUND');
+    await vde.store('k', 'v2');
+    {
+      await using s = await vde.openSnapshot('before');
+      expect(new TextDecoder().decode(await s.retrieve('k'))).toBe('v1');
+    }
+    expect(await vde.deleteSnapshot('before')).toBe(true);
+    expect(await vde.deleteSnapshot('before')).toBe(false);
+    expect(vde.listSnapshots()).toEqual([]);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('health reports status, space, objects and log fill', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('a', bytes(1000));
+    const h = await vde.health();
+    expect(h.objectCount).toBe(1);
+    expect(h.usedBytes).toBeGreaterThan(0);
+    expect(['healthy', 'degraded', 'critical']).toContain(h.status);
+    expect(h.walFillPercent).toBeGreaterThanOrEqual(0);
+    await vde.close();
+  });
+
+  it('scrub reads everything, reports progress, and finds a damaged object', async () => {
+    const { device, vde } = await memoryEngine();
+    for (let i = 0; i < 20; i++) await vde.store(`k${i}`, bytes(10_000, i));
+    const progress: number[] = [];
+    const clean = await vde.scrub({ onProgress: (p) => progress.push(p.objectsChecked) });
+    expect(clean.ok).toBe(true);
+    expect(clean.objectsChecked).toBe(20);
+    expect(clean.bytesChecked).toBe(200_000);
+    expect(progress[progress.length - 1]).toBe(20);
+    // Damage one data block of k3, found through its first bytes.
+    const image = device.image();
+    const needle = Buffer.from(bytes(10_000, 3).subarray(0, 64));
+    const at = Buffer.from(image).indexOf(needle);
+    expect(at).toBeGreaterThan(0);
+    const block = Math.floor(at / 4096);
+    const data = await device.read(block, 1);
+    data[at % 4096] ^= 0xff;
+    await device.write(block, data);
+    const bad = await vde.scrub();
+    expect(bad.ok).toBe(false);
+    expect(bad.problems).toEqual([expect.objectContaining({ key: 'k3', code: 'ERR_VDE_CORRUPT' })]);
+    await expectCode(vde.retrieve('k3'), 'ERR_VDE_CORRUPT');
+    expect((await vde.health()).checksumErrors).toBeGreaterThan(0);
+    await vde.close();
+  });
+});

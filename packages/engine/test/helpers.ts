@@ -1,0 +1,52 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryBlockDevice, VirtualDiskEngine, type EngineOptions } from '@vde/engine';
+import { expect } from 'vitest';
+
+export const SMALL: EngineOptions = { walSizeBytes: 256 * 1024, cacheSizeBytes: 256 * 1024 };
+
+export async function memoryEngine(options: EngineOptions = {}, blockSize = options.blockSize ?? 4096) {
+  const device = new MemoryBlockDevice({ blockSize });
+  const vde = await VirtualDiskEngine.open(device, { ...SMALL, ...options });
+  return { device, vde };
+}
+
+export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'vde-engine-'));
+  return { dir, [Symbol.asyncDispose]: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Every engine test ends here: the store must pass its own consistency check. */
+export async function checked(vde: VirtualDiskEngine): Promise<void> {
+  const report = await vde.check();
+  expect(report.objects).toBe(vde.stats().objects);
+}
+
+export function bytes(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+export async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<void> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    expect((err as { code?: string }).code, String(err)).toBe(code);
+    return;
+  }
+  throw new Error(`expected an error with code ${code}, but it succeeded`);
+}
