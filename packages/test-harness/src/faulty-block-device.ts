@@ -109,6 +109,7 @@ export class FaultyBlockDevice implements BlockDevice {
     this.#alive();
     this.#maybeFail('read', 'read');
     const data = await this.#inner.read(blockNo, count);
+    this.#alive();
     this.#counters.reads++;
     return data;
   }
@@ -117,6 +118,7 @@ export class FaultyBlockDevice implements BlockDevice {
     this.#alive();
     this.#maybeFail('read', 'read');
     await this.#inner.readInto(blockNo, buffer);
+    this.#alive();
     this.#counters.reads++;
   }
 
@@ -136,6 +138,7 @@ export class FaultyBlockDevice implements BlockDevice {
       this.#pending = this.#pending.filter((w) => w !== entry);
       throw err;
     }
+    this.#alive(); // the power went out while it was in flight: it never completed (powerCut decided its fate)
     entry.done = true;
     this.#counters.writes++;
     this.#counters.bytesWritten += data.byteLength;
@@ -148,6 +151,7 @@ export class FaultyBlockDevice implements BlockDevice {
     const covered = this.#pending.filter((w) => w.done);
     const sizeBlocks = this.#inner.blockCount;
     await this.#inner.sync();
+    this.#alive(); // a sync in flight at the power cut never resolves successfully
     if (this.#durable) {
       this.#durable = this.#ensureCapacity(this.#durable, sizeBlocks * this.blockSize);
       for (const w of covered) this.#durable.set(w.data, w.blockNo * this.blockSize);
@@ -162,6 +166,7 @@ export class FaultyBlockDevice implements BlockDevice {
     this.#alive();
     this.#maybeFail('write', 'ftruncate');
     await this.#inner.grow(blockCount);
+    this.#alive();
   }
 
   async close(): Promise<void> {
@@ -174,7 +179,7 @@ export class FaultyBlockDevice implements BlockDevice {
    * that completed before a `sync()` that resolved is kept; each later write (complete or in flight) is kept
    * (`keep-all`), dropped (`drop-all`), or, in `random` mode, kept, dropped or torn (each 512-byte sector old or new)
    * as a `SeededRandom(seed)` decides. Growth not yet synced is kept or lost the same way (random: either).
-   * After this call every method of this device throws `ClosedError`.
+   * After this call every method of this device throws `ClosedError`, and calls still in flight reject with it.
    */
   powerCut(options: { seed: number; mode?: PowerCutMode }): MemoryBlockDevice {
     this.#alive();

@@ -170,6 +170,17 @@ describe('powerCut', () => {
     expect(() => dev.powerCut({ seed: 0 })).toThrow(ClosedError);
   });
 
+  it('calls in flight at the power cut reject with ClosedError', async () => {
+    const dev = fresh();
+    await dev.write(0, filled(1, 1));
+    const write = dev.write(1, filled(1, 2));
+    const sync = dev.sync();
+    const after = dev.powerCut({ seed: 0, mode: 'drop-all' });
+    await expect(write).rejects.toBeInstanceOf(ClosedError);
+    await expect(sync).rejects.toBeInstanceOf(ClosedError);
+    expect(await after.read(0, 2)).toEqual(new Uint8Array(2 * BS));
+  });
+
   it('refuses a power cut over a device whose contents it cannot copy', () => {
     const inner = new MemoryBlockDevice({ blockSize: BS, blockCount: 1 });
     const opaque: BlockDevice = {

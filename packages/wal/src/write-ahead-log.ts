@@ -1,0 +1,650 @@
+import { randomInt } from 'node:crypto';
+import {
+  ClosedError,
+  CorruptionError,
+  FormatError,
+  InvalidArgumentError,
+  OutOfRangeError,
+  PoisonedError,
+  TooLargeError,
+  toIoError,
+  type BlockDevice,
+  type VdeError,
+} from '@vde/block-device';
+import { AreaReader } from './area-reader.js';
+import {
+  decodeHeader,
+  decodeRecordHeader,
+  encodeHeader,
+  encodeRecordHeader,
+  FLAG_END_OF_BATCH,
+  HEADER_BLOCKS,
+  MAX_U32,
+  RECORD_HEADER_SIZE,
+  recordCrc,
+  setRecordCrc,
+  type WalHeader,
+} from './format.js';
+import { scanLog, type StoppedAt } from './scan.js';
+
+/** The blocks of the device the log owns: header slots A and B, then the circular record area. */
+export interface WalRegion {
+  startBlock: number;
+  blockCount: number;
+}
+
+export interface WalRecord {
+  lsn: number;
+  type: number;
+  payload: Uint8Array;
+}
+
+export interface WalTailInfo {
+  /** The last valid record `open()` found (headLsn - 1 if none; 0 for a new log). */
+  lastLsn: number;
+  stoppedAt: StoppedAt;
+}
+
+export interface WalStats {
+  /** Records written by batches. */
+  records: number;
+  /** `device.sync()` calls made by the log (batches, headers, open). */
+  syncs: number;
+  /** Batch writes that carried records. */
+  batches: number;
+  meanBatch: number;
+  maxBatch: number;
+  /** Bytes the log wrote: batches (with padding) and headers. */
+  bytesWritten: number;
+}
+
+export interface AppendOptions {
+  /** Resolve only once the record is durable (default true); false resolves once it is written. */
+  durable?: boolean;
+}
+
+interface PendingAppend {
+  lsn: number;
+  type: number;
+  payload: Uint8Array;
+  durable: boolean;
+  resolve: (lsn: number) => void;
+  reject: (err: unknown) => void;
+}
+
+interface SyncWaiter {
+  target: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface LogState {
+  header: WalHeader;
+  positions: number[];
+  crcs: number[];
+  lastLsn: number;
+  lastCrc: number;
+  nextBatchPos: number;
+  tailInfo: WalTailInfo;
+}
+
+const MIN_REGION_BLOCKS = HEADER_BLOCKS + 2;
+
+/**
+ * A write-ahead log in a fixed region of a block device, with group commit and torn-tail recovery.
+ * The on-disk format and the guarantees are in the package README.
+ *
+ * Thread safety / awaits: one instance per region, one thread. Forming a batch (LSN positions, the checksum chain,
+ * space accounting) is synchronous. Critical sections split by an await: `#runBatch` (write, then sync; only one
+ * batch is in flight, appends queue meanwhile) and `truncate` (header write + sync; freed space becomes usable only
+ * after the sync, truncates run one at a time).
+ *
+ * Invariants:
+ * - records [headLsn, formed] are indexed in `#positions`/`#crcs` (virtual byte positions, increasing);
+ * - a batch starts at a block boundary at or after the end of the previous one and never reaches the block that
+ *   holds `#headPos` again (used blocks <= area blocks);
+ * - `#durableLsn <= #writtenLsn <= formed LSN <= #lastLsn`.
+ */
+export class WriteAheadLog {
+  readonly #device: BlockDevice;
+  readonly #startBlock: number;
+  readonly #bs: number;
+  readonly #areaBlocks: number;
+  readonly #areaBytes: number;
+  readonly #epoch: number;
+  #generation: number;
+  #headLsn: number;
+  /** Virtual position of record headLsn (area byte = position mod areaBytes). */
+  #headPos: number;
+  #positions: number[];
+  #crcs: number[];
+  /** Index in #positions/#crcs of record #headLsn (entries before it are dead, compacted now and then). */
+  #indexStart = 0;
+  #lastCrc: number;
+  #nextBatchPos: number;
+  #lastLsn: number;
+  #writtenLsn: number;
+  #durableLsn: number;
+  readonly #tailInfo: WalTailInfo;
+
+  #queue: PendingAppend[] = [];
+  #syncWaiters: SyncWaiter[] = [];
+  #inFlight = false;
+  #currentBatch: Promise<void> = Promise.resolve();
+  #pumpScheduled = false;
+  #truncating: Promise<void> = Promise.resolve();
+  #poisoned: PoisonedError | undefined;
+  #closing = false;
+  #closePromise: Promise<void> | undefined;
+
+  readonly #stats = { records: 0, syncs: 0, batches: 0, maxBatch: 0, bytesWritten: 0 };
+
+  private constructor(device: BlockDevice, region: WalRegion, state: LogState, extraSyncs: number, extraBytes: number) {
+    this.#device = device;
+    this.#startBlock = region.startBlock;
+    this.#bs = device.blockSize;
+    this.#areaBlocks = region.blockCount - HEADER_BLOCKS;
+    this.#areaBytes = this.#areaBlocks * this.#bs;
+    this.#epoch = state.header.epoch;
+    this.#generation = state.header.generation;
+    this.#headLsn = state.header.headLsn;
+    this.#headPos = state.header.headPos;
+    this.#positions = state.positions;
+    this.#crcs = state.crcs;
+    this.#lastCrc = state.lastCrc;
+    this.#nextBatchPos = state.nextBatchPos;
+    this.#lastLsn = state.lastLsn;
+    this.#writtenLsn = state.lastLsn;
+    this.#durableLsn = state.lastLsn;
+    this.#tailInfo = state.tailInfo;
+    this.#stats.syncs = extraSyncs;
+    this.#stats.bytesWritten = extraBytes;
+  }
+
+  /** Formats an empty log in `region` (both header slots written, then synced). The first LSN is 1. */
+  static async create(device: BlockDevice, region: WalRegion): Promise<WriteAheadLog> {
+    checkRegion(device, region);
+    const bs = device.blockSize;
+    const old = await ioStep('wal: reading the header', () => device.read(region.startBlock, HEADER_BLOCKS));
+    const oldEpochs = new Set<number>();
+    for (let slot = 0; slot < HEADER_BLOCKS; slot++) {
+      const d = decodeHeader(old.subarray(slot * bs, (slot + 1) * bs));
+      if (d.ok) oldEpochs.add(d.header.epoch);
+    }
+    let epoch = 0;
+    while (epoch === 0 || oldEpochs.has(epoch)) epoch = randomInt(1, 0x1_0000_0000 - 1);
+    const header: WalHeader = {
+      generation: 1,
+      epoch,
+      headLsn: 1,
+      headPos: 0,
+      headPrevCrc: 0,
+      blockSize: bs,
+      areaBlocks: region.blockCount - HEADER_BLOCKS,
+    };
+    // Generation 1 goes to slot 1 (B); slot A is zeroed so that no header of an earlier log there can win.
+    const slots = new Uint8Array(HEADER_BLOCKS * bs);
+    encodeHeader(header, slots.subarray(bs, 2 * bs));
+    await ioStep('wal: writing the header', () => device.write(region.startBlock, slots));
+    await ioStep('wal: syncing the header', () => device.sync());
+    const state: LogState = {
+      header,
+      positions: [],
+      crcs: [],
+      lastLsn: 0,
+      lastCrc: 0,
+      nextBatchPos: 0,
+      tailInfo: { lastLsn: 0, stoppedAt: 'empty' },
+    };
+    return new WriteAheadLog(device, region, state, 1, slots.byteLength);
+  }
+
+  /**
+   * Opens the log in `region`: picks the valid header slot with the highest generation, scans from the head to
+   * the tail, syncs the device. `FormatError` without a valid header; `CorruptionError('wal', …)` when a later
+   * batch proves that a damaged record had been acknowledged.
+   */
+  static async open(device: BlockDevice, region: WalRegion): Promise<WriteAheadLog> {
+    checkRegion(device, region);
+    const bs = device.blockSize;
+    const areaBlocks = region.blockCount - HEADER_BLOCKS;
+    const slots = await ioStep('wal: reading the header', () => device.read(region.startBlock, HEADER_BLOCKS));
+    let header: WalHeader | undefined;
+    let newerVersion: number | undefined;
+    for (let slot = 0; slot < HEADER_BLOCKS; slot++) {
+      const d = decodeHeader(slots.subarray(slot * bs, (slot + 1) * bs));
+      if (d.ok) {
+        if (!header || d.header.generation > header.generation) header = d.header;
+      } else if (d.reason === 'version') {
+        newerVersion = d.version;
+      }
+    }
+    if (!header) {
+      throw new FormatError(
+        newerVersion === undefined
+          ? `no valid write-ahead log header in blocks ${region.startBlock}..${region.startBlock + 1}; create the log first`
+          : `the write-ahead log has format version ${newerVersion}; this version reads only version 1`,
+      );
+    }
+    if (header.blockSize !== bs || header.areaBlocks !== areaBlocks) {
+      throw new FormatError(
+        `the write-ahead log was made for ${header.areaBlocks + HEADER_BLOCKS} blocks of ${header.blockSize} bytes; ` +
+          `open it with the same region (got ${region.blockCount} blocks of ${bs} bytes)`,
+      );
+    }
+    if (header.headPos >= areaBlocks * bs) {
+      throw new CorruptionError('wal', `header head position ${header.headPos} is past the record area`);
+    }
+    const reader = new AreaReader(device, region.startBlock + HEADER_BLOCKS, areaBlocks, 256);
+    const found = header;
+    const scan = await ioStep('wal: scanning the log', () => scanLog(reader, found, bs));
+    const nextBatchPos = Math.ceil(scan.endPos / bs) * bs;
+    let extraBytes = 0;
+    if (scan.positions.length === 0 && header.headPos !== nextBatchPos) {
+      // The head record was lost (it had not been durable): the next batch starts at the block boundary, so the
+      // header must say so, or a later scan from the old mid-block head would miss it.
+      header = { ...header, generation: header.generation + 1, headPos: nextBatchPos % (areaBlocks * bs) };
+      const block = new Uint8Array(bs);
+      encodeHeader(header, block);
+      const slot = header.generation % HEADER_BLOCKS;
+      await ioStep('wal: writing the header', () => device.write(region.startBlock + slot, block));
+      extraBytes += bs;
+    }
+    // Whatever the scan found may still be only in the OS cache: make it durable before anyone relies on it.
+    await ioStep('wal: syncing after recovery', () => device.sync());
+    const state: LogState = {
+      header,
+      positions: scan.positions,
+      crcs: scan.crcs,
+      lastLsn: scan.lastLsn,
+      lastCrc: scan.lastCrc,
+      nextBatchPos: scan.positions.length === 0 ? header.headPos : nextBatchPos,
+      tailInfo: { lastLsn: scan.lastLsn, stoppedAt: scan.stoppedAt },
+    };
+    return new WriteAheadLog(device, region, state, 1, extraBytes);
+  }
+
+  /** What `open()` found at the end of the log. */
+  get tailInfo(): WalTailInfo {
+    return { ...this.#tailInfo };
+  }
+
+  /** Highest LSN appended (written or not). */
+  get lastLsn(): number {
+    return this.#lastLsn;
+  }
+
+  /** Highest LSN known durable. */
+  get durableLsn(): number {
+    return this.#durableLsn;
+  }
+
+  /** Bytes of the record area. */
+  get capacityBytes(): number {
+    return this.#areaBytes;
+  }
+
+  /** Bytes of the record area that hold live records or are reserved by the batch in flight (whole blocks). */
+  get usedBytes(): number {
+    return this.#usedBlocks() * this.#bs;
+  }
+
+  get fillRatio(): number {
+    return this.usedBytes / this.#areaBytes;
+  }
+
+  /** Upper bound of the bytes a record with this payload occupies: header, payload and the padding it may cause. */
+  recordBytes(payloadLength: number): number {
+    return RECORD_HEADER_SIZE + payloadLength + this.#bs - 1;
+  }
+
+  stats(): WalStats {
+    const s = this.#stats;
+    return { ...s, meanBatch: s.batches === 0 ? 0 : s.records / s.batches };
+  }
+
+  /**
+   * Appends a record and resolves with its LSN once it is durable (or, with `durable: false`, once it is written).
+   * Waits for space if the area is full (until `truncate` frees some).
+   */
+  append(type: number, payload: Uint8Array, options: AppendOptions = {}): Promise<number> {
+    try {
+      this.#checkUsable();
+      if (!Number.isInteger(type) || type < 0 || type > 255) {
+        throw new InvalidArgumentError(`record type must be an integer 0..255, got ${String(type)}`);
+      }
+      if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError('payload must be a Uint8Array');
+      if (this.recordBytes(payload.byteLength) > this.#areaBytes || payload.byteLength > MAX_U32) {
+        throw new TooLargeError(
+          `a record of ${payload.byteLength} bytes does not fit in the ${this.#areaBytes}-byte log area ` +
+            `(largest payload: ${this.#areaBytes - this.recordBytes(0)} bytes)`,
+        );
+      }
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const lsn = ++this.#lastLsn;
+    const durable = options.durable ?? true;
+    return new Promise<number>((resolve, reject) => {
+      this.#queue.push({ lsn, type, payload: payload.slice(), durable, resolve, reject });
+      this.#schedulePump();
+    });
+  }
+
+  /** Makes every record appended so far durable (joins the group commit). */
+  sync(): Promise<void> {
+    try {
+      this.#checkUsable();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return this.#syncTo(this.#lastLsn);
+  }
+
+  /** Records with lsn > fromLsn, up to the last one written when the iteration starts, read back from the device. */
+  async *replay(fromLsn = 0): AsyncIterableIterator<WalRecord> {
+    if (!Number.isSafeInteger(fromLsn) || fromLsn < 0) {
+      throw new InvalidArgumentError(`fromLsn must be a non-negative integer, got ${String(fromLsn)}`);
+    }
+    if (this.#closePromise) throw new ClosedError('the write-ahead log is closed');
+    const end = this.#writtenLsn;
+    const reader = new AreaReader(this.#device, this.#startBlock + HEADER_BLOCKS, this.#areaBlocks, 64);
+    for (let lsn = Math.max(fromLsn + 1, this.#headLsn); lsn <= end; lsn++) {
+      if (lsn < this.#headLsn) lsn = this.#headLsn; // truncated while we iterated
+      const pos = this.#positionOf(lsn);
+      const headerBytes = (await ioStep('wal: replay read', () => reader.bytes(pos, RECORD_HEADER_SIZE))).slice();
+      const h = decodeRecordHeader(headerBytes);
+      if (h.lsn !== lsn || h.epoch !== this.#epoch || RECORD_HEADER_SIZE + h.length > this.#areaBytes) {
+        throw new CorruptionError('wal', `record ${lsn} at area byte ${pos % this.#areaBytes} changed since it was written`);
+      }
+      const payload = (await ioStep('wal: replay read', () => reader.bytes(pos + RECORD_HEADER_SIZE, h.length))).slice();
+      if (recordCrc(headerBytes, payload) !== h.crc) {
+        throw new CorruptionError('wal', `record ${lsn} at area byte ${pos % this.#areaBytes} fails its checksum`);
+      }
+      yield { lsn, type: h.type, payload };
+    }
+  }
+
+  /**
+   * Frees the space of records <= upToLsn: writes and syncs the header with the new head, then lets waiting
+   * appends use the space. Records not yet durable are synced first.
+   */
+  async truncate(upToLsn: number): Promise<void> {
+    this.#checkUsable();
+    if (!Number.isSafeInteger(upToLsn) || upToLsn < 0 || upToLsn > this.#lastLsn) {
+      throw new InvalidArgumentError(`truncate(upToLsn) needs an LSN from 0 to ${this.#lastLsn}, got ${String(upToLsn)}`);
+    }
+    if (upToLsn > this.#durableLsn) await this.#syncTo(upToLsn);
+    const previous = this.#truncating;
+    let release!: () => void;
+    this.#truncating = new Promise<void>((r) => (release = r));
+    try {
+      await previous;
+      if (this.#poisoned) throw this.#poisoned;
+      if (upToLsn < this.#headLsn) return;
+      const newHeadLsn = upToLsn + 1;
+      const header: WalHeader = {
+        generation: this.#generation + 1,
+        epoch: this.#epoch,
+        headLsn: newHeadLsn,
+        // The head record's position if its batch is formed; otherwise where the next batch will start.
+        headPos: newHeadLsn <= this.#formedLsn() ? this.#positionOf(newHeadLsn) : this.#nextBatchPos,
+        headPrevCrc: this.#crcOf(upToLsn),
+        blockSize: this.#bs,
+        areaBlocks: this.#areaBlocks,
+      };
+      const block = new Uint8Array(this.#bs);
+      encodeHeader({ ...header, headPos: header.headPos % this.#areaBytes }, block);
+      try {
+        await this.#device.write(this.#startBlock + (header.generation % HEADER_BLOCKS), block);
+        this.#stats.bytesWritten += block.byteLength;
+        await this.#device.sync();
+        this.#stats.syncs++;
+      } catch (err) {
+        const typed = toIoError(err, 'wal: writing the header');
+        this.#poison(typed);
+        throw typed;
+      }
+      // Only now may batches reuse the freed blocks.
+      this.#generation = header.generation;
+      this.#indexStart += newHeadLsn - this.#headLsn;
+      this.#headLsn = newHeadLsn;
+      this.#headPos = header.headPos;
+      if (this.#indexStart > 1024 && this.#indexStart * 2 > this.#positions.length) {
+        this.#positions = this.#positions.slice(this.#indexStart);
+        this.#crcs = this.#crcs.slice(this.#indexStart);
+        this.#indexStart = 0;
+      }
+      this.#schedulePump();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Waits for the batch in flight and for queued appends that fit, syncs what was written, and closes. Appends
+   * still waiting for space reject with `ClosedError`. The device stays open (it is shared with the data).
+   */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    await this.#truncating;
+    for (;;) {
+      if (this.#poisoned) break;
+      if (this.#inFlight) {
+        await this.#currentBatch;
+        continue;
+      }
+      if (this.#queue.length > 0) {
+        this.#pump();
+        if (this.#inFlight) continue;
+        const err = new ClosedError('the write-ahead log was closed while this append waited for space');
+        for (const p of this.#queue.splice(0)) p.reject(err);
+        continue;
+      }
+      if (this.#writtenLsn > this.#durableLsn) {
+        await this.#syncTo(this.#writtenLsn).catch(() => undefined); // a failure poisons and rejects its waiters
+        continue;
+      }
+      break;
+    }
+    const err = new ClosedError('the write-ahead log was closed');
+    for (const w of this.#syncWaiters.splice(0)) w.reject(err);
+  }
+
+  #checkUsable(): void {
+    if (this.#closing) throw new ClosedError('the write-ahead log is closed');
+    if (this.#poisoned) throw this.#poisoned;
+  }
+
+  #syncTo(target: number): Promise<void> {
+    if (this.#poisoned) return Promise.reject(this.#poisoned);
+    if (target <= this.#durableLsn) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#syncWaiters.push({ target, resolve, reject });
+      this.#schedulePump();
+    });
+  }
+
+  #usedBlocks(): number {
+    return this.#nextBatchPos / this.#bs - Math.floor(this.#headPos / this.#bs);
+  }
+
+  #formedLsn(): number {
+    return this.#headLsn + (this.#positions.length - this.#indexStart) - 1;
+  }
+
+  #positionOf(lsn: number): number {
+    return this.#positions[this.#indexStart + (lsn - this.#headLsn)]!;
+  }
+
+  #crcOf(lsn: number): number {
+    return this.#crcs[this.#indexStart + (lsn - this.#headLsn)]!;
+  }
+
+  /** Starts the next batch in a microtask, so that every append of the current tick joins it. */
+  #schedulePump(): void {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    queueMicrotask(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  /** Forms the next batch from the queue (as much as fits) and starts it, unless one is in flight. */
+  #pump(): void {
+    if (this.#inFlight || this.#poisoned) return;
+    const freeBlocks = this.#areaBlocks - this.#usedBlocks();
+    let bytes = 0;
+    let count = 0;
+    for (const p of this.#queue) {
+      const next = bytes + RECORD_HEADER_SIZE + p.payload.byteLength;
+      if (Math.ceil(next / this.#bs) > freeBlocks) break; // back-pressure: wait for truncate
+      bytes = next;
+      count++;
+    }
+    const records = this.#queue.splice(0, count);
+    const waitersNeedSync = this.#syncWaiters.length > 0;
+    if (records.length === 0 && !(waitersNeedSync && this.#writtenLsn > this.#durableLsn)) return;
+    const needSync = waitersNeedSync || records.some((r) => r.durable);
+    const buf = this.#formBatch(records, bytes);
+    this.#inFlight = true;
+    this.#currentBatch = this.#runBatch(records, buf, needSync);
+  }
+
+  /** Encodes `records` as one batch at #nextBatchPos and indexes them (synchronous: the chain is assigned here). */
+  #formBatch(records: PendingAppend[], bytes: number): Uint8Array {
+    const buf = new Uint8Array(Math.ceil(bytes / this.#bs) * this.#bs);
+    const start = this.#nextBatchPos;
+    let off = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      encodeRecordHeader(buf, off, {
+        prevCrc: this.#lastCrc,
+        lsn: r.lsn,
+        durableLsn: this.#durableLsn,
+        epoch: this.#epoch,
+        length: r.payload.byteLength,
+        type: r.type,
+        flags: i === records.length - 1 ? FLAG_END_OF_BATCH : 0,
+        reserved: 0,
+      });
+      buf.set(r.payload, off + RECORD_HEADER_SIZE);
+      const crc = recordCrc(buf.subarray(off, off + RECORD_HEADER_SIZE), r.payload);
+      setRecordCrc(buf, off, crc);
+      this.#positions.push(start + off);
+      this.#crcs.push(crc);
+      this.#lastCrc = crc;
+      off += RECORD_HEADER_SIZE + r.payload.byteLength;
+    }
+    this.#nextBatchPos = start + buf.byteLength;
+    return buf;
+  }
+
+  /** Writes the batch (awaiting every write), then syncs if needed; settles every waiter. Never rejects. */
+  async #runBatch(records: PendingAppend[], buf: Uint8Array, needSync: boolean): Promise<void> {
+    try {
+      if (buf.byteLength > 0) {
+        try {
+          await this.#writeArea(this.#nextBatchPos - buf.byteLength, buf);
+        } catch (err) {
+          this.#fail(toIoError(err, 'wal: batch write failed'), records);
+          return;
+        }
+        this.#writtenLsn = records[records.length - 1]!.lsn;
+        this.#stats.records += records.length;
+        this.#stats.batches++;
+        this.#stats.maxBatch = Math.max(this.#stats.maxBatch, records.length);
+        this.#stats.bytesWritten += buf.byteLength;
+        for (const r of records) if (!r.durable) r.resolve(r.lsn);
+      }
+      if (!needSync) return;
+      const covered = this.#writtenLsn;
+      try {
+        await this.#device.sync();
+      } catch (err) {
+        this.#fail(
+          toIoError(err, 'wal: batch sync failed'),
+          records.filter((r) => r.durable),
+        );
+        return;
+      }
+      this.#stats.syncs++;
+      this.#durableLsn = covered;
+      for (const r of records) if (r.durable) r.resolve(r.lsn);
+      const still: SyncWaiter[] = [];
+      for (const w of this.#syncWaiters) {
+        if (w.target <= covered) w.resolve();
+        else still.push(w);
+      }
+      this.#syncWaiters = still;
+    } finally {
+      this.#inFlight = false;
+      if (!this.#poisoned) this.#schedulePump();
+    }
+  }
+
+  /** Writes whole blocks at a virtual block-aligned position: one write, or two if it wraps. Awaits both. */
+  async #writeArea(pos: number, buf: Uint8Array): Promise<void> {
+    const first = this.#startBlock + HEADER_BLOCKS;
+    const areaBlock = (pos / this.#bs) % this.#areaBlocks;
+    const blocks = buf.byteLength / this.#bs;
+    const headBlocks = Math.min(blocks, this.#areaBlocks - areaBlock);
+    if (headBlocks === blocks) {
+      await this.#device.write(first + areaBlock, buf);
+      return;
+    }
+    const split = headBlocks * this.#bs;
+    const results = await Promise.allSettled([
+      this.#device.write(first + areaBlock, buf.subarray(0, split)),
+      this.#device.write(first, buf.subarray(split)),
+    ]);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /** A batch failed: its waiters get the typed error, the log is poisoned. */
+  #fail(typed: VdeError, batchWaiters: PendingAppend[]): void {
+    for (const r of batchWaiters) r.reject(typed);
+    for (const w of this.#syncWaiters.splice(0)) w.reject(typed);
+    this.#poison(typed);
+  }
+
+  /** From now on every operation rejects with PoisonedError; queued appends reject with it too. */
+  #poison(cause: VdeError): void {
+    this.#poisoned ??= new PoisonedError(
+      'the write-ahead log failed a write or sync earlier and may have lost data; close and reopen it to recover',
+      { cause },
+    );
+    for (const p of this.#queue.splice(0)) p.reject(this.#poisoned);
+    for (const w of this.#syncWaiters.splice(0)) w.reject(this.#poisoned);
+  }
+}
+
+function checkRegion(device: BlockDevice, region: WalRegion): void {
+  const startBlock = (region as Partial<WalRegion> | undefined)?.startBlock ?? -1;
+  const blockCount = (region as Partial<WalRegion> | undefined)?.blockCount ?? -1;
+  if (!Number.isSafeInteger(startBlock) || startBlock < 0 || !Number.isSafeInteger(blockCount) || blockCount < MIN_REGION_BLOCKS) {
+    throw new InvalidArgumentError(
+      `a WAL region needs an integer startBlock >= 0 and blockCount >= ${MIN_REGION_BLOCKS}, got ${JSON.stringify(region)}`,
+    );
+  }
+  if (startBlock + blockCount > device.blockCount) {
+    throw new OutOfRangeError(
+      `WAL region ${startBlock}..${startBlock + blockCount - 1} is past the end of the device (${device.blockCount} blocks)`,
+    );
+  }
+}
+
+/** Runs a device step, turning a Node error into a typed one (VdeErrors pass through). */
+async function ioStep<T>(what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw toIoError(err, what);
+  }
+}

@@ -1,0 +1,71 @@
+import type { BlockDevice } from '@vde/block-device';
+import type { WriteAheadLog, WalRecord } from '@vde/wal';
+
+export async function collect(it: AsyncIterable<WalRecord>): Promise<WalRecord[]> {
+  const out: WalRecord[] = [];
+  for await (const r of it) out.push(r);
+  return out;
+}
+
+export function payloadOf(n: number, seed: number): Uint8Array {
+  const p = new Uint8Array(n);
+  for (let i = 0; i < n; i++) p[i] = (seed * 31 + i * 7) & 0xff;
+  return p;
+}
+
+/** Resolves after `n` macrotask turns: enough for any microtask-driven batch to have run. */
+export async function settle(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+export type Event = { kind: 'write-start' | 'write-end' | 'sync-start' | 'sync-end'; blockNo?: number; blocks?: number };
+
+/**
+ * Forwards to `inner`, logs each write/sync start and end, and can hold syncs until `release()` (to keep a batch
+ * in flight while more appends arrive).
+ */
+export class RecordingDevice implements BlockDevice {
+  readonly events: Event[] = [];
+  holdSyncs = false;
+  #held: (() => void)[] = [];
+  constructor(readonly inner: BlockDevice) {}
+  get blockSize(): number {
+    return this.inner.blockSize;
+  }
+  get blockCount(): number {
+    return this.inner.blockCount;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  read(b: number, c: number): Promise<Uint8Array> {
+    return this.inner.read(b, c);
+  }
+  readInto(b: number, buf: Uint8Array): Promise<void> {
+    return this.inner.readInto(b, buf);
+  }
+  async write(b: number, d: Uint8Array): Promise<void> {
+    this.events.push({ kind: 'write-start', blockNo: b, blocks: d.byteLength / this.blockSize });
+    await this.inner.write(b, d);
+    this.events.push({ kind: 'write-end', blockNo: b });
+  }
+  async sync(): Promise<void> {
+    this.events.push({ kind: 'sync-start' });
+    if (this.holdSyncs) await new Promise<void>((r) => this.#held.push(r));
+    await this.inner.sync();
+    this.events.push({ kind: 'sync-end' });
+  }
+  release(): void {
+    for (const r of this.#held.splice(0)) r();
+  }
+  get heldSyncs(): number {
+    return this.#held.length;
+  }
+  grow(n: number): Promise<void> {
+    return this.inner.grow(n);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
