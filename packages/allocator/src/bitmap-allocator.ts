@@ -1,0 +1,627 @@
+import {
+  CorruptionError,
+  crc32,
+  FormatError,
+  FullError,
+  InvalidArgumentError,
+  OutOfRangeError,
+  TooLargeError,
+} from '@vde/block-device';
+import { clearRange, countOnes, findOne, findOneBackward, findZero, setRange } from './bits.js';
+
+/** Blocks `[start, start + count)`. */
+export interface Extent {
+  readonly start: number;
+  readonly count: number;
+}
+
+/** The most separate (merged) reserved ranges an allocator holds; the image has this many fixed slots. */
+export const MAX_RESERVED_RANGES = 64;
+/** The largest device the allocator handles (16 TiB of 4 KiB blocks; a 512 MiB bitmap). */
+export const MAX_BLOCK_COUNT = 2 ** 32;
+
+/** How many runs that fit a contiguous request the best-fit search looks at before it takes the smallest. */
+const BEST_FIT_CANDIDATES = 16;
+
+/*
+ * Serialized image, format version 1 (all integers little-endian; W = ceil(blockCount / 32)):
+ *   0   u8[8]  magic "VDEALLOC"
+ *   8   u32    version = 1
+ *   12  u32    flags = 0
+ *   16  u64    blockCount (<= 2^32)
+ *   24  u64    freeCount = number of 0 bits in the bitmap
+ *   32  u32    reservedRangeCount (<= 64)
+ *   36  u32    0
+ *   40  u32[W] bitmap: 1 = used (allocated or reserved); bits past blockCount are 1
+ *   40+4W      64 slots of { start u64, count u64 }: the first reservedRangeCount are the sorted, merged
+ *              reserved ranges (their bits are 1); the rest are zero
+ *   1064+4W u32 crc32 of every byte before it
+ * Staged frees are not persisted. See README.md.
+ */
+const MAGIC = new TextEncoder().encode('VDEALLOC');
+const VERSION = 1;
+const HEADER_BYTES = 40;
+const RANGE_SLOT_BYTES = 16;
+const RANGES_BYTES = MAX_RESERVED_RANGES * RANGE_SLOT_BYTES;
+const CRC_BYTES = 4;
+const WHAT = 'allocator bitmap';
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+interface MutableExtent {
+  start: number;
+  count: number;
+}
+
+interface StagedFree {
+  readonly tag: number;
+  readonly extents: readonly Extent[];
+}
+
+function wordCount(blockCount: number): number {
+  return Math.ceil(blockCount / 32);
+}
+
+function checkBlockCount(blockCount: number, what: string): void {
+  if (!Number.isSafeInteger(blockCount) || blockCount < 0 || blockCount > MAX_BLOCK_COUNT) {
+    throw new InvalidArgumentError(`${what} must be an integer from 0 to ${MAX_BLOCK_COUNT}, got ${String(blockCount)}`);
+  }
+}
+
+function describe(e: Extent): string {
+  return `{ start: ${String(e.start)}, count: ${String(e.count)} }`;
+}
+
+function writeU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value % 2 ** 32, true);
+  view.setUint32(offset + 4, Math.floor(value / 2 ** 32), true);
+}
+
+function readU64(view: DataView, offset: number): number {
+  return view.getUint32(offset + 4, true) * 2 ** 32 + view.getUint32(offset, true);
+}
+
+/**
+ * A free-space bitmap: one bit per block, 1 = used (allocated, reserved or staged), 0 = free.
+ *
+ * Invariants (checked by `check()`):
+ * - `#free` equals the number of 0 bits in `[0, blockCount)`; bits from `blockCount` to the end of the last
+ *   word are 1 (so scans never return them).
+ * - every reserved range is used, inside the device, sorted and merged, and at most `MAX_RESERVED_RANGES`.
+ * - every staged block is used, not reserved and staged once; `#stagedCount` is their number.
+ * - `#largestBound` is >= the longest free run, and equal to it when `#largestExact`.
+ * All methods are synchronous: each call is atomic with respect to other JavaScript on this thread.
+ */
+export class BitmapAllocator {
+  #blockCount: number;
+  /** Capacity may exceed the words in use (amortized growth). */
+  #words: Uint32Array;
+  /** Staged-for-free bits, allocated on first use. */
+  #staged: Uint32Array | undefined;
+  #free: number;
+  readonly #reserved: MutableExtent[] = [];
+  #stagedList: StagedFree[] = [];
+  #stagedCount = 0;
+  /** Where the next contiguous search starts (just past the last allocation). */
+  #cursor = 0;
+  #largestBound: number;
+  #largestExact = true;
+
+  constructor(blockCount: number) {
+    checkBlockCount(blockCount, 'blockCount');
+    this.#blockCount = blockCount;
+    this.#words = new Uint32Array(wordCount(blockCount));
+    this.#setPadding();
+    this.#free = blockCount;
+    this.#largestBound = blockCount;
+  }
+
+  /** Bytes `serialize()` returns for a device of `blockCount` blocks. */
+  static serializedByteLength(blockCount: number): number {
+    checkBlockCount(blockCount, 'blockCount');
+    return HEADER_BYTES + 4 * wordCount(blockCount) + RANGES_BYTES + CRC_BYTES;
+  }
+
+  /** Rebuilds an allocator from `serialize()` output (trailing padding allowed). */
+  static load(image: Uint8Array): BitmapAllocator {
+    if (!(image instanceof Uint8Array)) throw new InvalidArgumentError('image must be a Uint8Array');
+    const minBytes = HEADER_BYTES + RANGES_BYTES + CRC_BYTES;
+    if (image.byteLength < minBytes) {
+      throw new CorruptionError(WHAT, `image of ${image.byteLength} bytes is shorter than the smallest bitmap (${minBytes})`);
+    }
+    const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
+    for (let i = 0; i < MAGIC.length; i++) {
+      if (image[i] !== MAGIC[i]) throw new CorruptionError(WHAT, 'bad magic (not an allocator bitmap)');
+    }
+    const version = view.getUint32(8, true);
+    if (version !== VERSION) {
+      throw new FormatError(`allocator bitmap version ${version} is not supported (this build reads version ${VERSION})`);
+    }
+    const blockCount = readU64(view, 16);
+    if (blockCount > MAX_BLOCK_COUNT) {
+      throw new CorruptionError(WHAT, `blockCount ${blockCount} exceeds the maximum ${MAX_BLOCK_COUNT}`);
+    }
+    // Distrust the length: the image must hold everything blockCount implies before we allocate for it.
+    const length = BitmapAllocator.serializedByteLength(blockCount);
+    if (length > image.byteLength) {
+      throw new CorruptionError(WHAT, `blockCount ${blockCount} needs ${length} bytes but the image has ${image.byteLength}`);
+    }
+    const crcOffset = length - CRC_BYTES;
+    const stored = view.getUint32(crcOffset, true);
+    const actual = crc32(image.subarray(0, crcOffset));
+    if (stored !== actual) {
+      throw new CorruptionError(WHAT, `checksum mismatch (stored ${stored.toString(16)}, computed ${actual.toString(16)})`);
+    }
+    const flags = view.getUint32(12, true);
+    if (flags !== 0 || view.getUint32(36, true) !== 0) throw new CorruptionError(WHAT, `unknown flags ${flags}`);
+    const freeCount = readU64(view, 24);
+    const rangeCount = view.getUint32(32, true);
+    if (rangeCount > MAX_RESERVED_RANGES) {
+      throw new CorruptionError(WHAT, `${rangeCount} reserved ranges (at most ${MAX_RESERVED_RANGES})`);
+    }
+
+    const alloc = new BitmapAllocator(0);
+    const words = wordCount(blockCount);
+    const bitmap = new Uint32Array(words);
+    for (let w = 0; w < words; w++) bitmap[w] = view.getUint32(HEADER_BYTES + 4 * w, true);
+    alloc.#words = bitmap;
+    alloc.#blockCount = blockCount;
+    if (blockCount % 32 !== 0) {
+      const pad = (0xffffffff << (blockCount % 32)) >>> 0;
+      if ((bitmap[words - 1]! & pad) >>> 0 !== pad) throw new CorruptionError(WHAT, 'padding bits past blockCount are not set');
+    }
+    const counted = blockCount - countOnes(bitmap, 0, blockCount);
+    if (counted !== freeCount) {
+      throw new CorruptionError(WHAT, `freeCount ${freeCount} does not match the ${counted} free bits`);
+    }
+    alloc.#free = counted;
+
+    const rangesAt = HEADER_BYTES + 4 * words;
+    let prevEnd = -1;
+    for (let i = 0; i < MAX_RESERVED_RANGES; i++) {
+      const start = readU64(view, rangesAt + i * RANGE_SLOT_BYTES);
+      const count = readU64(view, rangesAt + i * RANGE_SLOT_BYTES + 8);
+      if (i >= rangeCount) {
+        if (start !== 0 || count !== 0) throw new CorruptionError(WHAT, `unused reserved-range slot ${i} is not zero`);
+        continue;
+      }
+      if (count < 1 || start + count > blockCount || start <= prevEnd) {
+        throw new CorruptionError(WHAT, `reserved range ${i} { start: ${start}, count: ${count} } is invalid`);
+      }
+      if (countOnes(bitmap, start, count) !== count) {
+        throw new CorruptionError(WHAT, `reserved range ${i} { start: ${start}, count: ${count} } has free blocks`);
+      }
+      alloc.#reserved.push({ start, count });
+      prevEnd = start + count;
+    }
+    alloc.#largestExact = false;
+    alloc.#largestBound = blockCount;
+    return alloc;
+  }
+
+  get blockCount(): number {
+    return this.#blockCount;
+  }
+
+  get freeCount(): number {
+    return this.#free;
+  }
+
+  get stagedCount(): number {
+    return this.#stagedCount;
+  }
+
+  /** Length of the longest run of free blocks. */
+  get largestFreeRun(): number {
+    if (!this.#largestExact) {
+      let largest = 0;
+      const end = this.#blockCount;
+      for (let i = findZero(this.#words, 0, end); i < end; ) {
+        const stop = findOne(this.#words, i, end);
+        if (stop - i > largest) largest = stop - i;
+        i = findZero(this.#words, stop, end);
+      }
+      this.#largestBound = largest;
+      this.#largestExact = true;
+    }
+    return this.#largestBound;
+  }
+
+  allocate(count: number, options: { contiguous?: boolean } = {}): Extent[] {
+    if (!Number.isSafeInteger(count) || count < 1) {
+      throw new InvalidArgumentError(`allocate: count must be an integer >= 1, got ${String(count)}`);
+    }
+    if (count > this.#free) {
+      throw new FullError(`cannot allocate ${count} blocks: only ${this.#free} of ${this.#blockCount} are free`);
+    }
+    const start = this.#findRun(count);
+    if (start >= 0) {
+      this.#take(start, count);
+      this.#cursor = start + count;
+      return [{ start, count }];
+    }
+    if (options.contiguous) {
+      throw new FullError(
+        `cannot allocate ${count} contiguous blocks: the longest free run is ${this.largestFreeRun} blocks ` +
+          `(${this.#free} free in all)`,
+      );
+    }
+    const extents = this.#gatherRuns(count);
+    for (const e of extents) this.#take(e.start, e.count);
+    const last = extents[extents.length - 1]!;
+    this.#cursor = last.start + last.count;
+    return extents;
+  }
+
+  free(extents: readonly Extent[]): void {
+    const sorted = this.#validateExtents(extents, 'free');
+    this.#checkFreeable(sorted, 'free');
+    for (const e of sorted) {
+      clearRange(this.#words, e.start, e.count);
+      this.#free += e.count;
+    }
+    this.#afterRelease(sorted);
+  }
+
+  markAllocated(extents: readonly Extent[]): void {
+    const sorted = this.#validateExtents(extents, 'markAllocated');
+    for (const e of sorted) {
+      const used = findOne(this.#words, e.start, e.start + e.count);
+      if (used < e.start + e.count) {
+        throw new InvalidArgumentError(`markAllocated: block ${used} of extent ${describe(e)} is already used`);
+      }
+    }
+    for (const e of sorted) this.#take(e.start, e.count);
+  }
+
+  reserve(extent: Extent): void {
+    const [e] = this.#validateExtents([extent], 'reserve');
+    const { start, count } = e!;
+    const end = start + count;
+    // The parts of [start, end) not already reserved must be free.
+    const gaps: MutableExtent[] = [];
+    let at = start;
+    for (const r of this.#reserved) {
+      if (r.start + r.count <= at) continue;
+      if (r.start >= end) break;
+      if (r.start > at) gaps.push({ start: at, count: r.start - at });
+      at = Math.max(at, r.start + r.count);
+    }
+    if (at < end) gaps.push({ start: at, count: end - at });
+    for (const g of gaps) {
+      const used = findOne(this.#words, g.start, g.start + g.count);
+      if (used < g.start + g.count) {
+        throw new InvalidArgumentError(`reserve: block ${used} of ${describe(extent)} is allocated; only free blocks can be reserved`);
+      }
+    }
+    const merged = this.#mergedReserved(start, count);
+    if (merged.length > MAX_RESERVED_RANGES) {
+      throw new TooLargeError(`reserve: more than ${MAX_RESERVED_RANGES} separate reserved ranges`);
+    }
+    this.#reserved.splice(0, this.#reserved.length, ...merged);
+    for (const g of gaps) this.#take(g.start, g.count);
+  }
+
+  grow(blockCount: number): void {
+    checkBlockCount(blockCount, 'grow: blockCount');
+    const old = this.#blockCount;
+    if (blockCount <= old) return;
+    const words = wordCount(blockCount);
+    if (words > this.#words.length) {
+      const capacity = Math.max(words, Math.min(this.#words.length * 2, wordCount(MAX_BLOCK_COUNT)));
+      const next = new Uint32Array(capacity);
+      next.set(this.#words.subarray(0, wordCount(old)));
+      this.#words = next;
+      if (this.#staged) {
+        const staged = new Uint32Array(capacity);
+        staged.set(this.#staged.subarray(0, wordCount(old)));
+        this.#staged = staged;
+      }
+    }
+    this.#blockCount = blockCount;
+    clearRange(this.#words, old, blockCount - old);
+    this.#setPadding();
+    this.#free += blockCount - old;
+    this.#afterRelease([{ start: old, count: blockCount - old }]);
+  }
+
+  isAllocated(blockNo: number): boolean {
+    if (!Number.isSafeInteger(blockNo) || blockNo < 0 || blockNo >= this.#blockCount) {
+      throw new OutOfRangeError(`block ${String(blockNo)} is outside the allocator (${this.#blockCount} blocks)`);
+    }
+    return ((this.#words[blockNo >>> 5]! >>> (blockNo & 31)) & 1) === 1;
+  }
+
+  stageFree(extents: readonly Extent[], tag: number): void {
+    if (!Number.isSafeInteger(tag)) throw new InvalidArgumentError(`stageFree: tag must be a safe integer, got ${String(tag)}`);
+    const sorted = this.#validateExtents(extents, 'stageFree');
+    this.#checkFreeable(sorted, 'stageFree');
+    if (sorted.length === 0) return;
+    this.#staged ??= new Uint32Array(this.#words.length);
+    let total = 0;
+    for (const e of sorted) {
+      setRange(this.#staged, e.start, e.count);
+      total += e.count;
+    }
+    this.#stagedList.push({ tag, extents: sorted.map((e) => ({ start: e.start, count: e.count })) });
+    this.#stagedCount += total;
+  }
+
+  commitFrees(upToTag: number): Extent[] {
+    if (typeof upToTag !== 'number' || Number.isNaN(upToTag)) {
+      throw new InvalidArgumentError(`commitFrees: upToTag must be a number, got ${String(upToTag)}`);
+    }
+    const released: Extent[] = [];
+    const kept: StagedFree[] = [];
+    for (const s of this.#stagedList) {
+      if (s.tag <= upToTag) released.push(...s.extents);
+      else kept.push(s);
+    }
+    if (released.length === 0) return released;
+    this.#stagedList = kept;
+    for (const e of released) {
+      clearRange(this.#words, e.start, e.count);
+      clearRange(this.#staged!, e.start, e.count);
+      this.#stagedCount -= e.count;
+      this.#free += e.count;
+    }
+    this.#afterRelease(released);
+    return released;
+  }
+
+  serialize(): Uint8Array {
+    const words = wordCount(this.#blockCount);
+    const length = BitmapAllocator.serializedByteLength(this.#blockCount);
+    const image = new Uint8Array(length);
+    const view = new DataView(image.buffer);
+    image.set(MAGIC, 0);
+    view.setUint32(8, VERSION, true);
+    view.setUint32(12, 0, true);
+    writeU64(view, 16, this.#blockCount);
+    writeU64(view, 24, this.#free);
+    view.setUint32(32, this.#reserved.length, true);
+    view.setUint32(36, 0, true);
+    if (LITTLE_ENDIAN_HOST) {
+      image.set(new Uint8Array(this.#words.buffer, this.#words.byteOffset, words * 4), HEADER_BYTES);
+    } else {
+      for (let w = 0; w < words; w++) view.setUint32(HEADER_BYTES + 4 * w, this.#words[w]!, true);
+    }
+    const rangesAt = HEADER_BYTES + 4 * words;
+    this.#reserved.forEach((r, i) => {
+      writeU64(view, rangesAt + i * RANGE_SLOT_BYTES, r.start);
+      writeU64(view, rangesAt + i * RANGE_SLOT_BYTES + 8, r.count);
+    });
+    view.setUint32(length - CRC_BYTES, crc32(image.subarray(0, length - CRC_BYTES)), true);
+    return image;
+  }
+
+  check(): void {
+    const fail = (msg: string): never => {
+      throw new Error(`BitmapAllocator.check: ${msg}`);
+    };
+    const n = this.#blockCount;
+    const words = this.#words;
+    const free = n - countOnes(words, 0, n);
+    if (free !== this.#free) fail(`freeCount ${this.#free} but ${free} free bits`);
+    if (n % 32 !== 0) {
+      const pad = (0xffffffff << (n % 32)) >>> 0;
+      if ((words[wordCount(n) - 1]! & pad) >>> 0 !== pad) fail('padding bits past blockCount are not set');
+    }
+    if (this.#reserved.length > MAX_RESERVED_RANGES) fail(`${this.#reserved.length} reserved ranges`);
+    let prevEnd = -1;
+    for (const r of this.#reserved) {
+      if (!(r.count >= 1 && r.start > prevEnd && r.start + r.count <= n)) fail(`reserved range ${describe(r)} out of order`);
+      if (countOnes(words, r.start, r.count) !== r.count) fail(`reserved range ${describe(r)} has free blocks`);
+      prevEnd = r.start + r.count;
+    }
+    let staged = 0;
+    for (const s of this.#stagedList) {
+      for (const e of s.extents) {
+        staged += e.count;
+        if (countOnes(words, e.start, e.count) !== e.count) fail(`staged extent ${describe(e)} has free blocks`);
+        if (this.#overlapsReserved(e.start, e.count)) fail(`staged extent ${describe(e)} is reserved`);
+        if (!this.#staged || countOnes(this.#staged, e.start, e.count) !== e.count) fail(`staged extent ${describe(e)} not in the staged bitmap`);
+      }
+    }
+    if (staged !== this.#stagedCount) fail(`stagedCount ${this.#stagedCount} but staged extents hold ${staged}`);
+    const stagedBits = this.#staged ? countOnes(this.#staged, 0, n) : 0;
+    if (stagedBits !== staged) fail(`${stagedBits} staged bits for ${staged} staged blocks (double staging?)`);
+    if (this.#cursor < 0 || this.#cursor > n) fail(`cursor ${this.#cursor} outside the device`);
+    const bound = this.#largestBound;
+    const exact = this.#largestExact;
+    this.#largestExact = false;
+    const largest = this.largestFreeRun;
+    if (bound < largest || (exact && bound !== largest)) fail(`largest-run bound ${bound} (exact: ${exact}) but largest run is ${largest}`);
+  }
+
+  /** Start of the best-fitting free run of at least `count` blocks, or -1. */
+  #findRun(count: number): number {
+    if (count > this.#largestBound) return -1;
+    const words = this.#words;
+    const n = this.#blockCount;
+    let best = -1;
+    let bestLength = Infinity;
+    let candidates = 0;
+    let longest = 0;
+    // Runs that start in [from, to); each is measured to its real end. Returns true to stop early.
+    const scan = (from: number, to: number): boolean => {
+      for (let i = findZero(words, from, to); i < to; ) {
+        const stop = findOne(words, i, n);
+        const length = stop - i;
+        if (length > longest) longest = length;
+        if (length >= count) {
+          if (length < bestLength) {
+            best = i;
+            bestLength = length;
+          }
+          if (length === count || ++candidates >= BEST_FIT_CANDIDATES) return true;
+        }
+        i = findZero(words, stop, to);
+      }
+      return false;
+    };
+    const cursor = this.#cursor;
+    if (!scan(cursor, n) && !scan(0, cursor)) {
+      // A full pass saw every run (the one straddling the cursor whole in the second part): longest is exact.
+      this.#largestBound = longest;
+      this.#largestExact = true;
+    }
+    return best;
+  }
+
+  /** The largest free runs that together hold `count` blocks, largest first, the last one cut to fit. */
+  #gatherRuns(count: number): Extent[] {
+    // A min-heap (by length) of runs, trimmed so that it holds just enough blocks.
+    const heapStart: number[] = [];
+    const heapLength: number[] = [];
+    let sum = 0;
+    const swap = (a: number, b: number) => {
+      [heapStart[a], heapStart[b]] = [heapStart[b]!, heapStart[a]!];
+      [heapLength[a], heapLength[b]] = [heapLength[b]!, heapLength[a]!];
+    };
+    const push = (start: number, length: number) => {
+      let i = heapLength.length;
+      heapStart.push(start);
+      heapLength.push(length);
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (heapLength[parent]! <= heapLength[i]!) break;
+        swap(i, parent);
+        i = parent;
+      }
+    };
+    const pop = () => {
+      const last = heapLength.length - 1;
+      swap(0, last);
+      heapStart.pop();
+      heapLength.pop();
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < last && heapLength[l]! < heapLength[m]!) m = l;
+        if (r < last && heapLength[r]! < heapLength[m]!) m = r;
+        if (m === i) break;
+        swap(i, m);
+        i = m;
+      }
+    };
+    const words = this.#words;
+    const n = this.#blockCount;
+    let longest = 0;
+    for (let i = findZero(words, 0, n); i < n; ) {
+      const stop = findOne(words, i, n);
+      const length = stop - i;
+      if (length > longest) longest = length;
+      if (heapLength.length === 0 || sum < count || length > heapLength[0]!) {
+        push(i, length);
+        sum += length;
+        while (sum - heapLength[0]! >= count) {
+          sum -= heapLength[0]!;
+          pop();
+        }
+      }
+      i = findZero(words, stop, n);
+    }
+    this.#largestBound = longest;
+    this.#largestExact = true;
+    const runs = heapStart.map((start, k) => ({ start, count: heapLength[k]! }));
+    runs.sort((a, b) => b.count - a.count || a.start - b.start);
+    const result: Extent[] = [];
+    let remaining = count;
+    for (const r of runs) {
+      if (remaining === 0) break;
+      const take = Math.min(r.count, remaining);
+      result.push({ start: r.start, count: take });
+      remaining -= take;
+    }
+    return result;
+  }
+
+  /** Marks free blocks used. */
+  #take(start: number, count: number): void {
+    setRange(this.#words, start, count);
+    this.#free -= count;
+    this.#largestExact = false; // the bound stays an upper bound
+  }
+
+  /** After blocks became free (already counted in `#free`): a freed extent can only create or lengthen the run
+   * that contains it, so the bound grows to that run's length and stays exact if it was. */
+  #afterRelease(extents: readonly Extent[]): void {
+    for (const e of extents) {
+      const left = findOneBackward(this.#words, e.start) + 1;
+      const right = findOne(this.#words, e.start + e.count, this.#blockCount);
+      this.#largestBound = Math.max(this.#largestBound, right - left);
+    }
+  }
+
+  #setPadding(): void {
+    const n = this.#blockCount;
+    if (n % 32 !== 0) {
+      const w = wordCount(n) - 1;
+      this.#words[w] = (this.#words[w]! | (0xffffffff << (n % 32))) >>> 0;
+    }
+  }
+
+  #validateExtents(extents: readonly Extent[], op: string): MutableExtent[] {
+    if (!Array.isArray(extents)) throw new InvalidArgumentError(`${op}: extents must be an array`);
+    const sorted: MutableExtent[] = [];
+    for (const e of extents as readonly unknown[]) {
+      if (typeof e !== 'object' || e === null) throw new InvalidArgumentError(`${op}: ${String(e)} is not an extent`);
+      const { start, count } = e as Extent;
+      if (!Number.isSafeInteger(start) || !Number.isSafeInteger(count) || count < 1) {
+        throw new InvalidArgumentError(`${op}: extent ${describe(e as Extent)} needs an integer start and an integer count >= 1`);
+      }
+      if (start < 0 || start + count > this.#blockCount) {
+        throw new OutOfRangeError(`${op}: extent ${describe(e as Extent)} is outside the allocator (${this.#blockCount} blocks)`);
+      }
+      sorted.push({ start, count });
+    }
+    sorted.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]!;
+      if (sorted[i]!.start < prev.start + prev.count) {
+        throw new InvalidArgumentError(`${op}: extents ${describe(prev)} and ${describe(sorted[i]!)} overlap`);
+      }
+    }
+    return sorted;
+  }
+
+  /** Each extent must be allocated, not reserved and not staged. */
+  #checkFreeable(sorted: readonly Extent[], op: string): void {
+    for (const e of sorted) {
+      const end = e.start + e.count;
+      const free = findZero(this.#words, e.start, end);
+      if (free < end) throw new InvalidArgumentError(`${op}: block ${free} of extent ${describe(e)} is already free`);
+      if (this.#overlapsReserved(e.start, e.count)) {
+        throw new InvalidArgumentError(`${op}: extent ${describe(e)} overlaps a reserved region`);
+      }
+      if (this.#staged) {
+        const staged = findOne(this.#staged, e.start, end);
+        if (staged < end) throw new InvalidArgumentError(`${op}: block ${staged} of extent ${describe(e)} is staged for a deferred free`);
+      }
+    }
+  }
+
+  #overlapsReserved(start: number, count: number): boolean {
+    for (const r of this.#reserved) {
+      if (r.start < start + count && start < r.start + r.count) return true;
+    }
+    return false;
+  }
+
+  /** The reserved list with `[start, start + count)` added, sorted and merged (touching ranges join). */
+  #mergedReserved(start: number, count: number): MutableExtent[] {
+    const all = [...this.#reserved.map((r) => ({ ...r })), { start, count }].sort((a, b) => a.start - b.start);
+    const merged: MutableExtent[] = [];
+    for (const r of all) {
+      const last = merged[merged.length - 1];
+      if (last && r.start <= last.start + last.count) {
+        last.count = Math.max(last.count, r.start + r.count - last.start);
+      } else {
+        merged.push(r);
+      }
+    }
+    return merged;
+  }
+}
