@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 
-const names = ['concurrency', 'block-device', 'allocator', 'wal', 'btree', 'engine', 'test-harness'];
+const names = ['concurrency', 'block-device', 'allocator', 'wal', 'btree', 'engine', 'test-harness', 'cli', 'level'];
 
 /** Tests import sibling packages from their TypeScript sources, so `vitest run` needs no build first. */
 export const vdeAliases = Object.fromEntries(

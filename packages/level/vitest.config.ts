@@ -1,0 +1,7 @@
+import { defineProject } from 'vitest/config';
+import { vdeAliases } from '../../vitest.shared.js';
+
+export default defineProject({
+  resolve: { alias: vdeAliases },
+  test: { name: 'level', include: ['test/**/*.test.ts'] },
+});
