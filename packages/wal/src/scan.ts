@@ -41,33 +41,63 @@ export async function scanLog(reader: AreaReader, header: WalHeader, blockSize: 
   let endPos = pos;
   let stoppedAt: StoppedAt = 'end';
 
+  let midBatch = false; // the previous record did not end its batch
   for (;;) {
-    if (pos + RECORD_HEADER_SIZE > limit) break;
-    const headerBytes = (await reader.bytes(pos, RECORD_HEADER_SIZE)).slice();
-    const h = decodeRecordHeader(headerBytes);
-    const ours = h.epoch === header.epoch && h.lsn === expected;
-    const fits = pos + RECORD_HEADER_SIZE + h.length <= limit; // caps the length before anything is allocated
-    if (!ours || !fits || h.prevCrc !== prevCrc || !knownBits(h)) {
-      if (ours) stoppedAt = 'torn';
-      break;
+    let found = await tryRecord(reader, header, pos, limit, expected, prevCrc);
+    if (!found.valid && midBatch && pos % blockSize !== 0) {
+      // A batch cut short by a crash: recovery then started the next batch at the next block boundary.
+      const aligned = Math.ceil(pos / blockSize) * blockSize;
+      const retry = await tryRecord(reader, header, aligned, limit, expected, prevCrc);
+      if (retry.valid) pos = aligned;
+      found = retry.valid ? retry : { ...found, ours: found.ours || retry.ours };
     }
-    const payload = await reader.bytes(pos + RECORD_HEADER_SIZE, h.length);
-    if (recordCrc(headerBytes, payload) !== h.crc) {
-      stoppedAt = 'torn';
+    if (!found.valid) {
+      if (found.ours) stoppedAt = 'torn';
       break;
     }
     positions.push(pos);
-    crcs.push(h.crc);
-    prevCrc = h.crc;
+    crcs.push(found.crc);
+    prevCrc = found.crc;
     expected++;
-    pos += RECORD_HEADER_SIZE + h.length;
+    pos += RECORD_HEADER_SIZE + found.length;
     endPos = pos;
-    if (h.flags & FLAG_END_OF_BATCH) pos = Math.ceil(pos / blockSize) * blockSize;
+    midBatch = !found.endOfBatch;
+    if (found.endOfBatch) pos = Math.ceil(pos / blockSize) * blockSize;
   }
   if (positions.length === 0 && stoppedAt !== 'torn') stoppedAt = 'empty';
 
   await lookAhead(reader, header, blockSize, pos, expected);
   return { positions, crcs, lastLsn: expected - 1, lastCrc: prevCrc, endPos, stoppedAt };
+}
+
+interface Probe {
+  valid: boolean;
+  /** The header has this log's epoch and the expected LSN: a record of ours, maybe torn. */
+  ours: boolean;
+  crc: number;
+  length: number;
+  endOfBatch: boolean;
+}
+
+/** Checks whether the record at `pos` is the next one of the chain (epoch, lsn, prevCrc, length, crc). */
+async function tryRecord(
+  reader: AreaReader,
+  header: WalHeader,
+  pos: number,
+  limit: number,
+  expected: number,
+  prevCrc: number,
+): Promise<Probe> {
+  const invalid: Probe = { valid: false, ours: false, crc: 0, length: 0, endOfBatch: false };
+  if (pos + RECORD_HEADER_SIZE > limit) return invalid;
+  const headerBytes = (await reader.bytes(pos, RECORD_HEADER_SIZE)).slice();
+  const h = decodeRecordHeader(headerBytes);
+  const ours = h.epoch === header.epoch && h.lsn === expected;
+  const fits = pos + RECORD_HEADER_SIZE + h.length <= limit; // caps the length before anything is allocated
+  if (!ours || !fits || h.prevCrc !== prevCrc || !knownBits(h)) return { ...invalid, ours };
+  const payload = await reader.bytes(pos + RECORD_HEADER_SIZE, h.length);
+  if (recordCrc(headerBytes, payload) !== h.crc) return { ...invalid, ours };
+  return { valid: true, ours, crc: h.crc, length: h.length, endOfBatch: (h.flags & FLAG_END_OF_BATCH) !== 0 };
 }
 
 function knownBits(h: RecordHeader): boolean {

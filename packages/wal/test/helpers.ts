@@ -1,5 +1,5 @@
 import type { BlockDevice } from '@vde/block-device';
-import type { WriteAheadLog, WalRecord } from '@vde/wal';
+import type { WalRecord } from '@vde/wal';
 
 export async function collect(it: AsyncIterable<WalRecord>): Promise<WalRecord[]> {
   const out: WalRecord[] = [];
