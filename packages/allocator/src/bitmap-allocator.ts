@@ -22,6 +22,12 @@ export const MAX_BLOCK_COUNT = 2 ** 32;
 
 /** How many runs that fit a contiguous request the best-fit search looks at before it takes the smallest. */
 const BEST_FIT_CANDIDATES = 16;
+/**
+ * When no single run fits, the multi-extent search keeps the largest runs it has seen and stops once they hold
+ * enough blocks and it has looked at this many blocks past the cursor (a bounded search: on small maps it sees
+ * everything, on large fragmented ones it trades a few more extents for speed).
+ */
+const GATHER_WINDOW_BLOCKS = 65_536;
 
 /*
  * Serialized image, format version 1 (all integers little-endian; W = ceil(blockCount / 32)):
@@ -468,7 +474,7 @@ export class BitmapAllocator {
     return best;
   }
 
-  /** The largest free runs that together hold `count` blocks, largest first, the last one cut to fit. */
+  /** The largest free runs seen (see GATHER_WINDOW_BLOCKS) that hold `count` blocks, largest first, the last cut to fit. */
   #gatherRuns(count: number): Extent[] {
     // A min-heap (by length) of runs, trimmed so that it holds just enough blocks.
     const heapStart: number[] = [];
@@ -508,23 +514,32 @@ export class BitmapAllocator {
     };
     const words = this.#words;
     const n = this.#blockCount;
+    const cursor = this.#cursor;
     let longest = 0;
-    for (let i = findZero(words, 0, n); i < n; ) {
-      const stop = findOne(words, i, n);
-      const length = stop - i;
-      if (length > longest) longest = length;
-      if (heapLength.length === 0 || sum < count || length > heapLength[0]!) {
-        push(i, length);
-        sum += length;
-        while (sum - heapLength[0]! >= count) {
-          sum -= heapLength[0]!;
-          pop();
+    // Runs that start in [from, to), measured to their real end; stops (true) once the heap holds enough
+    // blocks and the scan has covered GATHER_WINDOW_BLOCKS past the cursor.
+    const scan = (from: number, to: number, scannedBefore: number): boolean => {
+      for (let i = findZero(words, from, to); i < to; ) {
+        const stop = findOne(words, i, n);
+        const length = stop - i;
+        if (length > longest) longest = length;
+        if (heapLength.length === 0 || sum < count || length > heapLength[0]!) {
+          push(i, length);
+          sum += length;
+          while (sum - heapLength[0]! >= count) {
+            sum -= heapLength[0]!;
+            pop();
+          }
         }
+        if (sum >= count && scannedBefore + stop - from >= GATHER_WINDOW_BLOCKS) return true;
+        i = findZero(words, stop, to);
       }
-      i = findZero(words, stop, n);
+      return false;
+    };
+    if (!scan(cursor, n, 0) && !scan(0, cursor, n - cursor)) {
+      this.#largestBound = longest; // a full pass: exact
+      this.#largestExact = true;
     }
-    this.#largestBound = longest;
-    this.#largestExact = true;
     const runs = heapStart.map((start, k) => ({ start, count: heapLength[k]! }));
     runs.sort((a, b) => b.count - a.count || a.start - b.start);
     const result: Extent[] = [];
