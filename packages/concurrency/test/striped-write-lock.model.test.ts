@@ -227,9 +227,12 @@ describe('StripedWriteLock under random interleavings', () => {
           const runCaller = async ({ keys, holdSteps }: { keys: string[]; holdSteps: number }): Promise<void> => {
             const region = await lock.acquireMany(keys);
             totalOps++;
-            for (const stripe of region.stripes) check(inside[stripe]++ === 0, `stripe ${stripe} has two holders`);
+            for (const stripe of region.stripes) {
+              check(inside[stripe] === 0, `stripe ${stripe} has two holders`);
+              inside[stripe] = 1;
+            }
             for (let k = 0; k < holdSteps; k++) await s.schedule(Promise.resolve('hold'));
-            for (const stripe of region.stripes) inside[stripe]--;
+            for (const stripe of region.stripes) inside[stripe] = 0;
             region.release();
             totalOps++;
             done++;
