@@ -1,0 +1,85 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { ListOptions, ObjectInfo } from '@vde/engine';
+import { write, writeJson } from '../cli-io.js';
+import { type Command, intOption, positionals, stringOption } from '../command.js';
+import { openExisting } from '../container.js';
+import { formatBytes, formatCount, formatDuration } from '../format.js';
+import { runPool } from '../pool.js';
+import { ProgressBar } from '../progress.js';
+
+/** Objects at most this big are read whole; larger ones are streamed. */
+const READ_WHOLE_BYTES = 4 << 20;
+
+/** The file path for `key` under `root`, or undefined if the key cannot be a path there ("..", "", "/x"). */
+export function keyToPath(root: string, key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\0') || (path.sep === '\\' && /[\\:]/.test(p)))) {
+    return undefined;
+  }
+  return path.join(root, ...parts);
+}
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: 'write objects out as a directory tree',
+  usage: 'vde export <file> <dir> [--prefix <p>] [--concurrency <n>]',
+  help: `Writes every object (or those whose key starts with --prefix) to <dir>/<key>, creating directories for
+the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") are not written: they are
+listed and the command exits 1. Existing files are overwritten.
+
+Options:
+  --prefix <p>       only keys that start with <p> (the full key is still the path)
+  --concurrency <n>  objects written at once (default 16)
+  --json             print { files, bytes, durationMs, skipped } as JSON
+
+Example:
+  vde export photos.vde ./restored --prefix pictures/`,
+  options: { prefix: { type: 'string' }, concurrency: { type: 'string' } },
+  json: true,
+  async run(ctx) {
+    const [file, dir] = positionals(ctx, 2, 2, '<file> <dir>') as [string, string];
+    const concurrency = intOption(ctx, 'concurrency', 16, 1, 4096);
+    const prefix = stringOption(ctx, 'prefix');
+    const vde = await openExisting(file, { readOnly: true });
+    const started = performance.now();
+    const skipped: string[] = [];
+    let bytes = 0;
+    let files = 0;
+    try {
+      const options: ListOptions = prefix === undefined ? {} : { prefix };
+      const infos: ObjectInfo[] = [];
+      for await (const info of vde.list(options)) infos.push(info);
+      await fs.mkdir(dir, { recursive: true });
+      const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
+      await runPool(infos, concurrency, async (info) => {
+        const target = keyToPath(dir, info.key);
+        if (target === undefined) {
+          skipped.push(info.key);
+          return;
+        }
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        if (info.size <= READ_WHOLE_BYTES) {
+          await fs.writeFile(target, await vde.retrieve(info.key));
+        } else {
+          await pipeline(vde.createReadStream(info.key), (await fs.open(target, 'w')).createWriteStream());
+        }
+        files++;
+        bytes += info.size;
+        bar.tick(1, info.size);
+      });
+      bar.finish();
+    } finally {
+      await vde.close();
+    }
+    const durationMs = performance.now() - started;
+    if (ctx.json) {
+      await writeJson(ctx.io.stdout, { files, bytes, durationMs, skipped });
+    } else {
+      await write(ctx.io.stdout, `exported ${formatCount(files)} objects (${formatBytes(bytes)}) to ${dir} in ${formatDuration(durationMs)}\n`);
+      for (const key of skipped) await write(ctx.io.stderr, `vde: key ${JSON.stringify(key)} is not a relative path; not exported\n`);
+    }
+    return skipped.length > 0 ? 1 : 0;
+  },
+};

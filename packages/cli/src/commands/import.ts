@@ -1,0 +1,98 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { write, writeJson } from '../cli-io.js';
+import { type Command, intOption, positionals, stringOption } from '../command.js';
+import { openExisting } from '../container.js';
+import { formatBytes, formatCount, formatDuration, formatRate } from '../format.js';
+import { runPool } from '../pool.js';
+import { ProgressBar } from '../progress.js';
+
+/** Files at most this big are read whole; larger ones are streamed. */
+const READ_WHOLE_BYTES = 4 << 20;
+
+interface SourceFile {
+  path: string;
+  key: string;
+  size: number;
+}
+
+/** Regular files under `root` (symbolic links and special files are skipped and counted), keys with '/'. */
+async function walk(root: string, prefix: string): Promise<{ files: SourceFile[]; skipped: string[] }> {
+  const files: SourceFile[] = [];
+  const skipped: string[] = [];
+  const visit = async (dir: string, rel: string): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isDirectory()) await visit(full, key);
+      else if (entry.isFile()) files.push({ path: full, key: prefix + key, size: (await fs.stat(full)).size });
+      else skipped.push(full);
+    }
+  };
+  const st = await fs.stat(root);
+  if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, ${root}`), { code: 'ENOTDIR' });
+  await visit(root, '');
+  return { files, skipped };
+}
+
+export const importCommand: Command = {
+  name: 'import',
+  summary: 'store a directory tree (keys = relative paths)',
+  usage: 'vde import <file> <dir> [--prefix <p>] [--concurrency <n>]',
+  help: `Stores every regular file under <dir> as one object whose key is its path relative to <dir>, with "/"
+separators (symbolic links and special files are skipped). Up to --concurrency stores run at once; their
+fsyncs are shared (group commit), so a tree of small files imports far faster than one store at a time.
+Every object is durable when the command returns.
+
+Options:
+  --prefix <p>         put <p> in front of every key (e.g. "photos/")
+  --concurrency <n>    stores in flight at once (default 64)
+  --json               print { files, bytes, durationMs, skipped } as JSON
+
+Example:
+  vde import photos.vde ~/Pictures --prefix pictures/`,
+  options: { prefix: { type: 'string' }, concurrency: { type: 'string' } },
+  json: true,
+  async run(ctx) {
+    const [file, dir] = positionals(ctx, 2, 2, '<file> <dir>') as [string, string];
+    const concurrency = intOption(ctx, 'concurrency', 64, 1, 4096);
+    const { files, skipped } = await walk(dir, stringOption(ctx, 'prefix') ?? '');
+    const vde = await openExisting(file);
+    const started = performance.now();
+    let bytes = 0;
+    try {
+      const bar = new ProgressBar(ctx.io.stderr, 'import', files.length);
+      await runPool(files, concurrency, async (f) => {
+        if (f.size <= READ_WHOLE_BYTES) {
+          await vde.store(f.key, await fs.readFile(f.path));
+        } else {
+          const handle = await fs.open(f.path, 'r');
+          try {
+            await vde.store(f.key, handle.createReadStream({ autoClose: false }));
+          } finally {
+            await handle.close();
+          }
+        }
+        bytes += f.size;
+        bar.tick(1, f.size);
+      });
+      bar.finish();
+    } finally {
+      await vde.close();
+    }
+    const durationMs = performance.now() - started;
+    if (ctx.json) {
+      await writeJson(ctx.io.stdout, { files: files.length, bytes, durationMs, skipped });
+    } else {
+      await write(
+        ctx.io.stdout,
+        `imported ${formatCount(files.length)} files (${formatBytes(bytes)}) in ${formatDuration(durationMs)}: ` +
+          `${formatRate(files.length, durationMs)}, ${formatBytes((bytes * 1000) / Math.max(durationMs, 1))}/s\n`,
+      );
+      if (skipped.length > 0) await write(ctx.io.stdout, `skipped ${formatCount(skipped.length)} links or special files\n`);
+    }
+    return 0;
+  },
+};
