@@ -1,0 +1,1334 @@
+import {
+  CorruptionError,
+  InvalidArgumentError,
+  ReadOnlyError,
+  TooLargeError,
+} from '@vde/block-device';
+import {
+  BRANCH_ENTRY_HEADER,
+  type Cell,
+  EMPTY,
+  HEADER_BYTES,
+  LEAF_ENTRY_HEADER,
+  type Limits,
+  MAX_LEVEL,
+  type PageInfo,
+  OFF_COUNT,
+  OFF_HEAP_START,
+  SLOT_BYTES,
+  cellBytes,
+  cellsBytes,
+  compareKeys,
+  compareRange,
+  encodePage,
+  limitsFor,
+  sealPage,
+  setU16,
+  setU32,
+  shortestSeparator,
+  u16,
+  u32,
+  validatePage,
+} from './format.js';
+import { Page, PageCache } from './page-cache.js';
+import type { PageStore } from './page-store.js';
+import { type Bounds, type KeyRange, toBounds } from './range.js';
+
+export interface BTreeOptions {
+  /** Bound of the page cache (clean pages); default 8 MiB. Dirty and pinned pages may exceed it. */
+  cacheSizeBytes?: number;
+  /** Never mutate: mutations throw `ReadOnlyError`. Used to read an older flushed root. */
+  readOnly?: boolean;
+}
+
+export type CachedResult = { done: true; previous: Uint8Array | undefined } | { done: false };
+
+export interface BTreeStats {
+  /** Pages in the tree; exact for trees created in this process, after open() known only once check() ran (-1 before). */
+  pages: number;
+  cachedPages: number;
+  dirtyPages: number;
+  hits: number;
+  misses: number;
+  evictions: number;
+  depth: number;
+}
+
+const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
+/** Prefetch pin sets kept at most (oldest released first), so callers that never come back cannot pin everything. */
+const MAX_PIN_SETS = 4096;
+const MAX_PAGE_NO = 0xfffffffe;
+
+const MODE_KEYS = 0;
+const MODE_ENTRIES = 1;
+const MODE_COUNT = 2;
+
+/** One leaf's worth of cursor output (copies), and where to continue. */
+interface Batch {
+  keys: Uint8Array[];
+  values: Uint8Array[];
+  counted: number;
+  /** Last key taken from the leaf (a copy), or null when nothing was taken. */
+  last: Uint8Array | null;
+  /** Where the next leaf starts (inclusive seek key), or null when the range or the tree ends here. */
+  next: Uint8Array | null;
+  done: boolean;
+}
+
+/**
+ * A B+tree of byte-string keys and values over a `PageStore`.
+ *
+ * Concurrency: every mutation is synchronous, so a reader never sees half of one. The async methods await
+ * only to load pages; after each load they restart their descent from the root, because anything may have
+ * changed meanwhile (other callers' mutations, evictions, a flush relocating pages). Pages a call is waiting
+ * on are pinned. Cursors copy one leaf at a time and re-seek after the last key they returned when the
+ * modification counter moved. The only critical section split by an await is `flush()` (see there).
+ */
+export class BTree {
+  readonly pageSize: number;
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+
+  readonly #store: PageStore;
+  readonly #lim: Limits;
+  readonly #cache: PageCache;
+  readonly #readOnly: boolean;
+  #rootNo = -1;
+  #rootLevel = 0;
+  #flushedRoot = -1;
+  #modCount = 0;
+  #treePages = -1;
+  /** Pages allocated since the last flush snapshot: they may be written in place and freed at once. */
+  #fresh = new Set<number>();
+  /** Pages of the flushed tree that the current tree no longer uses (reported by the next flush). */
+  #retired: number[] = [];
+  readonly #loading = new Map<number, Promise<Uint8Array>>();
+  readonly #pinSets = new Map<string, Page[]>();
+  readonly #wantSiblings = new Set<string>();
+  #flushChain: Promise<unknown> = Promise.resolve();
+  // Scratch path for the synchronous mutations (never held across an await).
+  readonly #path: Page[] = [];
+  readonly #pathIdx: number[] = [];
+
+  private constructor(store: PageStore, options: BTreeOptions | undefined) {
+    const pageSize = store.pageSize;
+    if (!Number.isInteger(pageSize) || pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
+      throw new InvalidArgumentError(`store.pageSize must be a power of two from 512 to 65536, got ${String(pageSize)}`);
+    }
+    const cacheSizeBytes = options?.cacheSizeBytes ?? DEFAULT_CACHE_BYTES;
+    if (typeof cacheSizeBytes !== 'number' || !(cacheSizeBytes >= 0)) {
+      throw new InvalidArgumentError('cacheSizeBytes must be a non-negative number');
+    }
+    this.#store = store;
+    this.#lim = limitsFor(pageSize);
+    this.pageSize = pageSize;
+    this.maxKeyBytes = this.#lim.maxKeyBytes;
+    this.maxValueBytes = this.#lim.maxValueBytes;
+    this.#readOnly = options?.readOnly === true;
+    this.#cache = new PageCache(Math.floor(cacheSizeBytes / pageSize));
+  }
+
+  /** An empty tree (one empty leaf, in memory until `flush()`). */
+  static create(store: PageStore, options?: BTreeOptions): BTree {
+    if (options?.readOnly === true) throw new InvalidArgumentError('a new tree cannot be read-only');
+    const t = new BTree(store, options);
+    const no = t.#allocate();
+    t.#createPage(no, encodePage(t.pageSize, true, 0, []), true, 0, 0, t.pageSize, 0);
+    t.#rootNo = no;
+    t.#treePages = 1;
+    return t;
+  }
+
+  /** Opens the tree whose root page is `root` (reads and verifies the root). */
+  static async open(store: PageStore, root: number, options?: BTreeOptions): Promise<BTree> {
+    if (!Number.isInteger(root) || root < 0 || root > MAX_PAGE_NO) {
+      throw new InvalidArgumentError(`root must be a page number, got ${String(root)}`);
+    }
+    const t = new BTree(store, options);
+    const page = await t.#loadPinned(root);
+    t.#cache.unpin(page);
+    t.#rootNo = root;
+    t.#rootLevel = page.level;
+    t.#flushedRoot = root;
+    return t;
+  }
+
+  /** Root page number of the last flush (or of `open`); -1 if never flushed. */
+  get root(): number {
+    return this.#flushedRoot;
+  }
+
+  get dirtyBytes(): number {
+    return this.#cache.dirtyCount * this.pageSize;
+  }
+
+  get cachedBytes(): number {
+    return this.#cache.size * this.pageSize;
+  }
+
+  stats(): BTreeStats {
+    const c = this.#cache;
+    return {
+      pages: this.#treePages,
+      cachedPages: c.size,
+      dirtyPages: c.dirtyCount,
+      hits: c.hits,
+      misses: c.misses,
+      evictions: c.evictions,
+      depth: this.#rootLevel + 1,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------- reads
+
+  async get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    this.#checkKey(key);
+    let pins: Page[] | null = null;
+    try {
+      for (;;) {
+        const cache = this.#cache;
+        let p = cache.lookup(this.#rootNo);
+        let missing = p === undefined ? this.#rootNo : -1;
+        while (p !== undefined && !p.leaf) {
+          const childNo = childAt(p, branchSearch(p, key));
+          const c: Page | undefined = cache.lookup(childNo);
+          if (c === undefined) {
+            missing = childNo;
+            break;
+          }
+          if (c.level !== p.level - 1) throw this.#levelError(c, p);
+          p = c;
+        }
+        if (missing < 0 && p !== undefined) {
+          const i = leafSearch(p, key);
+          return i < 0 ? undefined : leafValueCopy(p, i);
+        }
+        (pins ??= []).push(await this.#loadPinned(missing));
+      }
+    } finally {
+      if (pins !== null) for (const p of pins) this.#cache.unpin(p);
+    }
+  }
+
+  entries(range?: KeyRange): AsyncIterableIterator<[key: Uint8Array, value: Uint8Array]> {
+    return this.#iterate(toBounds(range), MODE_ENTRIES) as AsyncIterableIterator<[Uint8Array, Uint8Array]>;
+  }
+
+  keys(range?: KeyRange): AsyncIterableIterator<Uint8Array> {
+    return this.#iterate(toBounds(range), MODE_KEYS) as AsyncIterableIterator<Uint8Array>;
+  }
+
+  async count(range?: KeyRange): Promise<number> {
+    const b = toBounds(range);
+    if (b.empty) return 0;
+    let n = 0;
+    let seek = b.reverse ? b.hi : b.lo;
+    let strict = b.reverse ? !b.hiInclusive : !b.loInclusive;
+    let pins: Page[] | null = null;
+    try {
+      while (n < b.limit) {
+        const batch = await this.#readBatch(b, seek, strict, MODE_COUNT, b.limit - n, (pins ??= []));
+        for (const p of pins) this.#cache.unpin(p);
+        pins.length = 0;
+        n += batch.counted;
+        if (batch.done) break;
+        seek = batch.next;
+        strict = b.reverse;
+      }
+      return n;
+    } finally {
+      if (pins !== null) for (const p of pins) this.#cache.unpin(p);
+    }
+  }
+
+  async *#iterate(b: Bounds, mode: number): AsyncGenerator<Uint8Array | [Uint8Array, Uint8Array]> {
+    if (b.empty) return;
+    let remaining = b.limit;
+    let seek = b.reverse ? b.hi : b.lo;
+    let strict = b.reverse ? !b.hiInclusive : !b.loInclusive;
+    const pins: Page[] = [];
+    try {
+      while (remaining > 0) {
+        const batch = await this.#readBatch(b, seek, strict, mode, remaining, pins);
+        for (const p of pins) this.#cache.unpin(p);
+        pins.length = 0;
+        const mod = this.#modCount;
+        const n = batch.keys.length;
+        let changed = false;
+        for (let i = 0; i < n; i++) {
+          const k = batch.keys[i]!;
+          yield mode === MODE_ENTRIES ? [k, batch.values[i]!] : k;
+          remaining--;
+          if (this.#modCount !== mod && i < n - 1) {
+            // The tree changed while the caller held our result: continue after the last key we returned.
+            changed = true;
+            seek = k;
+            strict = true;
+            break;
+          }
+        }
+        if (changed) continue;
+        if (batch.done) return;
+        if (this.#modCount !== mod) {
+          seek = batch.last;
+          strict = true;
+        } else {
+          seek = batch.next;
+          strict = b.reverse;
+        }
+      }
+    } finally {
+      for (const p of pins) this.#cache.unpin(p);
+    }
+  }
+
+  /** Reads the next non-empty leaf slice of the range from `seek`, loading (and pinning into `pins`) as needed. */
+  async #readBatch(
+    b: Bounds,
+    seek: Uint8Array | null,
+    strict: boolean,
+    mode: number,
+    max: number,
+    pins: Page[],
+  ): Promise<Batch> {
+    for (;;) {
+      const r = this.#readBatchCached(b, seek, strict, mode, max);
+      if (typeof r !== 'number') return r;
+      pins.push(await this.#loadPinned(r));
+    }
+  }
+
+  /** Synchronous part of #readBatch: a batch, or the number of a page that must be loaded first. */
+  #readBatchCached(
+    b: Bounds,
+    seekIn: Uint8Array | null,
+    strictIn: boolean,
+    mode: number,
+    max: number,
+  ): Batch | number {
+    const cache = this.#cache;
+    let seek = seekIn;
+    let strict = strictIn;
+    const batch: Batch = { keys: [], values: [], counted: 0, last: null, next: null, done: false };
+    for (;;) {
+      let p = cache.lookup(this.#rootNo);
+      if (p === undefined) return this.#rootNo;
+      // Deepest neighbouring separator: next leaf starts at `sep` (forward) / previous leaf ends before `sep`.
+      let sepPage: Page | null = null;
+      let sepIdx = 0;
+      while (!p.leaf) {
+        let i: number;
+        if (!b.reverse) {
+          i = seek === null ? 0 : branchSearch(p, seek);
+          if (i + 1 < p.count) {
+            sepPage = p;
+            sepIdx = i + 1;
+          }
+        } else {
+          i = seek === null ? p.count - 1 : strict ? branchSearchBefore(p, seek) : branchSearch(p, seek);
+          if (i >= 1) {
+            sepPage = p;
+            sepIdx = i;
+          }
+        }
+        const childNo = childAt(p, i);
+        const c: Page | undefined = cache.lookup(childNo);
+        if (c === undefined) return childNo;
+        if (c.level !== p.level - 1) throw this.#levelError(c, p);
+        p = c;
+      }
+      const buf = p.buf;
+      if (!b.reverse) {
+        let i = seek === null ? 0 : leafLowerBound(p, seek, strict);
+        for (; i < p.count && batch.counted < max; i++) {
+          const off = u16(buf, HEADER_BYTES + SLOT_BYTES * i);
+          const kl = u16(buf, off);
+          if (b.hi !== null) {
+            const c = compareRange(buf, off + 4, kl, b.hi, 0, b.hi.length);
+            if (c > 0 || (c === 0 && !b.hiInclusive)) {
+              batch.done = true;
+              break;
+            }
+          }
+          this.#take(batch, buf, off, kl, mode);
+        }
+        if (batch.counted >= max) batch.done = true;
+        if (!batch.done) {
+          if (sepPage === null) batch.done = true;
+          else batch.next = branchKeyCopy(sepPage, sepIdx);
+        }
+      } else {
+        let i = (seek === null ? p.count : leafLowerBound(p, seek, !strict)) - 1;
+        for (; i >= 0 && batch.counted < max; i--) {
+          const off = u16(buf, HEADER_BYTES + SLOT_BYTES * i);
+          const kl = u16(buf, off);
+          if (b.lo !== null) {
+            const c = compareRange(buf, off + 4, kl, b.lo, 0, b.lo.length);
+            if (c < 0 || (c === 0 && !b.loInclusive)) {
+              batch.done = true;
+              break;
+            }
+          }
+          this.#take(batch, buf, off, kl, mode);
+        }
+        if (batch.counted >= max) batch.done = true;
+        if (!batch.done) {
+          if (sepPage === null) batch.done = true;
+          else batch.next = branchKeyCopy(sepPage, sepIdx);
+        }
+      }
+      if (batch.counted > 0 || batch.done) return batch;
+      // Nothing in this leaf on our side of the seek key: go to the neighbouring leaf.
+      seek = batch.next;
+      strict = b.reverse;
+      batch.next = null;
+    }
+  }
+
+  #take(batch: Batch, buf: Uint8Array, off: number, kl: number, mode: number): void {
+    batch.counted++;
+    if (mode === MODE_COUNT) {
+      batch.last = null;
+      return;
+    }
+    const key = buf.slice(off + 4, off + 4 + kl);
+    batch.keys.push(key);
+    batch.last = key;
+    if (mode === MODE_ENTRIES) {
+      const vl = u16(buf, off + 2);
+      batch.values.push(buf.slice(off + 4 + kl, off + 4 + kl + vl));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ mutations
+
+  async put(key: Uint8Array, value: Uint8Array): Promise<Uint8Array | undefined> {
+    this.#checkWritable();
+    this.#checkKey(key);
+    this.#checkValue(value);
+    for (;;) {
+      const r = this.putCached(key, value);
+      if (r.done) return r.previous;
+      await this.prefetch(key);
+    }
+  }
+
+  async delete(key: Uint8Array): Promise<Uint8Array | undefined> {
+    this.#checkWritable();
+    this.#checkKey(key);
+    for (;;) {
+      const r = this.deleteCached(key);
+      if (r.done) return r.previous;
+      await this.prefetch(key);
+    }
+  }
+
+  /**
+   * Loads the root-to-leaf path of `key` (and, after a cached mutation of this key failed for a missing
+   * sibling, the siblings along the path) and pins it until the next putCached/deleteCached of the key or
+   * the next prefetch of it.
+   */
+  async prefetch(key: Uint8Array): Promise<void> {
+    this.#checkKey(key);
+    const ks = keyString(key);
+    this.#releasePins(ks);
+    const siblings = this.#wantSiblings.delete(ks);
+    const loaded: Page[] = [];
+    try {
+      for (;;) {
+        const missing = this.#prefetchCached(key, siblings);
+        if (missing < 0) break;
+        loaded.push(await this.#loadPinned(missing));
+      }
+      // Pin what the cached mutation will need: the path, and the siblings if asked.
+      const set: Page[] = [];
+      const cache = this.#cache;
+      let p = cache.peek(this.#rootNo)!;
+      cache.pin(p);
+      set.push(p);
+      while (!p.leaf) {
+        const i = branchSearch(p, key);
+        if (siblings && p.count > 1) {
+          const s = cache.peek(childAt(p, i > 0 ? i - 1 : i + 1))!;
+          cache.pin(s);
+          set.push(s);
+        }
+        p = cache.peek(childAt(p, i))!;
+        cache.pin(p);
+        set.push(p);
+      }
+      this.#releasePins(ks);
+      this.#pinSets.set(ks, set);
+      if (this.#pinSets.size > MAX_PIN_SETS) {
+        const oldest = this.#pinSets.keys().next().value!;
+        this.#releasePins(oldest);
+      }
+    } finally {
+      for (const p of loaded) this.#cache.unpin(p);
+    }
+  }
+
+  /** -1 when everything prefetch wants is cached, else a missing page number. */
+  #prefetchCached(key: Uint8Array, siblings: boolean): number {
+    const cache = this.#cache;
+    let p = cache.lookup(this.#rootNo);
+    if (p === undefined) return this.#rootNo;
+    while (!p.leaf) {
+      const i = branchSearch(p, key);
+      if (siblings && p.count > 1) {
+        const sibNo = childAt(p, i > 0 ? i - 1 : i + 1);
+        const s = cache.lookup(sibNo);
+        if (s === undefined) return sibNo;
+        if (s.level !== p.level - 1) throw this.#levelError(s, p);
+      }
+      const childNo = childAt(p, i);
+      const c: Page | undefined = cache.lookup(childNo);
+      if (c === undefined) return childNo;
+      if (c.level !== p.level - 1) throw this.#levelError(c, p);
+      p = c;
+    }
+    return -1;
+  }
+
+  putCached(key: Uint8Array, value: Uint8Array): CachedResult {
+    this.#checkWritable();
+    this.#checkKey(key);
+    this.#checkValue(value);
+    const r = this.#mutate(key, value);
+    // Unpin only after the mutation: unpinning may evict at once.
+    if (this.#pinSets.size > 0) this.#releasePins(keyString(key));
+    return r;
+  }
+
+  deleteCached(key: Uint8Array): CachedResult {
+    this.#checkWritable();
+    this.#checkKey(key);
+    const r = this.#mutate(key, null);
+    if (this.#pinSets.size > 0) this.#releasePins(keyString(key));
+    return r;
+  }
+
+  /** put (value !== null) or delete (value === null) using cached pages only; changes nothing if one is missing. */
+  #mutate(key: Uint8Array, value: Uint8Array | null): CachedResult {
+    const cache = this.#cache;
+    const path = this.#path;
+    const idx = this.#pathIdx;
+    let p = cache.lookup(this.#rootNo);
+    if (p === undefined) return { done: false };
+    let d = 0;
+    while (!p.leaf) {
+      const i = branchSearch(p, key);
+      path[d] = p;
+      idx[d] = i;
+      d++;
+      const c: Page | undefined = cache.lookup(childAt(p, i));
+      if (c === undefined) return { done: false };
+      if (c.level !== p.level - 1) throw this.#levelError(c, p);
+      p = c;
+    }
+    path[d] = p;
+    const leaf = p;
+    const lim = this.#lim;
+    const pos = leafSearch(leaf, key);
+    let previous: Uint8Array | undefined;
+    if (value !== null) {
+      const need = SLOT_BYTES + LEAF_ENTRY_HEADER + key.length + value.length;
+      if (pos >= 0) {
+        const off = u16(leaf.buf, HEADER_BYTES + SLOT_BYTES * pos);
+        const vl = u16(leaf.buf, off + 2);
+        const vOff = off + 4 + key.length;
+        previous = leaf.buf.slice(vOff, vOff + vl);
+        if (vl === value.length) {
+          leaf.buf.set(value, vOff);
+          this.#committed(d);
+          return { done: true, previous };
+        }
+        const newUsed = leaf.used - (SLOT_BYTES + LEAF_ENTRY_HEADER + key.length + vl) + need;
+        if (newUsed <= lim.capacity && (d === 0 || newUsed >= lim.minFill)) {
+          this.#leafRemove(leaf, pos);
+          this.#leafInsert(leaf, pos, key, value);
+          this.#committed(d);
+          return { done: true, previous };
+        }
+        const cells = decodeCells(leaf);
+        cells[pos] = { key, value, child: 0 };
+        return this.#rebuildOrFail(d, cells, key, previous);
+      }
+      const ins = -pos - 1;
+      if (leaf.used + need <= lim.capacity) {
+        this.#leafInsert(leaf, ins, key, value);
+        this.#committed(d);
+        return { done: true, previous: undefined };
+      }
+      const cells = decodeCells(leaf);
+      cells.splice(ins, 0, { key, value, child: 0 });
+      return this.#rebuildOrFail(d, cells, key, undefined);
+    }
+    if (pos < 0) return { done: true, previous: undefined };
+    const off = u16(leaf.buf, HEADER_BYTES + SLOT_BYTES * pos);
+    const vl = u16(leaf.buf, off + 2);
+    previous = leaf.buf.slice(off + 4 + key.length, off + 4 + key.length + vl);
+    const newUsed = leaf.used - (SLOT_BYTES + LEAF_ENTRY_HEADER + key.length + vl);
+    if (d === 0 || newUsed >= lim.minFill) {
+      this.#leafRemove(leaf, pos);
+      this.#committed(d);
+      return { done: true, previous };
+    }
+    const cells = decodeCells(leaf);
+    cells.splice(pos, 1);
+    return this.#rebuildOrFail(d, cells, key, previous);
+  }
+
+  #rebuildOrFail(d: number, cells: Cell[], key: Uint8Array, previous: Uint8Array | undefined): CachedResult {
+    const missing = this.#rebuild(d, cells);
+    if (missing >= 0) {
+      // The next prefetch of this key also loads the siblings along its path.
+      if (this.#wantSiblings.size >= MAX_PIN_SETS) this.#wantSiblings.clear();
+      this.#wantSiblings.add(keyString(key));
+      return { done: false };
+    }
+    return { done: true, previous };
+  }
+
+  /** Marks the path 0..d dirty after an in-place leaf change. */
+  #committed(d: number): void {
+    const path = this.#path;
+    for (let i = 0; i <= d; i++) this.#cache.markDirty(path[i]!);
+    this.#modCount++;
+  }
+
+  /**
+   * The slow path: the leaf at path[d] must hold `cells`, which overflow or underflow it. Splits, merges and
+   * redistributes up the path as needed. Plans everything first (encoding new page images, which only read
+   * the old ones), and applies the plan only if every sibling it needed was cached. Returns -1 when applied,
+   * else the number of the missing page (nothing changed).
+   */
+  #rebuild(leafDepth: number, cellsIn: Cell[]): number {
+    const lim = this.#lim;
+    const cache = this.#cache;
+    const path = this.#path;
+    const idx = this.#pathIdx;
+    const writes: { page: Page | null; no: number; leaf: boolean; level: number; cells: Cell[] }[] = [];
+    const drops: Page[] = [];
+    const allocated: number[] = [];
+    let newRoot = -1;
+    let newRootLevel = 0;
+    let cells = cellsIn;
+    let d = leafDepth;
+    for (;;) {
+      const node = path[d]!;
+      const leaf = node.leaf;
+      const size = cellsBytes(cells, leaf);
+      if (size > lim.capacity) {
+        const [left, right, sep] = this.#split(cells, leaf);
+        const rightNo = this.#allocate();
+        allocated.push(rightNo);
+        writes.push({ page: node, no: node.no, leaf, level: node.level, cells: left });
+        writes.push({ page: null, no: rightNo, leaf, level: node.level, cells: right });
+        if (d === 0) {
+          const rootNo = this.#allocate();
+          allocated.push(rootNo);
+          writes.push({
+            page: null,
+            no: rootNo,
+            leaf: false,
+            level: node.level + 1,
+            cells: [
+              { key: EMPTY, value: EMPTY, child: node.no },
+              { key: sep, value: EMPTY, child: rightNo },
+            ],
+          });
+          newRoot = rootNo;
+          newRootLevel = node.level + 1;
+          break;
+        }
+        const pcells = decodeCells(path[d - 1]!);
+        pcells.splice(idx[d - 1]! + 1, 0, { key: sep, value: EMPTY, child: rightNo });
+        cells = pcells;
+        d--;
+        continue;
+      }
+      if (d > 0 && size < lim.minFill) {
+        const parent = path[d - 1]!;
+        const pi = idx[d - 1]!;
+        const pcells = decodeCells(parent);
+        if (pcells.length < 2) throw new Error(`btree page ${parent.no}: branch with one child (internal error)`);
+        const si = pi > 0 ? pi - 1 : pi + 1;
+        const sib = cache.lookup(pcells[si]!.child);
+        if (sib === undefined) {
+          for (const no of allocated) this.#freeFresh(no);
+          return pcells[si]!.child;
+        }
+        if (sib.level !== node.level) throw this.#levelError(sib, parent);
+        const sibCells = decodeCells(sib);
+        const li = Math.min(pi, si);
+        const ri = li + 1;
+        const leftPage = si < pi ? sib : node;
+        const rightPage = si < pi ? node : sib;
+        const leftCells = si < pi ? sibCells : cells;
+        let rightCells = si < pi ? cells : sibCells;
+        if (!leaf) {
+          // Pull the parent's separator down into the right page's first entry.
+          rightCells = rightCells.slice();
+          rightCells[0] = { key: pcells[ri]!.key, value: EMPTY, child: rightCells[0]!.child };
+        }
+        const combined = leftCells.concat(rightCells);
+        if (cellsBytes(combined, leaf) <= lim.capacity) {
+          writes.push({ page: leftPage, no: leftPage.no, leaf, level: node.level, cells: combined });
+          drops.push(rightPage);
+          pcells.splice(ri, 1);
+        } else {
+          const [l, r, sep] = this.#split(combined, leaf);
+          writes.push({ page: leftPage, no: leftPage.no, leaf, level: node.level, cells: l });
+          writes.push({ page: rightPage, no: rightPage.no, leaf, level: node.level, cells: r });
+          pcells[ri] = { key: sep, value: EMPTY, child: rightPage.no };
+        }
+        cells = pcells;
+        d--;
+        continue;
+      }
+      if (d === 0 && !leaf && cells.length === 1) {
+        // Root branch with one child: the child becomes the root.
+        newRoot = cells[0]!.child;
+        newRootLevel = node.level - 1;
+        drops.push(node);
+      } else {
+        writes.push({ page: node, no: node.no, leaf, level: node.level, cells });
+      }
+      break;
+    }
+    // Apply. Encode every image before installing any: cells may be views of the pages being replaced.
+    const images = writes.map((w) => encodePage(this.pageSize, w.leaf, w.level, w.cells));
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]!;
+      const img = images[i]!;
+      const used = cellsBytes(w.cells, w.leaf);
+      const heapStart = u32(img, OFF_HEAP_START);
+      if (w.page === null) {
+        this.#createPage(w.no, img, w.leaf, w.level, w.cells.length, heapStart, used);
+      } else {
+        const p = w.page;
+        p.buf = img;
+        p.count = w.cells.length;
+        p.heapStart = heapStart;
+        p.used = used;
+        cache.markDirty(p);
+      }
+    }
+    for (const p of drops) this.#dropPage(p);
+    for (let i = 0; i < d; i++) cache.markDirty(path[i]!);
+    if (newRoot >= 0) {
+      this.#rootNo = newRoot;
+      this.#rootLevel = newRootLevel;
+    }
+    if (this.#treePages >= 0) this.#treePages += allocated.length - drops.length;
+    this.#modCount++;
+    return -1;
+  }
+
+  /** Splits an overflowing cell list into two halves of about equal bytes and the separator between them. */
+  #split(cells: Cell[], leaf: boolean): [Cell[], Cell[], Uint8Array] {
+    const s = splitPoint(cells, leaf, this.#lim.capacity);
+    const left = cells.slice(0, s);
+    const right = cells.slice(s);
+    let sep: Uint8Array;
+    if (leaf) {
+      sep = shortestSeparator(left[left.length - 1]!.key, right[0]!.key);
+    } else {
+      sep = right[0]!.key.slice();
+      right[0] = { key: EMPTY, value: EMPTY, child: right[0]!.child };
+    }
+    return [left, right, sep];
+  }
+
+  #leafInsert(p: Page, pos: number, key: Uint8Array, value: Uint8Array): void {
+    const esz = LEAF_ENTRY_HEADER + key.length + value.length;
+    if (p.heapStart - (HEADER_BYTES + SLOT_BYTES * p.count) < esz + SLOT_BYTES) this.#compact(p);
+    const b = p.buf;
+    const slotEnd = HEADER_BYTES + SLOT_BYTES * p.count;
+    const off = p.heapStart - esz;
+    setU16(b, off, key.length);
+    setU16(b, off + 2, value.length);
+    b.set(key, off + 4);
+    b.set(value, off + 4 + key.length);
+    const sp = HEADER_BYTES + SLOT_BYTES * pos;
+    if (sp < slotEnd) b.copyWithin(sp + SLOT_BYTES, sp, slotEnd);
+    setU16(b, sp, off);
+    p.count++;
+    p.heapStart = off;
+    p.used += esz + SLOT_BYTES;
+    setU16(b, OFF_COUNT, p.count);
+    setU32(b, OFF_HEAP_START, off);
+  }
+
+  #leafRemove(p: Page, pos: number): void {
+    const b = p.buf;
+    const sp = HEADER_BYTES + SLOT_BYTES * pos;
+    const off = u16(b, sp);
+    const esz = LEAF_ENTRY_HEADER + u16(b, off) + u16(b, off + 2);
+    b.copyWithin(sp, sp + SLOT_BYTES, HEADER_BYTES + SLOT_BYTES * p.count);
+    p.count--;
+    p.used -= esz + SLOT_BYTES;
+    if (off === p.heapStart) {
+      p.heapStart += esz;
+      setU32(b, OFF_HEAP_START, p.heapStart);
+    }
+    setU16(b, OFF_COUNT, p.count);
+  }
+
+  /** Rewrites a page without holes. */
+  #compact(p: Page): void {
+    const img = encodePage(this.pageSize, p.leaf, p.level, decodeCells(p));
+    p.buf = img;
+    p.heapStart = u32(img, OFF_HEAP_START);
+  }
+
+  // --------------------------------------------------------------------------------------------- bulk load
+
+  /**
+   * Loads strictly ascending entries into an empty tree, packing pages full (the last page of each level is
+   * balanced with its neighbour so it is not under the minimum fill). Pages are written to the store as they
+   * fill (they are new pages, so this is allowed before a flush) and are not kept in the cache. Atomic: if the
+   * input is invalid or a write fails, the tree stays empty and the pages are freed.
+   * Must not run concurrently with mutations of this tree.
+   */
+  async bulkLoad(sorted: Iterable<[Uint8Array, Uint8Array]> | AsyncIterable<[Uint8Array, Uint8Array]>): Promise<void> {
+    this.#checkWritable();
+    if (!this.#isEmpty()) throw new InvalidArgumentError('bulkLoad needs an empty tree');
+    const mod0 = this.#modCount;
+    const allocated: number[] = [];
+    let pending: Promise<void>[] = [];
+    const lim = this.#lim;
+    const emit = async (cells: Cell[], leaf: boolean, level: number, out: Cell[], lastKey: { k: Uint8Array | null }): Promise<void> => {
+      let sep: Uint8Array;
+      if (leaf) {
+        sep = lastKey.k === null ? EMPTY : shortestSeparator(lastKey.k, cells[0]!.key);
+        lastKey.k = cells[cells.length - 1]!.key;
+      } else {
+        sep = cells[0]!.key;
+        cells[0] = { key: EMPTY, value: EMPTY, child: cells[0]!.child };
+      }
+      const no = this.#allocate();
+      allocated.push(no);
+      const img = encodePage(this.pageSize, leaf, level, cells);
+      sealPage(img);
+      out.push({ key: sep, value: EMPTY, child: no });
+      pending.push(this.#store.write(no, img));
+      if (pending.length >= 64) {
+        const w = pending;
+        pending = [];
+        await Promise.all(w);
+      }
+    };
+    /** Packs one level; `add` returns a promise only when pages were emitted. */
+    class LevelBuilder {
+      cur: Cell[] = [];
+      curBytes = 0;
+      held: Cell[] | null = null;
+      readonly out: Cell[] = [];
+      readonly lastKey = { k: null as Uint8Array | null };
+      constructor(
+        readonly leaf: boolean,
+        readonly level: number,
+      ) {}
+      add(c: Cell): Promise<void> | undefined {
+        const sz = cellBytes(c, this.leaf);
+        let r: Promise<void> | undefined;
+        if (this.curBytes + sz > lim.capacity) {
+          if (this.held !== null) r = emit(this.held, this.leaf, this.level, this.out, this.lastKey);
+          this.held = this.cur;
+          this.cur = [];
+          this.curBytes = 0;
+        }
+        this.cur.push(c);
+        this.curBytes += sz;
+        return r;
+      }
+      async finish(): Promise<void> {
+        if (this.held === null) {
+          if (this.cur.length > 0) await emit(this.cur, this.leaf, this.level, this.out, this.lastKey);
+          return;
+        }
+        const curEffective = this.leaf ? this.curBytes : this.curBytes - this.cur[0]!.key.length;
+        if (curEffective >= lim.minFill) {
+          await emit(this.held, this.leaf, this.level, this.out, this.lastKey);
+          await emit(this.cur, this.leaf, this.level, this.out, this.lastKey);
+          return;
+        }
+        const all = this.held.concat(this.cur);
+        if (cellsBytes(all, this.leaf) <= lim.capacity) {
+          await emit(all, this.leaf, this.level, this.out, this.lastKey);
+          return;
+        }
+        const s = splitPoint(all, this.leaf, lim.capacity);
+        await emit(all.slice(0, s), this.leaf, this.level, this.out, this.lastKey);
+        await emit(all.slice(s), this.leaf, this.level, this.out, this.lastKey);
+      }
+    }
+    let entries = 0;
+    try {
+      const leaves = new LevelBuilder(true, 0);
+      let prev: Uint8Array | null = null;
+      const addEntry = (e: unknown): Promise<void> | undefined => {
+        if (!Array.isArray(e) || e.length < 2) throw new InvalidArgumentError('bulkLoad entries must be [key, value] pairs');
+        const k = e[0] as Uint8Array;
+        const v = e[1] as Uint8Array;
+        this.#checkKey(k);
+        this.#checkValue(v);
+        if (prev !== null && compareKeys(prev, k) >= 0) {
+          throw new InvalidArgumentError(`bulkLoad input is not strictly ascending at entry ${entries}`);
+        }
+        const key = k.slice();
+        prev = key;
+        entries++;
+        return leaves.add({ key, value: v.slice(), child: 0 });
+      };
+      if (Symbol.asyncIterator in sorted) {
+        for await (const e of sorted) {
+          const r = addEntry(e);
+          if (r !== undefined) await r;
+        }
+      } else {
+        for (const e of sorted) {
+          const r = addEntry(e);
+          if (r !== undefined) await r;
+        }
+      }
+      if (entries === 0) return;
+      await leaves.finish();
+      let level: LevelBuilder = leaves;
+      while (level.out.length > 1) {
+        const up = new LevelBuilder(false, level.level + 1);
+        if (up.level > MAX_LEVEL) throw new Error('bulkLoad: tree would be too deep');
+        for (const c of level.out) {
+          const r = up.add(c);
+          if (r !== undefined) await r;
+        }
+        await up.finish();
+        level = up;
+      }
+      await Promise.all(pending);
+      pending = [];
+      if (this.#modCount !== mod0 || !this.#isEmpty()) {
+        throw new InvalidArgumentError('the tree was modified during bulkLoad');
+      }
+      const oldRoot = this.#cache.peek(this.#rootNo);
+      if (oldRoot !== undefined) this.#dropPage(oldRoot);
+      else this.#retired.push(this.#rootNo);
+      this.#rootNo = level.out[0]!.child;
+      this.#rootLevel = level.level;
+      this.#treePages = allocated.length;
+      this.#modCount++;
+    } catch (err) {
+      await Promise.allSettled(pending);
+      for (const no of allocated) this.#freeFresh(no);
+      throw err;
+    }
+  }
+
+  #isEmpty(): boolean {
+    const root = this.#cache.peek(this.#rootNo);
+    return root !== undefined ? root.leaf && root.count === 0 : false;
+  }
+
+  // ------------------------------------------------------------------------------------------------- flush
+
+  /**
+   * Writes every dirty page copy-on-write and returns the new root. Dirty pages of the previous flushed tree
+   * go to new page numbers (parents are updated up to a new root); pages allocated since the last flush are
+   * written in place. Relocation and the snapshot of the page images are synchronous; then the writes are
+   * awaited (the await splits nothing: mutations that run meanwhile leave their pages dirty for the next
+   * flush, and pages they retire are reported by the next flush).
+   */
+  flush(): Promise<{ root: number; freedPages: number[] }> {
+    const run = this.#flushChain.then(
+      () => this.#flushOnce(),
+      () => this.#flushOnce(),
+    );
+    this.#flushChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #flushOnce(): Promise<{ root: number; freedPages: number[] }> {
+    const cache = this.#cache;
+    if (cache.dirtyCount === 0 && this.#rootNo === this.#flushedRoot && this.#retired.length === 0) {
+      return { root: this.#flushedRoot, freedPages: [] };
+    }
+    this.#checkWritable();
+    const toWrite: Page[] = [];
+    const relocate = (page: Page): number => {
+      if (!page.leaf) {
+        const b = page.buf;
+        for (let i = 0; i < page.count; i++) {
+          const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+          const childNo = u32(b, off);
+          const c = cache.peek(childNo);
+          if (c !== undefined && c.dirty) {
+            const n = relocate(c);
+            if (n !== childNo) setU32(b, off, n);
+          }
+        }
+      }
+      toWrite.push(page);
+      if (!this.#fresh.has(page.no)) {
+        const newNo = this.#allocate();
+        this.#retired.push(page.no);
+        cache.rename(page, newNo);
+      }
+      return page.no;
+    };
+    const root = cache.peek(this.#rootNo);
+    if (root !== undefined && root.dirty) this.#rootNo = relocate(root);
+    if (toWrite.length !== cache.dirtyCount) {
+      throw new Error(`btree flush: ${cache.dirtyCount - toWrite.length} dirty pages are not reachable from the root (internal error)`);
+    }
+    const freed = this.#retired;
+    this.#retired = [];
+    this.#fresh = new Set();
+    const newRoot = this.#rootNo;
+    const snap = toWrite.map((p) => {
+      const img = p.buf.slice();
+      sealPage(img);
+      p.buf.set(img.subarray(0, 4), 0);
+      return { p, no: p.no, version: p.version, img };
+    });
+    try {
+      await Promise.all(snap.map((s) => this.#store.write(s.no, s.img)));
+    } catch (err) {
+      this.#retired = freed.concat(this.#retired);
+      throw err;
+    }
+    for (const s of snap) {
+      if (s.p.version === s.version && s.p.cached && s.p.no === s.no) cache.markClean(s.p);
+    }
+    this.#flushedRoot = newRoot;
+    cache.evict();
+    return { root: newRoot, freedPages: freed };
+  }
+
+  // ------------------------------------------------------------------------------------------------- check
+
+  /**
+   * Full structural check: page checksums (every page not dirty is re-read from the store and compared with
+   * its cached copy), key order within and across pages, separators bounding their children, one leaf depth,
+   * no page reachable twice, minimum fill of non-root pages, and that every dirty page hangs under dirty
+   * parents. Throws `CorruptionError` naming the page. Restarts if the tree changes meanwhile.
+   */
+  async check(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (await this.#checkOnce()) return;
+      if (attempt >= 3) throw new Error('btree check: the tree kept changing during check(); run it when idle');
+    }
+  }
+
+  async #checkOnce(): Promise<boolean> {
+    const mod = this.#modCount;
+    const lim = this.#lim;
+    const cache = this.#cache;
+    interface Item {
+      no: number;
+      level: number;
+      lo: Uint8Array | null;
+      hi: Uint8Array | null;
+      parentDirty: boolean;
+    }
+    const stack: Item[] = [{ no: this.#rootNo, level: -1, lo: null, hi: null, parentDirty: true }];
+    const seen = new Set<number>();
+    let dirtySeen = 0;
+    while (stack.length > 0) {
+      const it = stack.pop()!;
+      const what = `btree page ${it.no}`;
+      if (seen.has(it.no)) throw new CorruptionError(what, 'reachable twice');
+      seen.add(it.no);
+      const isRoot = it.level < 0;
+      let cached = cache.peek(it.no);
+      let buf: Uint8Array;
+      let info: PageInfo;
+      if (cached !== undefined && cached.dirty) {
+        if (!it.parentDirty) throw new CorruptionError(what, 'dirty page under a clean parent');
+        dirtySeen++;
+        buf = cached.buf;
+        info = validatePage(it.no, buf, lim, false);
+      } else {
+        buf = await this.#store.read(it.no);
+        if (this.#modCount !== mod) return false;
+        info = validatePage(it.no, buf, lim, true);
+        cached = cache.peek(it.no);
+        if (cached !== undefined && !cached.dirty && !bytesEqual(cached.buf, buf)) {
+          throw new CorruptionError(what, 'cached copy differs from the stored page');
+        }
+      }
+      if (cached !== undefined && (cached.count !== info.count || cached.used !== info.used || cached.heapStart !== info.heapStart || cached.level !== info.level)) {
+        throw new CorruptionError(what, 'cached header fields disagree with the page (internal error)');
+      }
+      if (!isRoot && info.level !== it.level) {
+        throw new CorruptionError(what, `level ${info.level}, expected ${it.level}`);
+      }
+      if (isRoot && info.level !== this.#rootLevel) {
+        throw new CorruptionError(what, `root level ${info.level}, expected ${this.#rootLevel}`);
+      }
+      if (!isRoot && info.used < lim.minFill) {
+        throw new CorruptionError(what, `holds ${info.used} bytes, under the minimum fill of ${lim.minFill}`);
+      }
+      if (!info.leaf && info.count < 2) throw new CorruptionError(what, 'branch with fewer than two children');
+      const keyAt = (i: number): Uint8Array => {
+        const off = u16(buf, HEADER_BYTES + SLOT_BYTES * i);
+        return info.leaf ? buf.subarray(off + 4, off + 4 + u16(buf, off)) : buf.subarray(off + 6, off + 6 + u16(buf, off + 4));
+      };
+      if (info.count > 0) {
+        const first = keyAt(info.leaf ? 0 : Math.min(1, info.count - 1));
+        const last = keyAt(info.count - 1);
+        if (it.lo !== null && (info.leaf || info.count > 1)) {
+          const c = compareKeys(first, it.lo);
+          if (info.leaf ? c < 0 : c <= 0) throw new CorruptionError(what, 'key below the separator that bounds the page');
+        }
+        if (it.hi !== null && compareKeys(last, it.hi) >= 0) {
+          throw new CorruptionError(what, 'key not below the next separator');
+        }
+      }
+      if (!info.leaf) {
+        const childDirty = cached !== undefined && cached.dirty;
+        for (let i = info.count - 1; i >= 0; i--) {
+          const off = u16(buf, HEADER_BYTES + SLOT_BYTES * i);
+          stack.push({
+            no: u32(buf, off),
+            level: info.level - 1,
+            lo: i === 0 ? it.lo : keyAt(i).slice(),
+            hi: i === info.count - 1 ? it.hi : keyAt(i + 1).slice(),
+            parentDirty: childDirty,
+          });
+        }
+      }
+    }
+    if (this.#modCount !== mod) return false;
+    if (dirtySeen !== cache.dirtyCount) {
+      throw new CorruptionError('btree', `${cache.dirtyCount - dirtySeen} dirty pages are not reachable from the root`);
+    }
+    this.#treePages = seen.size;
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------- internals
+
+  #checkWritable(): void {
+    if (this.#readOnly) throw new ReadOnlyError('this B-tree was opened read-only');
+  }
+
+  #checkKey(key: Uint8Array): void {
+    if (!(key instanceof Uint8Array)) throw new InvalidArgumentError('key must be a Uint8Array');
+    if (key.length > this.maxKeyBytes) {
+      throw new TooLargeError(`key of ${key.length} bytes exceeds the maximum of ${this.maxKeyBytes} for ${this.pageSize}-byte pages`);
+    }
+  }
+
+  #checkValue(value: Uint8Array): void {
+    if (!(value instanceof Uint8Array)) throw new InvalidArgumentError('value must be a Uint8Array');
+    if (value.length > this.maxValueBytes) {
+      throw new TooLargeError(`value of ${value.length} bytes exceeds the maximum of ${this.maxValueBytes} for ${this.pageSize}-byte pages`);
+    }
+  }
+
+  #levelError(child: Page, parent: Page): CorruptionError {
+    return new CorruptionError(`btree page ${child.no}`, `level ${child.level} under a level-${parent.level} page ${parent.no}`);
+  }
+
+  #allocate(): number {
+    const no = this.#store.allocate();
+    if (!Number.isInteger(no) || no < 0 || no > MAX_PAGE_NO) {
+      throw new InvalidArgumentError(`PageStore.allocate returned an invalid page number ${String(no)}`);
+    }
+    this.#fresh.add(no);
+    return no;
+  }
+
+  #freeFresh(no: number): void {
+    this.#fresh.delete(no);
+    this.#store.free(no);
+  }
+
+  #createPage(no: number, buf: Uint8Array, leaf: boolean, level: number, count: number, heapStart: number, used: number): Page {
+    const p = new Page(no, buf, leaf, level, count, heapStart, used);
+    p.dirty = true;
+    this.#cache.insert(p);
+    return p;
+  }
+
+  /** A page leaves the tree: freed at once if it never was part of a flushed tree, else retired. */
+  #dropPage(p: Page): void {
+    this.#cache.remove(p);
+    if (this.#fresh.has(p.no)) this.#freeFresh(p.no);
+    else this.#retired.push(p.no);
+  }
+
+  #releasePins(ks: string): void {
+    const set = this.#pinSets.get(ks);
+    if (set === undefined) return;
+    this.#pinSets.delete(ks);
+    for (const p of set) this.#cache.unpin(p);
+  }
+
+  /**
+   * The page `no`, from the cache or read and verified from the store, pinned (the caller unpins). Concurrent
+   * loads of one page share a read. A page that entered the cache while we read it wins over what we read.
+   */
+  async #loadPinned(no: number): Promise<Page> {
+    const cache = this.#cache;
+    let p = cache.lookup(no);
+    if (p === undefined) {
+      let pr = this.#loading.get(no);
+      if (pr === undefined) {
+        cache.misses++;
+        pr = this.#store.read(no);
+        this.#loading.set(no, pr);
+        const done = (): void => {
+          this.#loading.delete(no);
+        };
+        pr.then(done, done);
+      }
+      const buf = await pr;
+      p = cache.peek(no);
+      if (p === undefined) {
+        const info = validatePage(no, buf, this.#lim, true);
+        p = new Page(no, buf, info.leaf, info.level, info.count, info.heapStart, info.used);
+        p.pins = 1;
+        cache.insert(p);
+        return p;
+      }
+    }
+    cache.pin(p);
+    return p;
+  }
+}
+
+// ------------------------------------------------------------------------------------ page access helpers
+
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+}
+
+function childAt(p: Page, i: number): number {
+  return u32(p.buf, u16(p.buf, HEADER_BYTES + SLOT_BYTES * i));
+}
+
+/** Index of the child whose subtree may hold `key`: last i >= 1 with key[i] <= key, else 0. */
+function branchSearch(p: Page, key: Uint8Array): number {
+  const b = p.buf;
+  const kl = key.length;
+  let lo = 1;
+  let hi = p.count - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
+    if (compareRange(b, off + BRANCH_ENTRY_HEADER, u16(b, off + 4), key, 0, kl) <= 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return lo - 1;
+}
+
+/** Last i >= 1 with key[i] < key, else 0: the child holding the greatest key below `key`. */
+function branchSearchBefore(p: Page, key: Uint8Array): number {
+  const b = p.buf;
+  const kl = key.length;
+  let lo = 1;
+  let hi = p.count - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
+    if (compareRange(b, off + BRANCH_ENTRY_HEADER, u16(b, off + 4), key, 0, kl) < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return lo - 1;
+}
+
+/** Index of `key` in a leaf, or -(insertion point + 1). */
+function leafSearch(p: Page, key: Uint8Array): number {
+  const b = p.buf;
+  const kl = key.length;
+  let lo = 0;
+  let hi = p.count - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
+    const c = compareRange(b, off + LEAF_ENTRY_HEADER, u16(b, off), key, 0, kl);
+    if (c < 0) lo = mid + 1;
+    else if (c > 0) hi = mid - 1;
+    else return mid;
+  }
+  return -(lo + 1);
+}
+
+/** First index whose key is >= key (strict: > key). */
+function leafLowerBound(p: Page, key: Uint8Array, strict: boolean): number {
+  const b = p.buf;
+  const kl = key.length;
+  let lo = 0;
+  let hi = p.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
+    const c = compareRange(b, off + LEAF_ENTRY_HEADER, u16(b, off), key, 0, kl);
+    if (c < 0 || (strict && c === 0)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function leafValueCopy(p: Page, i: number): Uint8Array {
+  const b = p.buf;
+  const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+  const start = off + LEAF_ENTRY_HEADER + u16(b, off);
+  return b.slice(start, start + u16(b, off + 2));
+}
+
+function branchKeyCopy(p: Page, i: number): Uint8Array {
+  const b = p.buf;
+  const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+  return b.slice(off + BRANCH_ENTRY_HEADER, off + BRANCH_ENTRY_HEADER + u16(b, off + 4));
+}
+
+/** The entries of a page as cells whose byte arrays are views of the page buffer. */
+function decodeCells(p: Page): Cell[] {
+  const b = p.buf;
+  const out = new Array<Cell>(p.count);
+  for (let i = 0; i < p.count; i++) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+    if (p.leaf) {
+      const kl = u16(b, off);
+      const vl = u16(b, off + 2);
+      out[i] = { key: b.subarray(off + 4, off + 4 + kl), value: b.subarray(off + 4 + kl, off + 4 + kl + vl), child: 0 };
+    } else {
+      out[i] = { key: b.subarray(off + 6, off + 6 + u16(b, off + 4)), value: EMPTY, child: u32(b, off) };
+    }
+  }
+  return out;
+}
+
+/**
+ * Where to cut `cells` into two pages: the index s (1..n-1) that minimizes the larger half. For branches the
+ * first key of the right half moves up to the parent, so it does not count. Both halves fit `capacity` for any
+ * list that overflows by at most one entry (entries are at most half a page).
+ */
+function splitPoint(cells: readonly Cell[], leaf: boolean, capacity: number): number {
+  const n = cells.length;
+  let total = 0;
+  for (const c of cells) total += cellBytes(c, leaf);
+  let best = 1;
+  let bestMax = Infinity;
+  let left = 0;
+  for (let s = 1; s < n; s++) {
+    left += cellBytes(cells[s - 1]!, leaf);
+    const right = total - left - (leaf ? 0 : cells[s]!.key.length);
+    const m = Math.max(left, right);
+    if (m < bestMax) {
+      bestMax = m;
+      best = s;
+    }
+  }
+  if (bestMax > capacity) throw new Error(`btree split: halves of ${bestMax} bytes do not fit a page (internal error)`);
+  return best;
+}

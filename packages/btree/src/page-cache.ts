@@ -1,0 +1,174 @@
+/**
+ * A page held in memory. `buf` is always a well-formed page (format.ts) except for its checksum; `count`,
+ * `heapStart` and `used` mirror its header so the hot paths need not decode it.
+ */
+export class Page {
+  no: number;
+  buf: Uint8Array;
+  leaf: boolean;
+  level: number;
+  count: number;
+  heapStart: number;
+  /** Bytes of slots + live entries. */
+  used: number;
+  dirty = false;
+  pins = 0;
+  /** Bumped on every modification; flush marks a page clean only if it did not change while being written. */
+  version = 0;
+  /** In the cache's map (false once evicted or dropped; a pin may still hold the object). */
+  cached = false;
+  prev: Page | null = null;
+  next: Page | null = null;
+
+  constructor(no: number, buf: Uint8Array, leaf: boolean, level: number, count: number, heapStart: number, used: number) {
+    this.no = no;
+    this.buf = buf;
+    this.leaf = leaf;
+    this.level = level;
+    this.count = count;
+    this.heapStart = heapStart;
+    this.used = used;
+  }
+}
+
+/**
+ * Page cache bounded by a page count (bytes / pageSize). LRU over the *evictable* pages only: a page is
+ * evictable when it is clean and unpinned, and only evictable pages are on the list, so eviction is O(1) and
+ * never looks at dirty or pinned pages. Dirty and pinned pages may push the cache over its bound; that is
+ * accepted (the engine checkpoints when `dirtyBytes` grows) rather than failing a mutation.
+ *
+ * Thread safety: none needed; every method is synchronous.
+ */
+export class PageCache {
+  readonly #map = new Map<number, Page>();
+  /** Sentinel of the circular LRU list: head.next is least recently used. */
+  readonly #head: Page;
+  #capacityPages: number;
+  dirtyCount = 0;
+  hits = 0;
+  misses = 0;
+  evictions = 0;
+
+  constructor(capacityPages: number) {
+    this.#capacityPages = Math.max(1, capacityPages);
+    const h = new Page(-1, new Uint8Array(0), true, 0, 0, 0, 0);
+    h.prev = h;
+    h.next = h;
+    this.#head = h;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  /** The page if cached, counted as a hit and made most recently used. */
+  lookup(no: number): Page | undefined {
+    const p = this.#map.get(no);
+    if (p !== undefined) {
+      this.hits++;
+      if (p.next !== null) {
+        this.#unlink(p);
+        this.#linkTail(p);
+      }
+    }
+    return p;
+  }
+
+  /** The page if cached, without touching statistics or recency. */
+  peek(no: number): Page | undefined {
+    return this.#map.get(no);
+  }
+
+  /** Adds a page (replacing any stale page of the same number). */
+  insert(p: Page): void {
+    const old = this.#map.get(p.no);
+    if (old !== undefined) this.remove(old);
+    this.#map.set(p.no, p);
+    p.cached = true;
+    if (p.dirty) this.dirtyCount++;
+    if (!p.dirty && p.pins === 0) this.#linkTail(p);
+    this.evict();
+  }
+
+  remove(p: Page): void {
+    if (!p.cached) return;
+    this.#map.delete(p.no);
+    p.cached = false;
+    if (p.next !== null) this.#unlink(p);
+    if (p.dirty) {
+      p.dirty = false;
+      this.dirtyCount--;
+    }
+  }
+
+  /** Moves a page to another number (copy-on-write relocation at flush). */
+  rename(p: Page, newNo: number): void {
+    this.#map.delete(p.no);
+    const stale = this.#map.get(newNo);
+    if (stale !== undefined) this.remove(stale);
+    p.no = newNo;
+    this.#map.set(newNo, p);
+  }
+
+  pin(p: Page): void {
+    if (p.pins++ === 0 && p.next !== null) this.#unlink(p);
+  }
+
+  unpin(p: Page): void {
+    if (--p.pins === 0 && p.cached && !p.dirty) {
+      this.#linkTail(p);
+      this.evict();
+    }
+  }
+
+  markDirty(p: Page): void {
+    p.version++;
+    if (p.dirty) return;
+    p.dirty = true;
+    if (p.cached) {
+      this.dirtyCount++;
+      if (p.next !== null) this.#unlink(p);
+    }
+  }
+
+  markClean(p: Page): void {
+    if (!p.dirty) return;
+    p.dirty = false;
+    if (p.cached) {
+      this.dirtyCount--;
+      if (p.pins === 0) this.#linkTail(p);
+    }
+  }
+
+  /** Evicts least recently used clean, unpinned pages while over capacity. */
+  evict(): void {
+    const h = this.#head;
+    while (this.#map.size > this.#capacityPages && h.next !== h) {
+      const victim = h.next!;
+      this.#unlink(victim);
+      this.#map.delete(victim.no);
+      victim.cached = false;
+      this.evictions++;
+    }
+  }
+
+  pages(): IterableIterator<Page> {
+    return this.#map.values();
+  }
+
+  #linkTail(p: Page): void {
+    const h = this.#head;
+    const last = h.prev!;
+    p.prev = last;
+    p.next = h;
+    last.next = p;
+    h.prev = p;
+  }
+
+  #unlink(p: Page): void {
+    p.prev!.next = p.next;
+    p.next!.prev = p.prev;
+    p.prev = null;
+    p.next = null;
+  }
+}
