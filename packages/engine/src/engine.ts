@@ -24,7 +24,7 @@ import { WriteAheadLog } from '@vde/wal';
 import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
-import { ObjectIo, type ObjectData, type WrittenObject, normalizeData, pushExtent } from './object-io.js';
+import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
 import { Reclaimer } from './reclaimer.js';
@@ -145,7 +145,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   static async open(target: string | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
     const opts = resolveOptions(options);
     if (typeof target === 'string') return VirtualDiskEngine.#openFile(target, opts);
-    if (target === null || typeof target !== 'object' || typeof (target as BlockDevice).read !== 'function') {
+    if (target === null || typeof target !== 'object' || typeof target.read !== 'function') {
       throw new InvalidArgumentError('open() takes a file path or a BlockDevice');
     }
     return VirtualDiskEngine.#openDevice(target, opts, undefined);
@@ -379,7 +379,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           const puts = new Map<number, PreparedPut>();
           try {
             const settled = await Promise.allSettled(
-              ops.map((op) => (op.type === 'put' ? this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined) : undefined)),
+              ops.map((op) => (op.type === 'put' ? this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined) : Promise.resolve(undefined))),
             );
             settled.forEach((s, i) => {
               if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
@@ -682,7 +682,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   async #close(): Promise<void> {
-    let failure: unknown;
+    let failure: Error | undefined;
     try {
       await this.#autoCheckpoint?.catch(() => undefined);
       await this.#checkpointTail.catch(() => undefined);
@@ -695,13 +695,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       }
       await this.#wal.close();
     } catch (err) {
-      failure = err;
+      failure = err as Error;
     } finally {
       this.#closed = true;
       await this.#stripes[Symbol.asyncDispose]();
       await this.#gate[Symbol.asyncDispose]();
       await this.#device.close().catch((err: unknown) => {
-        failure ??= err;
+        failure ??= err as Error;
       });
     }
     if (failure) throw failure;

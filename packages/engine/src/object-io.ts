@@ -1,5 +1,5 @@
 import type { Extent } from '@vde/allocator';
-import { type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, TooLargeError, crc32 } from '@vde/block-device';
+import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, TooLargeError, crc32 } from '@vde/block-device';
 import {
   type ObjectRecord,
   KIND_INDIRECT,
@@ -133,7 +133,7 @@ export class ObjectIo {
     };
     try {
       for await (const raw of source) {
-        signal?.throwIfAborted();
+        throwIfAborted(signal);
         let chunk = chunkBytes(raw);
         size += chunk.byteLength;
         if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
@@ -150,7 +150,7 @@ export class ObjectIo {
           }
         }
       }
-      signal?.throwIfAborted();
+      throwIfAborted(signal);
       if (extents.length === 0 && size <= inlineLimit) return { size, crc, inline: staging.slice(0, staged) };
       if (staged > 0) await flush(staging.subarray(0, Math.ceil(staged / bs) * bs));
       if (inFlight) await inFlight;
@@ -258,4 +258,8 @@ export class ObjectIo {
 export async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
   const results = await Promise.allSettled(promises);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
 }

@@ -60,7 +60,7 @@ function bool(value: unknown, name: string, fallback: boolean): boolean {
 function int(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidArgumentError(`option ${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    throw new InvalidArgumentError(`option ${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -75,11 +75,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const blockSize = o.blockSize === undefined ? 4096 : o.blockSize;
   if (!isValidBlockSize(blockSize)) {
-    throw new InvalidArgumentError(`option blockSize must be a power of two from 512 to 65536, got ${String(blockSize)}`);
+    throw new InvalidArgumentError(`option blockSize must be a power of two from 512 to 65536, got ${JSON.stringify(blockSize)}`);
   }
   const durability = o.durability ?? 'sync';
   if (durability !== 'sync' && durability !== 'relaxed') {
-    throw new InvalidArgumentError(`option durability must be 'sync' or 'relaxed', got ${String(durability)}`);
+    throw new InvalidArgumentError(`option durability must be 'sync' or 'relaxed', got ${JSON.stringify(durability)}`);
   }
   const stripeCount = int(o.stripeCount, 'stripeCount', 64, 1, 1 << 20);
   if ((stripeCount & (stripeCount - 1)) !== 0) {

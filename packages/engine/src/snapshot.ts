@@ -34,20 +34,20 @@ export class Snapshot implements AsyncDisposable {
     return this.#host === undefined;
   }
 
-  retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
-    return this.#open().retrieve(key, options);
+  async retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
+    return await this.#open().retrieve(key, options);
   }
 
   createReadStream(key: string, options: ReadOptions = {}): Readable {
     return this.#open().createReadStream(key, options);
   }
 
-  exists(key: string): Promise<boolean> {
-    return this.#open().exists(key);
+  async exists(key: string): Promise<boolean> {
+    return await this.#open().exists(key);
   }
 
-  stat(key: string): Promise<ObjectInfo> {
-    return this.#open().stat(key);
+  async stat(key: string): Promise<ObjectInfo> {
+    return await this.#open().stat(key);
   }
 
   list(options: ListOptions = {}): AsyncIterable<ObjectInfo> {

@@ -1,7 +1,7 @@
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SMALL, bytes, checked, memoryEngine, tempDir } from './helpers.js';
+import { SMALL, bytes, checked, expectBytes, memoryEngine, tempDir } from './helpers.js';
 
 describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
   it('64 writers on 64 keys hold their stripes at the same time (file container, real I/O)', async () => {
@@ -23,7 +23,7 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     // Overlap is observed, not assumed: many stripes were held at once, and group commit shared fsyncs.
     expect(stats.stripes.peakHeld).toBeGreaterThan(8);
     expect(stats.wal.syncs).toBeLessThan(64);
-    for (const [i, k] of keys.entries()) expect(await vde.retrieve(k)).toEqual(bytes(8192, i));
+    for (const [i, k] of keys.entries()) expectBytes(await vde.retrieve(k), bytes(8192, i));
     await checked(vde);
     await vde.close();
   });
@@ -41,7 +41,7 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     expect(vde.stats().stripes.peakHeld).toBe(1);
     // Writes to one key take effect in stripe (FIFO) order, so the last to complete is the value that stays.
     const last = completions[completions.length - 1]!;
-    expect(await vde.retrieve('hot')).toEqual(bytes(3000 + last, last + 1));
+    expectBytes(await vde.retrieve('hot'), bytes(3000 + last, last + 1));
     expect(completions).toEqual([...completions].sort((a, b) => a - b));
     await checked(vde);
     await vde.close();
@@ -86,7 +86,7 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     for (let w = 0; w < 16; w++) {
       for (let k = 0; k < 7; k++) {
         const i = 39 - ((39 - k) % 7);
-        expect(await vde.retrieve(`w${w}/k${k}`)).toEqual(bytes(500 + i, w * 100 + i));
+        expectBytes(await vde.retrieve(`w${w}/k${k}`), bytes(500 + i, w * 100 + i));
       }
     }
     await checked(vde);

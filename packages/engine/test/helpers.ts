@@ -50,3 +50,10 @@ export async function expectCode(p: Promise<unknown> | (() => unknown), code: st
   }
   throw new Error(`expected an error with code ${code}, but it succeeded`);
 }
+
+/** Byte equality without vitest's slow element-by-element diff of typed arrays. */
+export function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
+  expect(actual.byteLength).toBe(expected.byteLength);
+  const same = Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength), Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)) === 0;
+  expect(same, 'bytes differ').toBe(true);
+}
