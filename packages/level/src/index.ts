@@ -1,1 +1,1 @@
-export {};
+export { VdeLevel, type VdeLevelOptions, type VdeEngineOptions } from './vde-level.js';
