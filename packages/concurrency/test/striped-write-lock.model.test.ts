@@ -64,7 +64,7 @@ afterEach(() => {
 });
 
 describe('StripedWriteLock under random interleavings', () => {
-  const runs = LONG ? 10_000 : 600;
+  const runs = LONG ? 10_000 : 720; // about 120,000 operations in CI
 
   it(`keeps exclusion, settles every request and leaks nothing (${runs} runs)`, async () => {
     await fc.assert(
