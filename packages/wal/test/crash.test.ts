@@ -5,6 +5,7 @@ import { FaultyBlockDevice, SeededRandom } from '@vde/test-harness';
 import { WriteAheadLog } from '@vde/wal';
 import { collect, payloadOf } from './helpers.js';
 
+// WAL_RUNS overrides the count for a one-off deeper run without the full VDE_LONG suite.
 const NUM_RUNS = process.env.VDE_LONG ? 50_000 : Number(process.env.WAL_RUNS ?? 2_000);
 
 /** Forwards to a FaultyBlockDevice and pulls the plug just before the `cutAt`-th write or sync. */
@@ -192,5 +193,5 @@ describe('power cut at a random write or sync', () => {
     expect(seen.end).toBeGreaterThan(0);
     expect(seen.wrapped).toBeGreaterThan(NUM_RUNS / 20);
     expect(seen.truncated).toBeGreaterThan(NUM_RUNS / 4);
-  }, 120_000);
+  }, process.env.VDE_LONG || process.env.WAL_RUNS ? 3_600_000 : 120_000);
 });
