@@ -97,7 +97,8 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
   if (command.json) options.json = { type: 'boolean' };
   let parsed: { values: OptionValues; positionals: string[] };
   try {
-    parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true }) as typeof parsed;
+    const result = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    parsed = { values: result.values, positionals: result.positionals };
   } catch (err) {
     if (errorCode(err)?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(`${name}: ${(err as Error).message}`, name);
     throw err;

@@ -3,6 +3,7 @@ import { ExistsError, VirtualDiskEngine } from '@vde/engine';
 import { writeJson, write } from '../cli-io.js';
 import { type Command, intOption, positionals } from '../command.js';
 import { formatBytes } from '../format.js';
+import { UsageError } from '../usage-error.js';
 
 export const createCommand: Command = {
   name: 'create',
@@ -24,6 +25,9 @@ Example:
   async run(ctx) {
     const [file] = positionals(ctx, 1, 1, '<file>') as [string];
     const blockSize = intOption(ctx, 'block-size', 4096, 512, 65536);
+    if ((blockSize & (blockSize - 1)) !== 0) {
+      throw new UsageError(`create: --block-size must be a power of two from 512 to 64k, got ${blockSize}`, ctx.name);
+    }
     const walSizeBytes = intOption(ctx, 'wal-size', 32 << 20, 64 << 10);
     const exists = await fs.stat(file).then(
       () => true,

@@ -1,0 +1,70 @@
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers.js';
+
+const packageDir = fileURLToPath(new URL('..', import.meta.url));
+const bin = path.join(packageDir, 'dist', 'bin.js');
+
+interface Exec {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(args: string[], input?: string): Promise<Exec> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [bin, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin?.end(input ?? '');
+  });
+}
+
+let dir: string;
+let cleanup: () => Promise<void>;
+
+beforeAll(async () => {
+  // The real binary runs from dist/: build it if this checkout has not been built yet.
+  if (!fs.existsSync(bin)) {
+    const tsc = path.join(packageDir, '..', '..', 'node_modules', 'typescript', 'bin', 'tsc');
+    execFileSync(process.execPath, [tsc, '-b', packageDir], { stdio: 'inherit' });
+  }
+  ({ dir, cleanup } = await tempDir());
+}, 120_000);
+afterAll(async () => cleanup());
+
+describe('the vde binary', () => {
+  it('starts with a node shebang', () => {
+    expect(fs.readFileSync(bin, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+  });
+
+  it('exit codes: 0 ok, 1 error with code and no stack, 2 usage', async () => {
+    const help = await exec(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: vde <command>');
+    const missing = await exec(['ls', path.join(dir, 'nope.vde')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^vde: no container at .* \(ERR_VDE_NOT_FOUND\)\n$/);
+    const usage = await exec(['ls']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("Run 'vde ls --help' for usage.");
+  });
+
+  it('pipes stdin to a stored object and back to stdout', async () => {
+    const file = path.join(dir, 'b.vde');
+    expect((await exec(['create', file])).code).toBe(0);
+    const payload = 'line\n'.repeat(10_000);
+    const put = await exec(['put', file, 'piped', '-'], payload);
+    expect(put.stderr).toBe('');
+    expect(put.code).toBe(0);
+    const get = await exec(['get', file, 'piped']);
+    expect(get.code).toBe(0);
+    expect(get.stdout).toBe(payload);
+    const ls = await exec(['ls', file, '--json']);
+    expect(JSON.parse(ls.stdout)).toMatchObject([{ key: 'piped', size: payload.length }]);
+  });
+});
