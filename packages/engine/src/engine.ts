@@ -264,28 +264,62 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
     this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes);
     this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
-    let replayed = 0;
+    const endLsn = await this.#verifyLog(sb.checkpointLsn);
+    if (endLsn === sb.checkpointLsn) return;
     for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
-      for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) await this.#replayOp(op, rec.lsn);
-      replayed++;
+      if (rec.lsn > endLsn) break;
+      for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) await this.#replayOp(op);
     }
-    if (replayed > 0 && !this.#opts.readOnly) await this.#runCheckpoint({});
+    if (!this.#opts.readOnly) await this.#runCheckpoint({});
   }
 
-  async #replayOp(op: LogOp, lsn: number): Promise<void> {
-    const what = `log record ${lsn}`;
-    let owned: Extent[] = [];
-    if (op.type === 'put') {
-      owned = await this.#ownedBlocks(op.record, what);
-      if (!this.#opts.readOnly) {
-        for (const e of owned) {
-          for (let b = e.start; b < e.start + e.count; b++) {
-            if (this.#allocator.isAllocated(b)) throw new CorruptionError(what, `block ${b} is already in use`);
+  /**
+   * Replay pass 1. A store writes its data blocks before its log record, and one fsync makes both durable, so a
+   * crash can keep an unsynced log record while its unsynced data was lost or torn. Each put's data is therefore
+   * checked against its checksum: the first record whose data fails is where the durable log ends (it and all later
+   * records were never acknowledged), unless the log itself proves that record was durable — then it is corruption.
+   * Pass 1 also claims every block the surviving records own before the index changes, because index page splits in
+   * pass 2 allocate blocks and must not take one that a later record owns. Returns the last LSN to apply.
+   */
+  async #verifyLog(fromLsn: number): Promise<number> {
+    const knownDurable = this.#wal.tailInfo.knownDurableLsn;
+    let last = fromLsn;
+    for await (const rec of this.#wal.replay(fromLsn)) {
+      const owned: Extent[] = [];
+      let intact = true;
+      for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) {
+        if (op.type !== 'put') continue;
+        const what = `log record ${rec.lsn}`;
+        try {
+          const record = await this.#io.loadRecord(op.record, what);
+          for await (const _ of this.#io.chunks(record, what)) {
+            // reading verifies the object checksum at the end
           }
+          owned.push(...(await this.#ownedBlocks(op.record, what)));
+        } catch (err) {
+          if (!(err instanceof CorruptionError)) throw err;
+          if (rec.lsn <= knownDurable) throw err;
+          intact = false;
+          break;
         }
-        this.#allocator.markAllocated(owned);
+      }
+      if (!intact) break;
+      if (!this.#opts.readOnly) this.#claim(owned, rec.lsn);
+      last = rec.lsn;
+    }
+    return last;
+  }
+
+  #claim(owned: readonly Extent[], lsn: number): void {
+    for (const e of owned) {
+      for (let b = e.start; b < e.start + e.count; b++) {
+        if (this.#allocator.isAllocated(b)) throw new CorruptionError(`log record ${lsn}`, `block ${b} is already in use`);
       }
     }
+    this.#allocator.markAllocated(owned);
+  }
+
+  async #replayOp(op: LogOp): Promise<void> {
     const previous = op.type === 'put' ? await this.#index.put(op.key, op.record) : await this.#index.delete(op.key);
     if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${decodeKey(op.key)}`), this.#sb.generation);
     if (op.type === 'put' && !previous) this.#objectCount++;

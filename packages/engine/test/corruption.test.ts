@@ -58,7 +58,7 @@ describe('corruption is detected, never returned (DESIGN.md invariant 6)', () =>
     bad[at + 100] = bad[at + 100]! ^ (0x01);
     const vde = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(bad, 4096), SMALL);
     await expect(vde.retrieve('key/0003')).rejects.toMatchObject({ code: 'ERR_VDE_CORRUPT' });
-    expectBytes(await vde.retrieve('key/0006'), values.get('key/0006'));
+    expectBytes(await vde.retrieve('key/0006'), values.get('key/0006')!);
     await vde.close();
   });
 

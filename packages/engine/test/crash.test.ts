@@ -44,9 +44,8 @@ class CuttingDevice implements BlockDevice {
   grow(n: number) {
     return this.inner.grow(n);
   }
-  close() {
-    return this.inner.close().catch(() => undefined);
-  }
+  /** The engine closing its device must not close the simulated disk: the test still cuts its power. */
+  async close() {}
 }
 
 type Expect = { acked: Uint8Array | null | undefined; pending: (Uint8Array | null)[] };
@@ -61,7 +60,7 @@ async function crashRun(seed: number): Promise<{ acked: number }> {
   const rnd = new SeededRandom(seed);
   const blockSize = [512, 4096][rnd.int(2)]!;
   const base = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize }));
-  const setup = await VirtualDiskEngine.open(base, { ...OPTS, blockSize });
+  const setup = await VirtualDiskEngine.open(new CuttingDevice(base, Infinity, seed), { ...OPTS, blockSize });
   const model = new Map<string, Expect>();
   // Some state from before the run, checkpointed.
   for (let i = 0; i < 5; i++) {
@@ -73,7 +72,10 @@ async function crashRun(seed: number): Promise<{ acked: number }> {
   const cutAt = 1 + rnd.int(120);
   const dev = new CuttingDevice(base, cutAt, seed);
   await setup.close();
-  const vde = await VirtualDiskEngine.open(dev, OPTS).catch(() => undefined);
+  const vde = await VirtualDiskEngine.open(dev, OPTS).catch((err: unknown) => {
+    if (process.env.VDE_DEBUG) console.log("open failed", err);
+    return undefined;
+  });
   let acked = 0;
   if (vde) {
     await Promise.all(
@@ -101,10 +103,17 @@ async function crashRun(seed: number): Promise<{ acked: number }> {
     await vde.close().catch(() => undefined);
   }
   const image = dev.image ?? base.powerCut({ seed });
-  const recovered = await VirtualDiskEngine.open(image, OPTS);
+  const recovered = await VirtualDiskEngine.open(image, OPTS).catch((err: unknown) => {
+    throw new Error(`seed ${seed} (cut at op ${cutAt}): recovery failed: ${String(err)}`, { cause: err });
+  });
   for (const [key, e] of model) {
     const allowed = [e.acked, ...e.pending];
-    const got = (await recovered.exists(key)) ? await recovered.retrieve(key) : null;
+    const got = (await recovered.exists(key))
+      ? await recovered.retrieve(key).catch(async (err: unknown) => {
+          const st = await recovered.stat(key);
+          throw new Error(`seed ${seed} (cut at op ${cutAt}): ${String(err)}; stat size ${st.size}; allowed sizes ${allowed.map((a) => a?.byteLength ?? a).join(',')}`, { cause: err });
+        })
+      : null;
     const ok = allowed.some((a) => (a === null || a === undefined ? got === null : got !== null && Buffer.compare(Buffer.from(a), Buffer.from(got)) === 0));
     if (!ok) throw new Error(`seed ${seed}: key ${key} holds ${got === null ? 'nothing' : `${got.byteLength} bytes`} which is neither acknowledged nor in flight`);
   }

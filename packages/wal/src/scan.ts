@@ -22,6 +22,8 @@ export interface ScanResult {
   /** Virtual position just after the last valid record (headPos if none). */
   endPos: number;
   stoppedAt: StoppedAt;
+  /** The highest LSN that some valid record proves was durable (its `durableLsn` field), or headLsn - 1. */
+  knownDurableLsn: number;
 }
 
 /**
@@ -41,6 +43,7 @@ export async function scanLog(reader: AreaReader, header: WalHeader, blockSize: 
   let endPos = pos;
   let stoppedAt: StoppedAt = 'end';
 
+  let knownDurableLsn = header.headLsn - 1;
   let midBatch = false; // the previous record did not end its batch
   for (;;) {
     let found = await tryRecord(reader, header, pos, limit, expected, prevCrc);
@@ -57,6 +60,7 @@ export async function scanLog(reader: AreaReader, header: WalHeader, blockSize: 
     }
     positions.push(pos);
     crcs.push(found.crc);
+    knownDurableLsn = Math.max(knownDurableLsn, Math.min(found.durableLsn, expected - 1));
     prevCrc = found.crc;
     expected++;
     pos += RECORD_HEADER_SIZE + found.length;
@@ -67,7 +71,7 @@ export async function scanLog(reader: AreaReader, header: WalHeader, blockSize: 
   if (positions.length === 0 && stoppedAt !== 'torn') stoppedAt = 'empty';
 
   await lookAhead(reader, header, blockSize, pos, expected);
-  return { positions, crcs, lastLsn: expected - 1, lastCrc: prevCrc, endPos, stoppedAt };
+  return { positions, crcs, lastLsn: expected - 1, lastCrc: prevCrc, endPos, stoppedAt, knownDurableLsn };
 }
 
 interface Probe {
@@ -77,6 +81,7 @@ interface Probe {
   crc: number;
   length: number;
   endOfBatch: boolean;
+  durableLsn: number;
 }
 
 /** Checks whether the record at `pos` is the next one of the chain (epoch, lsn, prevCrc, length, crc). */
@@ -88,7 +93,7 @@ async function tryRecord(
   expected: number,
   prevCrc: number,
 ): Promise<Probe> {
-  const invalid: Probe = { valid: false, ours: false, crc: 0, length: 0, endOfBatch: false };
+  const invalid: Probe = { valid: false, ours: false, crc: 0, length: 0, endOfBatch: false, durableLsn: 0 };
   if (pos + RECORD_HEADER_SIZE > limit) return invalid;
   const headerBytes = (await reader.bytes(pos, RECORD_HEADER_SIZE)).slice();
   const h = decodeRecordHeader(headerBytes);
@@ -97,7 +102,7 @@ async function tryRecord(
   if (!ours || !fits || h.prevCrc !== prevCrc || !knownBits(h)) return { ...invalid, ours };
   const payload = await reader.bytes(pos + RECORD_HEADER_SIZE, h.length);
   if (recordCrc(headerBytes, payload) !== h.crc) return { ...invalid, ours };
-  return { valid: true, ours, crc: h.crc, length: h.length, endOfBatch: (h.flags & FLAG_END_OF_BATCH) !== 0 };
+  return { valid: true, ours, crc: h.crc, length: h.length, endOfBatch: (h.flags & FLAG_END_OF_BATCH) !== 0, durableLsn: h.durableLsn };
 }
 
 function knownBits(h: RecordHeader): boolean {

@@ -43,6 +43,11 @@ export interface WalTailInfo {
   /** The last valid record `open()` found (headLsn - 1 if none; 0 for a new log). */
   lastLsn: number;
   stoppedAt: StoppedAt;
+  /**
+   * The highest LSN the log itself proves was durable before the crash (a later record carried it as its
+   * `durableLsn`). Records above it and up to `lastLsn` may have been written but never acknowledged.
+   */
+  knownDurableLsn: number;
 }
 
 export interface WalStats {
@@ -194,7 +199,7 @@ export class WriteAheadLog {
       lastLsn: 0,
       lastCrc: 0,
       nextBatchPos: 0,
-      tailInfo: { lastLsn: 0, stoppedAt: 'empty' },
+      tailInfo: { lastLsn: 0, stoppedAt: 'empty', knownDurableLsn: 0 },
     };
     return new WriteAheadLog(device, region, state, 1, slots.byteLength);
   }
@@ -259,7 +264,7 @@ export class WriteAheadLog {
       lastLsn: scan.lastLsn,
       lastCrc: scan.lastCrc,
       nextBatchPos: scan.positions.length === 0 ? header.headPos : nextBatchPos,
-      tailInfo: { lastLsn: scan.lastLsn, stoppedAt: scan.stoppedAt },
+      tailInfo: { lastLsn: scan.lastLsn, stoppedAt: scan.stoppedAt, knownDurableLsn: scan.knownDurableLsn },
     };
     return new WriteAheadLog(device, region, state, 1, extraBytes);
   }

@@ -32,7 +32,7 @@ describe('create, append, reopen', () => {
   it('starts at LSN 1, replays the same bytes, and continues LSNs after a clean close', async () => {
     const dev = memDevice();
     const wal = await WriteAheadLog.create(dev, REGION);
-    expect(wal.tailInfo).toEqual({ lastLsn: 0, stoppedAt: 'empty' });
+    expect(wal.tailInfo).toEqual({ lastLsn: 0, stoppedAt: 'empty', knownDurableLsn: 0 });
     const sizes = [0, 1, 100, 511, 512, 513, 3000, 0];
     const lsns: number[] = [];
     for (const [i, n] of sizes.entries()) lsns.push(await wal.append(i, payloadOf(n, i)));
@@ -43,7 +43,8 @@ describe('create, append, reopen', () => {
     await wal.close();
 
     const again = await WriteAheadLog.open(dev, REGION);
-    expect(again.tailInfo).toEqual({ lastLsn: 8, stoppedAt: 'end' });
+    // Each record carries the LSN that was durable when it was written: record 8 proves 1..7 were durable.
+    expect(again.tailInfo).toEqual({ lastLsn: 8, stoppedAt: 'end', knownDurableLsn: 7 });
     expect(again.lastLsn).toBe(8);
     const records = await collect(again.replay());
     expect(records.map((r) => r.lsn)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -66,7 +67,7 @@ describe('create, append, reopen', () => {
     const fresh = await WriteAheadLog.create(dev, REGION);
     await fresh.close();
     const reopened = await WriteAheadLog.open(dev, REGION);
-    expect(reopened.tailInfo).toEqual({ lastLsn: 0, stoppedAt: 'empty' });
+    expect(reopened.tailInfo).toEqual({ lastLsn: 0, stoppedAt: 'empty', knownDurableLsn: 0 });
     expect(await collect(reopened.replay())).toEqual([]);
     expect(await reopened.append(2, payloadOf(5, 1))).toBe(1);
   });
@@ -295,7 +296,7 @@ describe('back-pressure and truncate', () => {
     expect(wal.usedBytes).toBe(0);
     await wal.close();
     const reopened = await WriteAheadLog.open(dev, REGION);
-    expect(reopened.tailInfo).toEqual({ lastLsn: 5, stoppedAt: 'empty' });
+    expect(reopened.tailInfo).toEqual({ lastLsn: 5, stoppedAt: 'empty', knownDurableLsn: 5 });
     expect(await collect(reopened.replay())).toEqual([]);
     expect(await reopened.append(1, payloadOf(5, 6))).toBe(6);
     await reopened.close();
@@ -349,7 +350,7 @@ describe('recovery', () => {
     const image = dev.image();
     for (let i = areaByte(6 * BS); i < areaByte(20 * BS); i++) image[i] = (i * 131) & 0xff;
     const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
-    expect(reopened.tailInfo).toEqual({ lastLsn: 3, stoppedAt: 'end' });
+    expect(reopened.tailInfo).toMatchObject({ lastLsn: 3, stoppedAt: 'end' });
     expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([1, 2, 3]);
   });
 
@@ -375,7 +376,7 @@ describe('recovery', () => {
     const image = dev.image();
     image[areaByte(positions[2]! + RECORD_HEADER_SIZE + 500)]! ^= 1;
     const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
-    expect(reopened.tailInfo).toEqual({ lastLsn: 2, stoppedAt: 'torn' });
+    expect(reopened.tailInfo).toMatchObject({ lastLsn: 2, stoppedAt: 'torn' });
     expect(await reopened.append(1, new Uint8Array(3))).toBe(3);
   });
 
