@@ -77,7 +77,7 @@ describe('corruption is detected, never returned (DESIGN.md invariant 6)', () =>
     }
     // readAll asserts that every answer was right or typed; most flips land in live data and are caught.
     expect(typed).toBeGreaterThan(10);
-  });
+  }, 120_000);
 
   it('flips in the superblocks, index pages and truncation give typed errors', async () => {
     const { image, values } = await populated();
