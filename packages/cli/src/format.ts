@@ -10,7 +10,7 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   const sign = bytes < 0 ? '-' : '';
-  if (unit === 0) return `${sign}${value} B`;
+  if (unit === 0) return `${sign}${Math.round(value)} B`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${sign}${value.toFixed(digits)} ${UNITS[unit]}`;
 }
