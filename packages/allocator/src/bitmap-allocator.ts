@@ -444,6 +444,13 @@ export class BitmapAllocator {
     if (count > this.#largestBound) return -1;
     const words = this.#words;
     const n = this.#blockCount;
+    if (count === 1) {
+      // Any free block fits one block exactly as well as another: first fit from the cursor, O(distance).
+      const i = findZero(words, this.#cursor, n);
+      if (i < n) return i;
+      const j = findZero(words, 0, this.#cursor);
+      return j < this.#cursor ? j : -1;
+    }
     let best = -1;
     let bestLength = Infinity;
     let candidates = 0;

@@ -373,6 +373,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
     const existed = await this.#withLogSpace(logBytes, undefined, () =>
       this.#withWriteLocks([key], undefined, async () => {
+        await this.#ensureHeadroom();
         await this.#index.prefetch(keyBytes);
         if (!(await this.#index.get(keyBytes))) return false;
         await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -822,6 +823,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<PreparedPut> {
+    await this.#ensureHeadroom();
     await this.#index.prefetch(keyBytes);
     const prevValue = await this.#index.get(keyBytes);
     const prev = prevValue ? await this.#io.loadRecord(prevValue, `object ${key}`) : undefined;
@@ -909,6 +911,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
     const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
     return HEADROOM_BLOCKS + 2 * pages + 2 * meta;
+  }
+
+  /**
+   * Index mutations allocate pages synchronously (splits, copy-on-write), so every store and delete makes sure,
+   * before its log record, that the reserve is there: a full container then fails the operation cleanly with
+   * ERR_VDE_FULL instead of failing the index change after the record is durable.
+   */
+  async #ensureHeadroom(): Promise<void> {
+    while (this.#allocator.freeCount < this.#reserveBlocks()) await this.#grow(this.#reserveBlocks() - this.#allocator.freeCount);
   }
 
   async #allocateData(blocks: number): Promise<Extent[]> {
