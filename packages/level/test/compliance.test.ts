@@ -11,7 +11,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { VdeLevel, type VdeLevelOptions } from '../src/index.js';
 
 const require = createRequire(import.meta.url);
-type Suite = (options: { test: typeof tape; factory: (options?: VdeLevelOptions) => VdeLevel }) => void;
+type Suite = (options: { test: ReturnType<typeof tape.createHarness>; factory: (options?: VdeLevelOptions) => VdeLevel }) => void;
 const suite = require('abstract-level/test') as Suite;
 
 interface Row {
