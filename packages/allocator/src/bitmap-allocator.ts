@@ -28,6 +28,8 @@ const BEST_FIT_CANDIDATES = 16;
  * everything, on large fragmented ones it trades a few more extents for speed).
  */
 const GATHER_WINDOW_BLOCKS = 65_536;
+/** How far a free looks for the ends of the free run it joins (see `#afterRelease`). */
+const MERGE_SCAN_BLOCKS = 4096;
 
 /*
  * Serialized image, format version 1 (all integers little-endian; W = ceil(blockCount / 32)):
@@ -473,7 +475,7 @@ export class BitmapAllocator {
       return false;
     };
     const cursor = this.#cursor;
-    if (!scan(cursor, n) && !scan(0, cursor)) {
+    if (!scan(this.#firstRunStartFrom(cursor), n) && !scan(0, cursor)) {
       // A full pass saw every run (the one straddling the cursor whole in the second part): longest is exact.
       this.#largestBound = longest;
       this.#largestExact = true;
@@ -543,7 +545,7 @@ export class BitmapAllocator {
       }
       return false;
     };
-    if (!scan(cursor, n, 0) && !scan(0, cursor, n - cursor)) {
+    if (!scan(this.#firstRunStartFrom(cursor), n, 0) && !scan(0, cursor, n - cursor)) {
       this.#largestBound = longest; // a full pass: exact
       this.#largestExact = true;
     }
@@ -560,20 +562,45 @@ export class BitmapAllocator {
     return result;
   }
 
+  /**
+   * Where a scan that wraps around at `cursor` starts its first part: past the free run that straddles the
+   * cursor, if any, because the second part (runs starting before the cursor) measures that run whole. Without
+   * this, the run's tail would be seen twice and the multi-extent search could hand out blocks twice.
+   */
+  #firstRunStartFrom(cursor: number): number {
+    if (cursor === 0 || cursor >= this.#blockCount) return cursor;
+    const prevUsed = ((this.#words[(cursor - 1) >>> 5]! >>> ((cursor - 1) & 31)) & 1) === 1;
+    return prevUsed ? cursor : findOne(this.#words, cursor, this.#blockCount);
+  }
+
   /** Marks free blocks used. */
   #take(start: number, count: number): void {
     setRange(this.#words, start, count);
     this.#free -= count;
-    this.#largestExact = false; // the bound stays an upper bound
+    // The bound stays an upper bound; no run is longer than the free blocks.
+    this.#largestBound = Math.min(this.#largestBound, this.#free);
+    this.#largestExact = false;
   }
 
-  /** After blocks became free (already counted in `#free`): a freed extent can only create or lengthen the run
-   * that contains it, so the bound grows to that run's length and stays exact if it was. */
+  /**
+   * After blocks became free (already counted in `#free`): a freed extent can only create or lengthen the run
+   * that contains it, so the bound grows to that run's length and stays exact if it was. The run's ends are
+   * looked for at most MERGE_SCAN_BLOCKS away; past that the bound falls back to `#free` (always an upper bound)
+   * and stops being exact, so a free next to a huge free run costs O(1), not a scan of the run.
+   */
   #afterRelease(extents: readonly Extent[]): void {
+    const n = this.#blockCount;
     for (const e of extents) {
-      const left = findOneBackward(this.#words, e.start) + 1;
-      const right = findOne(this.#words, e.start + e.count, this.#blockCount);
-      this.#largestBound = Math.max(this.#largestBound, right - left);
+      const floor = Math.max(0, e.start - MERGE_SCAN_BLOCKS);
+      const left = findOneBackward(this.#words, e.start, floor) + 1;
+      const ceiling = Math.min(n, e.start + e.count + MERGE_SCAN_BLOCKS);
+      const right = findOne(this.#words, e.start + e.count, ceiling);
+      if ((left === floor && floor > 0) || (right === ceiling && ceiling < n)) {
+        this.#largestBound = Math.max(this.#largestBound, this.#free);
+        this.#largestExact = false;
+      } else {
+        this.#largestBound = Math.max(this.#largestBound, right - left);
+      }
     }
   }
 

@@ -48,17 +48,19 @@ export function findOne(words: Uint32Array, from: number, end: number): number {
   return i < end ? i : end;
 }
 
-/** Last index below `before` whose bit is 1, or -1. */
-export function findOneBackward(words: Uint32Array, before: number): number {
-  if (before <= 0) return -1;
+/** Last index in `[floor, before)` whose bit is 1, or `floor - 1`. */
+export function findOneBackward(words: Uint32Array, before: number, floor = 0): number {
+  if (before <= floor) return floor - 1;
   let w = (before - 1) >>> 5;
+  const floorWord = floor >>> 5;
   const top = (before - 1) & 31;
   let bits = words[w]! & mask(0, top + 1);
   while (bits === 0) {
-    if (w === 0) return -1;
+    if (w <= floorWord) return floor - 1;
     bits = words[--w]!;
   }
-  return w * 32 + (31 - Math.clz32(bits));
+  const i = w * 32 + (31 - Math.clz32(bits));
+  return i >= floor ? i : floor - 1;
 }
 
 /** Sets bits `[start, start + count)`. */

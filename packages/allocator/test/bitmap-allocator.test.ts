@@ -30,6 +30,9 @@ describe('bit helpers', () => {
     expect(findOneBackward(w, 128)).toBe(74);
     expect(findOneBackward(w, 5)).toBe(-1);
     expect(findOneBackward(w, 6)).toBe(5);
+    expect(findOneBackward(w, 128, 80)).toBe(79);
+    expect(findOneBackward(w, 80, 70)).toBe(74);
+    expect(findOneBackward(w, 5, 2)).toBe(1);
     clearRange(w, 31, 2);
     expect(findZero(w, 5, 128)).toBe(31);
     expect(findOne(w, 31, 128)).toBe(33);
@@ -71,6 +74,70 @@ describe('BitmapAllocator', () => {
     expect(a.allocate(9)).toEqual([{ start: 10, count: 6 }, { start: 30, count: 3 }]);
     expect(a.freeCount).toBe(7);
     a.check();
+  });
+
+  it('never hands out a block twice when the cursor sits inside a free run (regression)', () => {
+    // Found by the model test: the free run [4, 11) straddles the cursor (5); the multi-extent search used to
+    // see its tail [5, 11) and the whole run, and returned block 5 twice.
+    const a = new BitmapAllocator(32);
+    a.allocate(5);
+    a.free([{ start: 4, count: 1 }]);
+    a.reserve({ start: 11, count: 16 });
+    expect(a.allocate(8)).toEqual([{ start: 4, count: 7 }, { start: 27, count: 1 }]);
+    expect(a.freeCount).toBe(4);
+    a.check();
+  });
+
+  it('multi-extent allocation on a large fragmented map (bounded search window) stays consistent', () => {
+    const n = 300_000;
+    const a = new BitmapAllocator(n);
+    const used = new Uint8Array(n);
+    // Free runs of 1..7 blocks separated by single used blocks.
+    let seed = 7;
+    const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    for (let b = 0; b < n; ) {
+      const run = 1 + Math.floor(rand() * 7);
+      b += run;
+      if (b < n) {
+        a.markAllocated([{ start: b, count: 1 }]);
+        used[b] = 1;
+        b++;
+      }
+    }
+    const live: ReturnType<BitmapAllocator['allocate']>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const got = a.allocate(1 + Math.floor(rand() * 300));
+      for (let k = 1; k < got.length; k++) expect(got[k]!.count).toBeLessThanOrEqual(got[k - 1]!.count);
+      for (const e of got) {
+        for (let b = e.start; b < e.start + e.count; b++) {
+          if (used[b]) throw new Error(`block ${b} handed out twice`);
+          used[b] = 1;
+        }
+      }
+      live.push(got);
+      if (live.length > 50) {
+        const old = live.shift()!;
+        a.free(old);
+        for (const e of old) used.fill(0, e.start, e.start + e.count);
+      }
+    }
+    a.check();
+    expect(a.freeCount).toBe(n - used.reduce((x, y) => x + y, 0));
+  });
+
+  it('keeps largestFreeRun right when a free joins a run longer than the merge scan', () => {
+    const a = new BitmapAllocator(100_000);
+    const [x] = a.allocate(10);
+    const [y] = a.allocate(1);
+    a.allocate(50_000);
+    a.free([x!]);
+    a.free([{ start: 11, count: 50_000 }]); // joins the free tail: run [11, 100000)
+    a.check();
+    expect(a.largestFreeRun).toBe(100_000 - 11);
+    a.free([y!]); // now [0, 100000) is one run; its ends are far away
+    a.check();
+    expect(a.largestFreeRun).toBe(100_000);
+    expect(a.allocate(100_000, { contiguous: true })).toEqual([{ start: 0, count: 100_000 }]);
   });
 
   it('FullError allocates nothing', () => {
