@@ -198,6 +198,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new FullError(`maxSizeBytes ${this.#opts.maxSizeBytes} is too small for a ${this.#opts.walSizeBytes}-byte log`);
     }
     await this.#device.grow(blockCount);
+    if (this.#device instanceof FileBlockDevice) await this.#preallocate(WAL_START, walBlocks);
     this.#allocator = new BitmapAllocator(blockCount);
     this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
     this.#wal = await WriteAheadLog.create(this.#device, { startBlock: WAL_START, blockCount: walBlocks });
@@ -221,6 +222,21 @@ export class VirtualDiskEngine implements AsyncDisposable {
       checkpointMs: now,
     };
     await this.#checkpointLocked({});
+  }
+
+  /**
+   * Writes zeros over a sparse range so the file system allocates it now. The log is rewritten in place for the
+   * container's whole life; without this, every first write to a log block also allocates it, and each fdatasync
+   * then has to commit file-system metadata too.
+   */
+  async #preallocate(start: number, blocks: number): Promise<void> {
+    const bs = this.#device.blockSize;
+    const per = Math.max(1, Math.floor((1 << 20) / bs));
+    const zeros = new Uint8Array(per * bs);
+    for (let b = 0; b < blocks; b += per) {
+      const n = Math.min(per, blocks - b);
+      await this.#device.write(start + b, n === per ? zeros : zeros.subarray(0, n * bs));
+    }
   }
 
   async #load(): Promise<void> {
@@ -941,7 +957,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /** Grows the container by at least `minBlocks` (about 25% at a time), up to maxSizeBytes. Single-flight. */
   async #grow(minBlocks: number): Promise<void> {
-    while (this.#growing) await this.#growing;
+    if (this.#growing) {
+      // Someone is growing already: wait for it and let the caller re-check, rather than grow again (64 waiting
+      // writers would otherwise each grow the file by another 25%).
+      await this.#growing;
+      return;
+    }
     const current = this.#allocator.blockCount;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
     const wanted = Math.min(limit, Math.max(current + minBlocks, Math.ceil(current * 1.25), current + 256));

@@ -118,3 +118,21 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     expect(results[2]).toBe(results[0]);
   });
 });
+
+describe('container growth', () => {
+  it('64 concurrent 1 MiB stores and a 1,000-put batch grow the file about as much as they store', async () => {
+    await using tmp = await tempDir();
+    const vde = await VirtualDiskEngine.open(join(tmp.dir, 'g.vde'));
+    const before = vde.stats().containerBytes;
+    await Promise.all(Array.from({ length: 64 }, (_, i) => vde.store(`big${i}`, bytes(1 << 20, i))));
+    await vde.batch(Array.from({ length: 1000 }, (_, i) => ({ type: 'put' as const, key: `b${i}`, data: bytes(1024, i) })));
+    const grown = vde.stats().containerBytes - before;
+    // 64 MiB + ~1-4 MiB of batch data; growth by 25% steps may overshoot, but never by orders of magnitude.
+    expect(grown).toBeGreaterThan(64 << 20);
+    expect(grown).toBeLessThan(3 * (68 << 20));
+    expect(vde.stats().freeBlocks).toBeLessThan(vde.stats().containerBytes / 4096);
+    for (const i of [0, 31, 63]) expectBytes(await vde.retrieve(`big${i}`), bytes(1 << 20, i));
+    await checked(vde);
+    await vde.close();
+  });
+});
