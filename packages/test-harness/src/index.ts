@@ -19,3 +19,23 @@ export {
   type CrashCampaignReport,
   type CrashRoundResult,
 } from './crash-runner.js';
+export {
+  checkLinearizable,
+  HistoryRecorder,
+  type HistoryEvent,
+  type KvOp,
+  type KvResult,
+  type LinearizabilityOptions,
+  type LinearizabilityResult,
+} from './linearizability.js';
+export { CuttingDevice, TypedErrorDevice } from './device-wrappers.js';
+export { runPowerCutSweep, type PowerCutSweepOptions, type PowerCutSweepReport, type PowerCutResult } from './power-cut-sweep.js';
+export {
+  runCorruptionSweep,
+  type CorruptionSweepOptions,
+  type CorruptionSweepReport,
+  type CorruptionTrial,
+  type ImageRegion,
+} from './corruption-sweep.js';
+export { vdeRegions, buildVdeImage } from './vde-image.js';
+export { runIoFaultSweep, type IoFaultSweepOptions, type IoFaultSweepReport, type IoFaultTrial } from './io-fault-sweep.js';

@@ -31,7 +31,8 @@ export interface StoreHandle {
 /** Opens a store on a file path (created if missing) or on a `BlockDevice`. */
 export interface StoreAdapter {
   readonly name: string;
-  open(target: string | BlockDevice, options?: { readOnly?: boolean }): Promise<StoreHandle>;
+  /** `create: false`: an empty target is an error, not a new store. */
+  open(target: string | BlockDevice, options?: { readOnly?: boolean; create?: boolean }): Promise<StoreHandle>;
   /**
    * The stable error code of an error the store threw (e.g. `ERR_VDE_CORRUPT`), or undefined when the error is
    * not one of the store's typed errors (the sweeps count that as a failure).

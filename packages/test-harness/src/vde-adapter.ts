@@ -13,8 +13,12 @@ export function createVdeAdapter(options: EngineOptions = {}): StoreAdapter {
     errorCode(err: unknown): string | undefined {
       return err instanceof VdeError ? err.code : undefined;
     },
-    async open(target: string | BlockDevice, extra: { readOnly?: boolean } = {}): Promise<StoreHandle> {
-      const engine = await VirtualDiskEngine.open(target, { ...options, ...(extra.readOnly ? { readOnly: true } : {}) });
+    async open(target: string | BlockDevice, extra: { readOnly?: boolean; create?: boolean } = {}): Promise<StoreHandle> {
+      const engine = await VirtualDiskEngine.open(target, {
+        ...options,
+        ...(extra.readOnly ? { readOnly: true } : {}),
+        ...(extra.create === false ? { create: false } : {}),
+      });
       return vdeHandle(engine);
     },
   };
@@ -27,15 +31,15 @@ export function vdeHandle(engine: VirtualDiskEngine): StoreHandle {
       await engine.store(key, value, { metadata });
     },
     async get(key): Promise<StoredObject | undefined> {
-      let value: Uint8Array;
-      try {
-        value = await engine.retrieve(key);
-      } catch (err) {
-        if (err instanceof VdeError && err.code === 'ERR_VDE_NOT_FOUND') return undefined;
-        throw err;
+      // retrieve() returns bytes, stat() metadata: read stat, bytes, stat again, and retry if a concurrent store or
+      // delete came between them (every store gets a new etag, so equal etags mean one version).
+      for (;;) {
+        const before = await notFoundAsUndefined(engine.stat(key));
+        if (!before) return undefined;
+        const value = await notFoundAsUndefined(engine.retrieve(key));
+        const after = await notFoundAsUndefined(engine.stat(key));
+        if (value && after?.etag === before.etag) return { value, metadata: after.metadata };
       }
-      const info = await engine.stat(key);
-      return { value, metadata: info.metadata };
     },
     delete: (key) => engine.delete(key),
     async keys() {
@@ -53,4 +57,13 @@ export function vdeHandle(engine: VirtualDiskEngine): StoreHandle {
     checkpoint: () => engine.checkpoint(),
     close: () => engine.close(),
   };
+}
+
+async function notFoundAsUndefined<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof VdeError && err.code === 'ERR_VDE_NOT_FOUND') return undefined;
+    throw err;
+  }
 }

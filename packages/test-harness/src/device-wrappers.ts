@@ -1,0 +1,134 @@
+import { type BlockDevice, type MemoryBlockDevice, toIoError } from '@vde/block-device';
+import type { FaultyBlockDevice } from './faulty-block-device.js';
+
+/**
+ * Cuts the power of a `FaultyBlockDevice` (its `powerCut`) when the `cutAt`-th write or sync is issued, before that
+ * call reaches the device; the call then fails with `ClosedError`, as does everything after it. `image` holds what
+ * the crash left. `close()` does not close the simulated disk, so a store can be closed and its disk kept.
+ */
+export class CuttingDevice implements BlockDevice {
+  ops = 0;
+  image: MemoryBlockDevice | undefined;
+
+  constructor(
+    readonly inner: FaultyBlockDevice,
+    readonly cutAt: number,
+    readonly seed: number,
+  ) {}
+
+  get blockSize(): number {
+    return this.inner.blockSize;
+  }
+
+  get blockCount(): number {
+    return this.inner.blockCount;
+  }
+
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+
+  #tick(): void {
+    if (!this.image && ++this.ops >= this.cutAt) this.image = this.inner.powerCut({ seed: this.seed });
+  }
+
+  read(blockNo: number, count: number): Promise<Uint8Array> {
+    return this.inner.read(blockNo, count);
+  }
+
+  readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+    return this.inner.readInto(blockNo, buffer);
+  }
+
+  write(blockNo: number, data: Uint8Array): Promise<void> {
+    this.#tick();
+    return this.inner.write(blockNo, data);
+  }
+
+  sync(): Promise<void> {
+    this.#tick();
+    return this.inner.sync();
+  }
+
+  grow(blockCount: number): Promise<void> {
+    return this.inner.grow(blockCount);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/**
+ * Gives a device the `BlockDevice` contract's error types: a Node-style error (`code` EIO, ENOSPC, …), as
+ * `FaultyBlockDevice` raises like `node:fs` does, becomes an `IoError`/`FullError` via `toIoError` — what
+ * `FileBlockDevice` does for real OS errors. `close()` leaves the inner device open, so it can be reopened.
+ */
+export class TypedErrorDevice implements BlockDevice {
+  constructor(readonly inner: BlockDevice) {}
+
+  get blockSize(): number {
+    return this.inner.blockSize;
+  }
+
+  get blockCount(): number {
+    return this.inner.blockCount;
+  }
+
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+
+  async read(blockNo: number, count: number): Promise<Uint8Array> {
+    try {
+      return await this.inner.read(blockNo, count);
+    } catch (err) {
+      throw toIoError(err, `reading block ${blockNo}`);
+    }
+  }
+
+  async readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+    try {
+      await this.inner.readInto(blockNo, buffer);
+    } catch (err) {
+      throw toIoError(err, `reading block ${blockNo}`);
+    }
+  }
+
+  async write(blockNo: number, data: Uint8Array): Promise<void> {
+    try {
+      await this.inner.write(blockNo, data);
+    } catch (err) {
+      throw toIoError(err, `writing block ${blockNo}`);
+    }
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.inner.sync();
+    } catch (err) {
+      throw toIoError(err, 'fsync');
+    }
+  }
+
+  async grow(blockCount: number): Promise<void> {
+    try {
+      await this.inner.grow(blockCount);
+    } catch (err) {
+      throw toIoError(err, `growing to ${blockCount} blocks`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Rejects with `onTimeout()` if `promise` has not settled after `ms` milliseconds. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

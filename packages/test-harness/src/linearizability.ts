@@ -1,0 +1,238 @@
+/**
+ * A linearizability checker for key-value histories (Wing & Gong's search with Lowe's memoization, as in Porcupine
+ * and Knossos). It knows nothing about VDE: record `invoke`/`ok` events around the calls of any store.
+ *
+ * Model: each key is an independent register (absent = null). `put(value)` sets it; `get` returns the value or
+ * null; `delete` clears it and may report whether the key existed. A history is linearizable if every operation can
+ * be placed at one instant between its invoke and its ok so that the sequence obeys the model. Operations with no
+ * `ok` (in flight at the end, or failed in an unknown way) may take effect at any time after their invoke, or
+ * never; operations with `fail` certainly did not take effect and are ignored.
+ *
+ * The history is split by key (a register history is linearizable iff each key's is), and each key is searched
+ * depth-first over "which pending call takes effect next", caching every (set of linearized ops, register value)
+ * already explored. A step and time bound make the check total: past the bound the verdict is `unknown`.
+ */
+
+export type KvOp = { f: 'put'; key: string; value: string } | { f: 'get'; key: string } | { f: 'delete'; key: string };
+
+/** The result of an ok: for get the value read (null: absent); for delete whether it existed (or undefined). */
+export type KvResult = string | null | boolean | undefined;
+
+export type HistoryEvent =
+  | { type: 'invoke'; id: number; time: number; op: KvOp; client?: number }
+  | { type: 'ok'; id: number; time: number; result?: KvResult }
+  | { type: 'fail'; id: number; time: number };
+
+export interface LinearizabilityOptions {
+  /** Search steps over all keys before the verdict is `unknown` (default 10,000,000). */
+  maxSteps?: number;
+  /** Milliseconds before the verdict is `unknown` (default 10,000). */
+  timeoutMs?: number;
+}
+
+export interface LinearizabilityResult {
+  verdict: 'ok' | 'illegal' | 'unknown';
+  /** The key whose history is not linearizable (or where the bound was hit). */
+  key?: string;
+  /** Keys checked and search steps taken. */
+  keys: number;
+  steps: number;
+  /** Operations of the offending key, in invoke order, for a report. */
+  ops?: string[];
+}
+
+interface Operation {
+  op: KvOp;
+  call: number;
+  ret: number;
+  /** undefined while pending (no ok). */
+  result: KvResult;
+  pending: boolean;
+}
+
+interface Entry {
+  isCall: boolean;
+  opIndex: number;
+  time: number;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+  match: Entry | undefined;
+}
+
+type Register = string | null;
+
+/** Builds per-key operations from events; throws RangeError on a malformed history (ok before invoke, ids reused). */
+function collect(history: readonly HistoryEvent[]): Map<string, Operation[]> {
+  const open = new Map<number, { op: KvOp; time: number }>();
+  const ended = new Set<number>();
+  const byKey = new Map<string, Operation[]>();
+  const add = (op: Operation): void => {
+    let list = byKey.get(op.op.key);
+    if (!list) byKey.set(op.op.key, (list = []));
+    list.push(op);
+  };
+  for (const e of history) {
+    if (e.type === 'invoke') {
+      if (open.has(e.id) || ended.has(e.id)) throw new RangeError(`operation id ${e.id} is invoked twice`);
+      open.set(e.id, { op: e.op, time: e.time });
+      continue;
+    }
+    const inv = open.get(e.id);
+    if (!inv) throw new RangeError(`operation ${e.id} ends without an invoke`);
+    if (e.time < inv.time) throw new RangeError(`operation ${e.id} ends before it starts`);
+    open.delete(e.id);
+    ended.add(e.id);
+    if (e.type === 'fail') continue;
+    add({ op: inv.op, call: inv.time, ret: e.time, result: e.result, pending: false });
+  }
+  for (const inv of open.values()) {
+    if (inv.op.f === 'get') continue; // a read that never returned constrains nothing
+    add({ op: inv.op, call: inv.time, ret: Infinity, result: undefined, pending: true });
+  }
+  return byKey;
+}
+
+/** One model step: whether `o` may take effect in `state`, and the state after it. */
+function step(state: Register, o: Operation): [boolean, Register] {
+  switch (o.op.f) {
+    case 'put':
+      return [true, o.op.value];
+    case 'get':
+      return [o.pending || o.result === state, state];
+    case 'delete':
+      return [o.pending || typeof o.result !== 'boolean' || o.result === (state !== null), null];
+  }
+}
+
+function buildList(ops: Operation[]): Entry {
+  const entries: Entry[] = [];
+  ops.forEach((o, i) => {
+    const call: Entry = { isCall: true, opIndex: i, time: o.call, prev: undefined, next: undefined, match: undefined };
+    const ret: Entry = { isCall: false, opIndex: i, time: o.ret, prev: undefined, next: undefined, match: undefined };
+    call.match = ret;
+    entries.push(call, ret);
+  });
+  // By time; at equal times calls first (an op that starts when another ends may be ordered either way).
+  entries.sort((a, b) => a.time - b.time || (a.isCall === b.isCall ? 0 : a.isCall ? -1 : 1) || (a.time === Infinity ? a.opIndex - b.opIndex : 0));
+  const head: Entry = { isCall: false, opIndex: -1, time: -Infinity, prev: undefined, next: undefined, match: undefined };
+  let last = head;
+  for (const e of entries) {
+    last.next = e;
+    e.prev = last;
+    last = e;
+  }
+  return head;
+}
+
+function lift(call: Entry): void {
+  call.prev!.next = call.next;
+  if (call.next) call.next.prev = call.prev;
+  const ret = call.match!;
+  ret.prev!.next = ret.next;
+  if (ret.next) ret.next.prev = ret.prev;
+}
+
+function unlift(call: Entry): void {
+  const ret = call.match!;
+  ret.prev!.next = ret;
+  if (ret.next) ret.next.prev = ret;
+  call.prev!.next = call;
+  if (call.next) call.next.prev = call;
+}
+
+/** Checks one key's operations. Returns the verdict and the steps it took. */
+function checkKey(ops: Operation[], budget: { steps: number; deadline: number }): 'ok' | 'illegal' | 'unknown' {
+  const head = buildList(ops);
+  const bits = new Uint32Array(Math.ceil(ops.length / 32) + 1);
+  const cache = new Set<string>();
+  const calls: { entry: Entry; state: Register }[] = [];
+  let state: Register = null;
+  let entry = head.next;
+  while (head.next) {
+    if (--budget.steps < 0 || ((budget.steps & 1023) === 0 && Date.now() > budget.deadline)) return 'unknown';
+    if (!entry) return 'illegal'; // cannot happen for a well-formed list (a return always follows its call)
+    if (entry.isCall) {
+      const [ok, next] = step(state, ops[entry.opIndex]!);
+      if (ok) {
+        const i = entry.opIndex;
+        bits[i >>> 5]! |= 1 << (i & 31);
+        const key = `${bits.join(',')}|${next === null ? '\u0000' : `=${next}`}`;
+        if (!cache.has(key)) {
+          cache.add(key);
+          calls.push({ entry, state });
+          state = next;
+          lift(entry);
+          entry = head.next;
+          continue;
+        }
+        bits[i >>> 5]! &= ~(1 << (i & 31));
+      }
+      entry = entry.next;
+    } else {
+      // A return whose call is not linearized yet: backtrack.
+      const top = calls.pop();
+      if (!top) return 'illegal';
+      state = top.state;
+      const i = top.entry.opIndex;
+      bits[i >>> 5]! &= ~(1 << (i & 31));
+      unlift(top.entry);
+      entry = top.entry.next;
+    }
+  }
+  return 'ok';
+}
+
+function describeOp(o: Operation): string {
+  const what = o.op.f === 'put' ? `put(${JSON.stringify(o.op.value)})` : o.op.f;
+  const res = o.pending ? 'pending' : o.op.f === 'put' ? 'ok' : JSON.stringify(o.result ?? null);
+  return `[${o.call}, ${o.ret === Infinity ? '∞' : o.ret}] ${what} → ${res}`;
+}
+
+/**
+ * Checks that a key-value history is linearizable. Events may come in any order; `time` orders them (a logical
+ * clock is best: `HistoryRecorder` uses one).
+ */
+export function checkLinearizable(history: readonly HistoryEvent[], options: LinearizabilityOptions = {}): LinearizabilityResult {
+  const maxSteps = options.maxSteps ?? 10_000_000;
+  const budget = { steps: maxSteps, deadline: Date.now() + (options.timeoutMs ?? 10_000) };
+  const byKey = collect(history);
+  let keys = 0;
+  for (const [key, ops] of byKey) {
+    keys++;
+    ops.sort((a, b) => a.call - b.call);
+    const verdict = checkKey(ops, budget);
+    if (verdict !== 'ok') return { verdict, key, keys, steps: maxSteps - budget.steps, ops: ops.slice(0, 200).map(describeOp) };
+  }
+  return { verdict: 'ok', keys, steps: maxSteps - budget.steps };
+}
+
+/**
+ * Records a history around real calls: `invoke` just before the call starts, `ok` after its promise resolved,
+ * `fail` when it rejected with an error `definitelyFailed` accepts (default: none — a rejected call is left
+ * pending, since it may have taken effect). Time is a logical clock shared by all clients of this recorder.
+ */
+export class HistoryRecorder {
+  readonly events: HistoryEvent[] = [];
+  #clock = 0;
+  #nextId = 1;
+  readonly #definitelyFailed: (err: unknown) => boolean;
+
+  constructor(options: { definitelyFailed?: (err: unknown) => boolean } = {}) {
+    this.#definitelyFailed = options.definitelyFailed ?? (() => false);
+  }
+
+  /** Runs `call`, recording `op` around it; `toResult` turns the call's value into the history's result. */
+  async record<T>(op: KvOp, call: () => Promise<T>, toResult: (value: T) => KvResult = () => undefined, client?: number): Promise<T> {
+    const id = this.#nextId++;
+    this.events.push({ type: 'invoke', id, time: ++this.#clock, op, ...(client === undefined ? {} : { client }) });
+    let value: T;
+    try {
+      value = await call();
+    } catch (err) {
+      if (this.#definitelyFailed(err)) this.events.push({ type: 'fail', id, time: ++this.#clock });
+      throw err;
+    }
+    this.events.push({ type: 'ok', id, time: ++this.#clock, result: toResult(value) });
+    return value;
+  }
+}
