@@ -70,7 +70,14 @@ interface CheckpointResult {
   root: number;
 }
 
-interface PreparedPut {
+/** One index change: a put when `value` is set, else a delete. */
+interface IndexChange {
+  key: string;
+  keyBytes: Uint8Array;
+  value?: Uint8Array;
+}
+
+interface PreparedPut extends IndexChange {
   key: string;
   keyBytes: Uint8Array;
   value: Uint8Array;
@@ -374,7 +381,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           if (!this.#poisoned) this.#allocator.free(put.owned);
           throw err;
         }
-        await this.#applyPut(put);
+        await this.#apply([put]);
         return infoOf(key, put.record);
       }),
     );
@@ -393,7 +400,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await this.#index.prefetch(keyBytes);
         if (!(await this.#index.get(keyBytes))) return false;
         await this.#append(LOG_DEL, encodeDel(keyBytes));
-        await this.#applyDelete(keyBytes);
+        await this.#apply([{ key, keyBytes }]);
         return true;
       }),
     );
@@ -436,6 +443,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
               if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
             });
             for (const s of settled) if (s.status === 'rejected') throw s.reason;
+            for (const op of ops) if (op.type === 'del') await this.#index.prefetch(op.keyBytes);
             const logOps: LogOp[] = ops.map((op, i) =>
               op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
             );
@@ -444,12 +452,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
             if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
             throw err;
           }
-          for (let i = 0; i < ops.length; i++) {
-            const op = ops[i]!;
-            const put = puts.get(i);
-            if (put) await this.#applyPut(put);
-            else await this.#applyDelete(op.keyBytes);
-          }
+          await this.#apply(ops.map((op, i) => puts.get(i) ?? { key: op.key, keyBytes: op.keyBytes }));
         },
       ),
     );
@@ -878,30 +881,41 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /** Applies a logged put to the index. An index failure after the log append poisons the engine. */
-  async #applyPut(put: PreparedPut): Promise<void> {
-    let previous: Uint8Array | undefined;
+  /**
+   * Applies logged changes to the index. All of them are applied in one synchronous run when their paths are
+   * cached (the usual case: the caller prefetched them), so a reader sees all of a batch or none of it. If a path
+   * was evicted meanwhile, the rest are applied with page loads in between. The previous versions' blocks are
+   * deferred afterwards. An index failure after the log append poisons the engine.
+   */
+  async #apply(changes: readonly IndexChange[]): Promise<void> {
+    const previous: (Uint8Array | undefined)[] = [];
     try {
-      const r = this.#index.putCached(put.keyBytes, put.value);
-      previous = r.done ? r.previous : await this.#index.put(put.keyBytes, put.value);
-      if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${put.key}`), this.#sb.generation);
+      let i = 0;
+      for (; i < changes.length; i++) {
+        const c = changes[i]!;
+        const r = c.value ? this.#index.putCached(c.keyBytes, c.value) : this.#index.deleteCached(c.keyBytes);
+        if (!r.done) break;
+        this.#count(c, r.previous);
+        previous.push(r.previous);
+      }
+      for (; i < changes.length; i++) {
+        const c = changes[i]!;
+        const p = c.value ? await this.#index.put(c.keyBytes, c.value) : await this.#index.delete(c.keyBytes);
+        this.#count(c, p);
+        previous.push(p);
+      }
+      for (const [j, p] of previous.entries()) {
+        if (p) this.#reclaimer.defer(await this.#ownedBlocks(p, `previous version of ${changes[j]!.key}`), this.#sb.generation);
+      }
     } catch (err) {
       this.#poison(err);
       throw err;
     }
-    if (!previous) this.#objectCount++;
   }
 
-  async #applyDelete(keyBytes: Uint8Array): Promise<void> {
-    let previous: Uint8Array | undefined;
-    try {
-      const r = this.#index.deleteCached(keyBytes);
-      previous = r.done ? r.previous : await this.#index.delete(keyBytes);
-      if (previous) this.#reclaimer.defer(await this.#ownedBlocks(previous, `previous version of ${decodeKey(keyBytes)}`), this.#sb.generation);
-    } catch (err) {
-      this.#poison(err);
-      throw err;
-    }
-    if (previous) this.#objectCount--;
+  #count(change: IndexChange, previous: Uint8Array | undefined): void {
+    if (change.value && !previous) this.#objectCount++;
+    if (!change.value && previous) this.#objectCount--;
   }
 
   #afterWrite(): void {

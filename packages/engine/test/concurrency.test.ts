@@ -136,3 +136,28 @@ describe('container growth', () => {
     await vde.close();
   });
 });
+
+describe('batch visibility', () => {
+  it('concurrent readers see all of a batch or none of it', async () => {
+    const { vde } = await memoryEngine({ cacheSizeBytes: 64 * 1024 });
+    for (let i = 0; i < 300; i++) await vde.store(`pad${i}`, bytes(50, i));
+    for (let round = 0; round < 5; round++) {
+      const keys = Array.from({ length: 150 }, (_, i) => `r${round}/k${String(i).padStart(3, '0')}`);
+      let done = false;
+      const seen: number[] = [];
+      const reader = (async () => {
+        while (!done) {
+          const present = await Promise.all(keys.map((k) => vde.exists(k)));
+          seen.push(present.filter(Boolean).length);
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await vde.batch(keys.map((key, i) => ({ type: 'put' as const, key, data: bytes(40, i) })));
+      done = true;
+      await reader;
+      expect(seen.every((n) => n === 0 || n === keys.length), `partial batch seen: ${seen.join(',')}`).toBe(true);
+    }
+    await checked(vde);
+    await vde.close();
+  });
+});
