@@ -370,7 +370,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const meta = encodeMetadata(metadata);
     const source = normalizeData(data);
     throwIfAborted(signal);
-    const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes));
+    const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
     const info = await this.#withLogSpace(logBytes, signal, () =>
       this.#withWriteLocks([key], signal, async () => {
         const put = await this.#preparePut(key, keyBytes, source, meta, signal);
@@ -427,7 +427,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     });
     if (ops.length === 0) return;
     let logBytes = 8;
-    for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes) + 8 : 3 + op.keyBytes.byteLength;
+    for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 3 + op.keyBytes.byteLength;
     logBytes = this.#wal.recordBytes(logBytes);
     await this.#withLogSpace(logBytes, undefined, () =>
       this.#withWriteLocks(
@@ -782,8 +782,20 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /** Upper bound of a PUT log payload: the index value is at most maxValueBytes (larger records go indirect). */
-  #putPayloadBound(keyBytes: Uint8Array): number {
-    return 2 + keyBytes.byteLength + Math.max(this.#index.maxValueBytes, INDIRECT_BYTES);
+  /**
+   * Upper bound of a PUT log payload. The index value is an inline record (exact size known when the data is in
+   * memory and small), an extent record of at most maxValueBytes, or a fixed-size indirect pointer.
+   */
+  #putPayloadBound(keyBytes: Uint8Array, meta: Uint8Array, source: unknown): number {
+    const size = source instanceof Uint8Array ? source.byteLength : Infinity;
+    const value =
+      size <= this.#inlineLimit(meta) ? recordBytesFor(meta.byteLength, size, 0) : Math.max(this.#index.maxValueBytes, INDIRECT_BYTES);
+    return 2 + keyBytes.byteLength + value;
+  }
+
+  /** Objects up to this size live inline in their index entry. */
+  #inlineLimit(meta: Uint8Array): number {
+    return Math.min(Math.floor(this.#device.blockSize / 4), this.#index.maxValueBytes - recordBytesFor(meta.byteLength, 0, 0));
   }
 
   /**
@@ -847,7 +859,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const prevValue = await this.#index.get(keyBytes);
     const prev = prevValue ? await this.#io.loadRecord(prevValue, `object ${key}`) : undefined;
     const maxValue = this.#index.maxValueBytes;
-    const inlineLimit = Math.min(Math.floor(this.#device.blockSize / 4), maxValue - recordBytesFor(meta.byteLength, 0, 0));
+    const inlineLimit = this.#inlineLimit(meta);
     const written: WrittenObject = await this.#io.write(source, Math.max(-1, inlineLimit), signal);
     const owned = written.extents ? [...written.extents] : [];
     const now = Date.now();
