@@ -699,24 +699,25 @@ export class BTree {
     }
     // Apply. Encode every image before installing any: cells may be views of the pages being replaced.
     const images = writes.map((w) => encodePage(this.pageSize, w.leaf, w.level, w.cells));
+    // Existing pages first, and the untouched ancestors: once dirty they cannot be evicted by the inserts below.
+    for (let i = 0; i < d; i++) cache.markDirty(path[i]!);
     for (let i = 0; i < writes.length; i++) {
       const w = writes[i]!;
-      const img = images[i]!;
-      const used = cellsBytes(w.cells, w.leaf);
-      const heapStart = u32(img, OFF_HEAP_START);
-      if (w.page === null) {
-        this.#createPage(w.no, img, w.leaf, w.level, w.cells.length, heapStart, used);
-      } else {
-        const p = w.page;
-        p.buf = img;
-        p.count = w.cells.length;
-        p.heapStart = heapStart;
-        p.used = used;
-        cache.markDirty(p);
-      }
+      if (w.page === null) continue;
+      const p = w.page;
+      p.buf = images[i]!;
+      p.count = w.cells.length;
+      p.heapStart = u32(p.buf, OFF_HEAP_START);
+      p.used = cellsBytes(w.cells, w.leaf);
+      cache.markDirty(p);
     }
     for (const p of drops) this.#dropPage(p);
-    for (let i = 0; i < d; i++) cache.markDirty(path[i]!);
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]!;
+      if (w.page !== null) continue;
+      const img = images[i]!;
+      this.#createPage(w.no, img, w.leaf, w.level, w.cells.length, u32(img, OFF_HEAP_START), cellsBytes(w.cells, w.leaf));
+    }
     if (newRoot >= 0) {
       this.#rootNo = newRoot;
       this.#rootLevel = newRootLevel;

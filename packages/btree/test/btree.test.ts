@@ -1,0 +1,550 @@
+import { describe, expect, it } from 'vitest';
+import { CorruptionError, InvalidArgumentError, ReadOnlyError, TooLargeError, crc32 } from '@vde/block-device';
+import { BTree, MemoryPageStore, type PageStore } from '@vde/btree';
+import { expectSameContent, hex, type Model, modelRange, treeRange, utf8 } from './helpers.js';
+
+const key4 = (i: number): Uint8Array => Uint8Array.of(i >>> 24, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff);
+const val = (i: number, len = 12): Uint8Array => new Uint8Array(len).fill(i & 0xff);
+
+/** A store that records reads and writes and can fail writes after a countdown. */
+class RecordingStore implements PageStore {
+  readonly inner: MemoryPageStore;
+  reads = new Set<number>();
+  writes: number[] = [];
+  failWritesAfter = Infinity;
+  constructor(pageSize: number) {
+    this.inner = new MemoryPageStore(pageSize);
+  }
+  get pageSize(): number {
+    return this.inner.pageSize;
+  }
+  async read(no: number): Promise<Uint8Array> {
+    this.reads.add(no);
+    return this.inner.read(no);
+  }
+  async write(no: number, page: Uint8Array): Promise<void> {
+    if (this.failWritesAfter-- <= 0) throw new Error('injected write failure');
+    this.writes.push(no);
+    return this.inner.write(no, page);
+  }
+  allocate(): number {
+    return this.inner.allocate();
+  }
+  free(no: number): void {
+    this.inner.free(no);
+  }
+}
+
+/** The page numbers reachable from `root` (check() reads every clean page once). */
+async function reachable(store: MemoryPageStore, root: number): Promise<Set<number>> {
+  const rec = new RecordingStore(store.pageSize);
+  (rec as { inner: MemoryPageStore }).inner = store;
+  const t = await BTree.open(rec, root, { readOnly: true, cacheSizeBytes: 0 });
+  rec.reads.clear();
+  await t.check();
+  return rec.reads;
+}
+
+async function filled(pageSize: number, n: number, cacheSizeBytes = 1 << 20): Promise<{ store: MemoryPageStore; tree: BTree; model: Model }> {
+  const store = new MemoryPageStore(pageSize);
+  const tree = BTree.create(store, { cacheSizeBytes });
+  const model: Model = new Map();
+  for (let i = 0; i < n; i++) {
+    const k = key4((i * 7919) % 1_000_003);
+    await tree.put(k, val(i));
+    model.set(hex(k), val(i));
+  }
+  return { store, tree, model };
+}
+
+describe('basics', () => {
+  it('puts, gets, replaces and deletes, returning previous values', async () => {
+    const tree = BTree.create(new MemoryPageStore(4096));
+    expect(await tree.get(utf8('a'))).toBeUndefined();
+    expect(await tree.put(utf8('a'), utf8('1'))).toBeUndefined();
+    expect(await tree.put(utf8('a'), utf8('22'))).toEqual(utf8('1'));
+    expect(await tree.get(utf8('a'))).toEqual(utf8('22'));
+    expect(await tree.put(new Uint8Array(0), utf8('empty key'))).toBeUndefined();
+    expect(await tree.get(new Uint8Array(0))).toEqual(utf8('empty key'));
+    expect(await tree.delete(utf8('a'))).toEqual(utf8('22'));
+    expect(await tree.delete(utf8('a'))).toBeUndefined();
+    expect(await tree.count()).toBe(1);
+    await tree.check();
+  });
+
+  it('orders keys by unsigned bytes, shorter prefix first', async () => {
+    const tree = BTree.create(new MemoryPageStore(512));
+    const ks = [[0x80], [0x7f], [0xff], [0x00], [0x7f, 0x00], []].map((a) => Uint8Array.from(a));
+    for (const k of ks) await tree.put(k, k);
+    const got: string[] = [];
+    for await (const k of tree.keys()) got.push(hex(k));
+    expect(got).toEqual(['', '00', '7f', '7f00', '80', 'ff']);
+    await tree.check();
+  });
+
+  it('returned values are copies, not views of cached pages', async () => {
+    const tree = BTree.create(new MemoryPageStore(512));
+    await tree.put(utf8('k'), utf8('value'));
+    const v = (await tree.get(utf8('k')))!;
+    v.fill(0);
+    expect(await tree.get(utf8('k'))).toEqual(utf8('value'));
+    await tree.check();
+  });
+
+  it('has the limits of the README table', () => {
+    const lim = (ps: number): number[] => {
+      const t = BTree.create(new MemoryPageStore(ps));
+      return [t.maxKeyBytes, t.maxValueBytes];
+    };
+    expect(lim(512)).toEqual([116, 118]);
+    expect(lim(4096)).toEqual([1012, 1014]);
+    expect(lim(65536)).toEqual([1024, 16374]);
+  });
+
+  it('rejects keys and values over the limits with TooLargeError, and accepts the maximum', async () => {
+    const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 2048 });
+    const bigKey = new Uint8Array(tree.maxKeyBytes + 1);
+    const bigValue = new Uint8Array(tree.maxValueBytes + 1);
+    await expect(tree.put(bigKey, utf8('v'))).rejects.toBeInstanceOf(TooLargeError);
+    await expect(tree.put(utf8('k'), bigValue)).rejects.toBeInstanceOf(TooLargeError);
+    await expect(tree.get(bigKey)).rejects.toBeInstanceOf(TooLargeError);
+    await expect(tree.delete(bigKey)).rejects.toBeInstanceOf(TooLargeError);
+    expect(() => tree.putCached(bigKey, utf8('v'))).toThrow(TooLargeError);
+    await expect(tree.bulkLoad([[bigKey, utf8('v')]])).rejects.toBeInstanceOf(TooLargeError);
+    // Maximal entries: every split must still produce pages that fit.
+    const model: Model = new Map();
+    for (let i = 0; i < 300; i++) {
+      const k = new Uint8Array(tree.maxKeyBytes).fill(7);
+      k.set(key4(i * 2654435761), 0);
+      const v = new Uint8Array(tree.maxValueBytes).fill(i & 0xff);
+      await tree.put(k, v);
+      model.set(hex(k), v);
+    }
+    await expectSameContent(tree, model);
+    for (const k of [...model.keys()].slice(0, 250)) {
+      await tree.delete(Buffer.from(k, 'hex'));
+      model.delete(k);
+    }
+    await expectSameContent(tree, model);
+  });
+
+  it('rejects non-Uint8Array keys with InvalidArgumentError', async () => {
+    const tree = BTree.create(new MemoryPageStore(512));
+    await expect(tree.put('a' as unknown as Uint8Array, utf8('v'))).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(tree.count({ gt: 'a' as unknown as Uint8Array })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await tree.check();
+  });
+});
+
+describe('structure', () => {
+  it('grows deep with long keys on small pages, and shrinks back when keys are deleted', async () => {
+    const store = new MemoryPageStore(512);
+    const tree = BTree.create(store, { cacheSizeBytes: 8 * 512 });
+    const model: Model = new Map();
+    // A long common prefix keeps separators long (suffix truncation cannot shorten them): fan-out ~4.
+    const mk = (i: number): Uint8Array => {
+      const k = new Uint8Array(100).fill(0x41);
+      k.set(key4((i * 40503) % 65521), 96);
+      return k;
+    };
+    for (let i = 0; i < 3000; i++) {
+      await tree.put(mk(i), val(i, 8));
+      model.set(hex(mk(i)), val(i, 8));
+    }
+    expect(tree.stats().depth).toBeGreaterThanOrEqual(5);
+    await expectSameContent(tree, model);
+    const { freedPages } = await tree.flush();
+    for (const p of freedPages) store.free(p);
+    for (let i = 0; i < 2990; i++) {
+      await tree.delete(mk(i));
+      model.delete(hex(mk(i)));
+    }
+    await expectSameContent(tree, model);
+    // 10 entries of 114 bytes: at most 5 leaves (each at least a quarter full) and a root.
+    expect(tree.stats().pages).toBeLessThanOrEqual(6);
+    expect(tree.stats().depth).toBe(2);
+    for (let i = 2990; i < 3000; i++) await tree.delete(mk(i));
+    expect(tree.stats()).toMatchObject({ pages: 1, depth: 1 });
+    await expectSameContent(tree, new Map());
+  });
+
+  it('reports stats, dirty and cached bytes; the clean cache stays within its bound', async () => {
+    const { store, tree } = await filled(512, 2000, 16 * 512);
+    expect(tree.dirtyBytes).toBe(tree.stats().dirtyPages * 512);
+    expect(tree.dirtyBytes).toBeGreaterThan(16 * 512);
+    const { freedPages } = await tree.flush();
+    for (const p of freedPages) store.free(p);
+    expect(tree.dirtyBytes).toBe(0);
+    expect(tree.cachedBytes).toBeLessThanOrEqual(16 * 512);
+    for (let i = 0; i < 500; i++) await tree.get(key4(i * 13));
+    const s = tree.stats();
+    expect(s.cachedPages * 512).toBe(tree.cachedBytes);
+    expect(tree.cachedBytes).toBeLessThanOrEqual(16 * 512);
+    expect(s.misses).toBeGreaterThan(0);
+    expect(s.evictions).toBeGreaterThan(0);
+    expect(s.hits).toBeGreaterThan(s.misses);
+    await tree.put(key4(1), val(1));
+    expect(tree.dirtyBytes).toBe(s.depth * 512);
+    await tree.check();
+  });
+});
+
+describe('ranges', () => {
+  it('handles prefix (including 0xff), bounds, reverse and limit', async () => {
+    const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 4 * 512 });
+    const model: Model = new Map();
+    const keys = [[], [0], [1], [1, 0], [1, 0xff], [1, 0xff, 0xff], [2], [0xff], [0xff, 0], [0xff, 0xff], [0xff, 0xff, 3]];
+    for (let i = 0; i < 200; i++) keys.push([0x10, i]);
+    for (const a of keys) {
+      const k = Uint8Array.from(a);
+      await tree.put(k, k);
+      model.set(hex(k), k);
+    }
+    const ranges = [
+      { prefix: Uint8Array.of(0xff) },
+      { prefix: Uint8Array.of(0xff, 0xff) },
+      { prefix: Uint8Array.of(1, 0xff) },
+      { prefix: Uint8Array.of(0x10), gt: Uint8Array.of(0x10, 50), lte: Uint8Array.of(0x10, 150), reverse: true, limit: 7 },
+      { gt: Uint8Array.of(5), lt: Uint8Array.of(2) },
+      { gte: Uint8Array.of(1), lte: Uint8Array.of(1) },
+      { gt: Uint8Array.of(1), lt: Uint8Array.of(1) },
+      { limit: 0 },
+      { reverse: true, limit: 3 },
+      { prefix: new Uint8Array(0), limit: -1 },
+      { gte: Uint8Array.of(0x10, 3), gt: Uint8Array.of(0x10, 3), lt: Uint8Array.of(0x10, 9), lte: Uint8Array.of(0x10, 200) },
+    ];
+    for (const r of ranges) {
+      expect(await treeRange(tree, r)).toEqual(modelRange(model, r));
+      expect(await tree.count(r)).toBe(modelRange(model, r).length);
+    }
+    await tree.check();
+  });
+
+  it('a cursor tolerates concurrent puts and deletes: ordered, no duplicates, sees every stable key', async () => {
+    for (const reverse of [false, true]) {
+      const { tree, model } = await filled(512, 3000, 6 * 512);
+      const stable = new Set(model.keys());
+      const everSeen = new Set(model.keys());
+      const out: string[] = [];
+      let i = 0;
+      for await (const [k] of tree.entries({ reverse })) {
+        out.push(hex(k));
+        // Mutate other keys ahead of, behind and around the cursor (the engine serializes per key).
+        for (let j = 0; j < 4; j++) {
+          const victim = key4(((i * 31 + j * 977) * 7919) % 1_000_003);
+          // New keys land anywhere in the key space (ahead of the cursor too), so the scan still ends.
+          const fresh = key4(((i * 131 + j * 17 + 7) * 104729) % 1_000_003);
+          if (j % 2 === 0) {
+            await tree.delete(victim);
+            stable.delete(hex(victim));
+          } else {
+            await tree.put(fresh, val(j, 20 + j * 10));
+            everSeen.add(hex(fresh));
+          }
+        }
+        // Readers in between evict cursor pages from the tiny cache.
+        await tree.get(key4(i * 13));
+        i++;
+      }
+      const sorted = [...out].sort();
+      if (reverse) sorted.reverse();
+      expect(out).toEqual(sorted);
+      expect(new Set(out).size).toBe(out.length);
+      for (const k of stable) expect(out).toContain(k);
+      for (const k of out) expect(everSeen.has(k)).toBe(true);
+      await tree.check();
+    }
+  });
+
+  it('an abandoned cursor releases its pins', async () => {
+    const { tree } = await filled(512, 2000, 4 * 512);
+    await tree.flush();
+    for await (const _k of tree.keys()) break;
+    for (let i = 0; i < 200; i++) await tree.get(key4(i));
+    expect(tree.cachedBytes).toBeLessThanOrEqual(4 * 512);
+    await tree.check();
+  });
+});
+
+describe('bulkLoad', () => {
+  it('gives the same content as inserts, with full pages, under every page size', async () => {
+    for (const [pageSize, n] of [[512, 3001], [4096, 20_000], [65536, 20_000]] as const) {
+      const entries: [Uint8Array, Uint8Array][] = [];
+      for (let i = 0; i < n; i++) entries.push([key4(i * 3), val(i, (i % 50) + 1)]);
+      const bulk = BTree.create(new MemoryPageStore(pageSize));
+      await bulk.bulkLoad(entries);
+      const ins = BTree.create(new MemoryPageStore(pageSize));
+      for (const [k, v] of [...entries].reverse()) await ins.put(k, v);
+      expect(await treeRange(bulk, {})).toEqual(await treeRange(ins, {}));
+      expect(await bulk.count()).toBe(n);
+      await bulk.check();
+      await ins.check();
+      expect(bulk.stats().pages).toBeLessThan(ins.stats().pages);
+    }
+  });
+
+  it('balances the last page for every small size and accepts async iterables', async () => {
+    for (let n = 0; n < 60; n++) {
+      const store = new MemoryPageStore(512);
+      const tree = BTree.create(store, { cacheSizeBytes: 2 * 512 });
+      async function* gen(): AsyncGenerator<[Uint8Array, Uint8Array]> {
+        for (let i = 0; i < n; i++) yield [key4(i), val(i, 30)];
+      }
+      await tree.bulkLoad(gen());
+      expect(await tree.count()).toBe(n);
+      await tree.check();
+      // The loaded tree is an ordinary tree: mutate, flush, reopen.
+      await tree.put(key4(1000), val(1));
+      const { root } = await tree.flush();
+      const again = await BTree.open(store, root);
+      expect(await again.count()).toBe(n + 1);
+      await again.check();
+    }
+  });
+
+  it('rejects unordered input, duplicates and a non-empty tree, leaving the tree empty', async () => {
+    const store = new MemoryPageStore(512);
+    const tree = BTree.create(store);
+    const before = store.pagesInUse;
+    const entries: [Uint8Array, Uint8Array][] = [];
+    for (let i = 0; i < 500; i++) entries.push([key4(i), val(i)]);
+    await expect(tree.bulkLoad([...entries, [key4(3), val(3)]])).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(tree.bulkLoad([...entries, [key4(499), val(3)]])).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(await tree.count()).toBe(0);
+    expect(store.pagesInUse).toBe(before);
+    await tree.put(key4(1), val(1));
+    await expect(tree.bulkLoad(entries)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await tree.check();
+  });
+});
+
+describe('flush (copy-on-write)', () => {
+  it('keeps the old root readable, never writes its pages, and frees only unreferenced pages', async () => {
+    const store = new RecordingStore(512);
+    const tree = BTree.create(store, { cacheSizeBytes: 8 * 512 });
+    const model: Model = new Map();
+    for (let i = 0; i < 1500; i++) {
+      await tree.put(key4(i * 5), val(i));
+      model.set(hex(key4(i * 5)), val(i));
+    }
+    expect(tree.root).toBe(-1);
+    const first = await tree.flush();
+    expect(first.root).toBe(tree.root);
+    expect(await tree.flush()).toEqual({ root: first.root, freedPages: [] });
+    const oldModel = new Map(model);
+    const oldPages = await reachable(store.inner, first.root);
+    for (let i = 0; i < 700; i++) {
+      await tree.delete(key4(i * 10));
+      model.delete(hex(key4(i * 10)));
+      await tree.put(key4(i * 5 + 1), val(i, 40));
+      model.set(hex(key4(i * 5 + 1)), val(i, 40));
+    }
+    store.writes = [];
+    const second = await tree.flush();
+    expect(second.root).not.toBe(first.root);
+    for (const w of store.writes) expect(oldPages.has(w)).toBe(false);
+    expect(second.freedPages.length).toBeGreaterThan(0);
+    for (const p of second.freedPages) expect(oldPages.has(p)).toBe(true);
+    // The previous tree still reads the previous content.
+    const old = await BTree.open(store, first.root, { readOnly: true, cacheSizeBytes: 4 * 512 });
+    await expectSameContent(old, oldModel);
+    // The new tree does not reference a freed page: free them for real, then read everything.
+    const newPages = await reachable(store.inner, second.root);
+    for (const p of second.freedPages) {
+      expect(newPages.has(p)).toBe(false);
+      store.free(p);
+    }
+    await expectSameContent(tree, model);
+    await expectSameContent(await BTree.open(store, second.root), model);
+  });
+
+  it('a flush that fails midway leaves the previous root valid, and a retry succeeds', async () => {
+    const store = new RecordingStore(512);
+    const tree = BTree.create(store, { cacheSizeBytes: 4 * 512 });
+    const model: Model = new Map();
+    for (let i = 0; i < 800; i++) {
+      await tree.put(key4(i), val(i));
+      model.set(hex(key4(i)), val(i));
+    }
+    const first = await tree.flush();
+    const oldModel = new Map(model);
+    for (let i = 0; i < 800; i += 3) {
+      await tree.put(key4(i), val(i + 1, 20));
+      model.set(hex(key4(i)), val(i + 1, 20));
+    }
+    store.failWritesAfter = 3;
+    await expect(tree.flush()).rejects.toThrow('injected write failure');
+    expect(tree.root).toBe(first.root);
+    await expectSameContent(await BTree.open(store, first.root, { readOnly: true }), oldModel);
+    store.failWritesAfter = Infinity;
+    const second = await tree.flush();
+    await expectSameContent(await BTree.open(store, second.root, { readOnly: true }), model);
+    await expectSameContent(tree, model);
+  });
+
+  it('read-only trees refuse mutations', async () => {
+    const { store, tree } = await filled(512, 100);
+    const { root } = await tree.flush();
+    const ro = await BTree.open(store, root, { readOnly: true });
+    await expect(ro.put(key4(1), val(1))).rejects.toBeInstanceOf(ReadOnlyError);
+    await expect(ro.delete(key4(1))).rejects.toBeInstanceOf(ReadOnlyError);
+    expect(() => ro.putCached(key4(1), val(1))).toThrow(ReadOnlyError);
+    expect(() => ro.deleteCached(key4(1))).toThrow(ReadOnlyError);
+    await expect(ro.bulkLoad([])).rejects.toBeInstanceOf(ReadOnlyError);
+    expect(() => BTree.create(store, { readOnly: true })).toThrow(InvalidArgumentError);
+    expect(await ro.count()).toBe(100);
+    expect(await ro.flush()).toEqual({ root, freedPages: [] });
+    await ro.check();
+  });
+});
+
+describe('cached mutations', () => {
+  it('putCached/deleteCached change nothing when a page is missing, and succeed after prefetch', async () => {
+    const { store, tree, model } = await filled(512, 3000, 2 * 512);
+    const { freedPages } = await tree.flush();
+    for (const p of freedPages) store.free(p);
+    let failures = 0;
+    const keys = [...model.keys()];
+    for (let i = 0; i < keys.length; i += 2) {
+      const k = Buffer.from(keys[i]!, 'hex');
+      // Touch a far-away key so the path of k is (mostly) evicted.
+      await tree.get(Buffer.from(keys[(i + 1500) % keys.length]!, 'hex'));
+      for (let attempt = 0; ; attempt++) {
+        const before = { dirty: tree.dirtyBytes, pages: tree.stats().pages };
+        const r = tree.deleteCached(k);
+        if (r.done) {
+          expect(hex(r.previous!)).toBe(hex(model.get(keys[i]!)!));
+          model.delete(keys[i]!);
+          break;
+        }
+        failures++;
+        expect({ dirty: tree.dirtyBytes, pages: tree.stats().pages }).toEqual(before);
+        expect(await tree.get(k)).toEqual(model.get(keys[i]!));
+        expect(attempt).toBeLessThan(3);
+        await tree.prefetch(k);
+      }
+    }
+    expect(failures).toBeGreaterThan(100);
+    await expectSameContent(tree, model);
+    // A put into a fully cached path needs no prefetch.
+    await tree.prefetch(key4(5));
+    expect(tree.putCached(key4(5), val(5)).done).toBe(true);
+    await tree.check();
+  });
+});
+
+describe('corruption', () => {
+  async function flushedTree(): Promise<{ store: MemoryPageStore; root: number; leafNo: number }> {
+    const store = new MemoryPageStore(512);
+    const tree = BTree.create(store);
+    for (let i = 0; i < 400; i++) await tree.put(key4(i), val(i));
+    const { root } = await tree.flush();
+    const pages = [...(await reachable(store, root))];
+    return { store, root, leafNo: pages[pages.length - 1]! };
+  }
+  const reseal = (b: Uint8Array): void => {
+    const c = crc32(b.subarray(4));
+    b[0] = c & 0xff;
+    b[1] = (c >>> 8) & 0xff;
+    b[2] = (c >>> 16) & 0xff;
+    b[3] = c >>> 24;
+  };
+  async function expectCorrupt(store: MemoryPageStore, root: number, pageNo: number): Promise<void> {
+    const t = await BTree.open(store, root, { cacheSizeBytes: 0 });
+    const err = await t.check().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as CorruptionError).what).toBe(`btree page ${pageNo}`);
+    const t2 = await BTree.open(store, root, { cacheSizeBytes: 0 });
+    await expect(
+      (async () => {
+        for await (const _ of t2.entries()) {
+          /* scan everything */
+        }
+      })(),
+    ).rejects.toBeInstanceOf(CorruptionError);
+  }
+
+  it('a flipped bit gives CorruptionError naming the page', async () => {
+    const { store, root, leafNo } = await flushedTree();
+    const page = await store.read(leafNo);
+    page[300]! ^= 0x10;
+    await store.write(leafNo, page);
+    await expectCorrupt(store, root, leafNo);
+  });
+
+  it('hostile counts, lengths and levels with valid checksums give CorruptionError', async () => {
+    const mutations: ((b: Uint8Array) => void)[] = [
+      (b) => ((b[8] = 0xff), (b[9] = 0xff)), // count 65535
+      (b) => ((b[12] = 0xff), (b[13] = 0xff), (b[14] = 0xff), (b[15] = 0x7f)), // heapStart far outside
+      (b) => ((b[16] = 0xff), (b[17] = 0x01)), // slot 0 points past the page
+      (b) => (b[7] = 5), // leaf claiming level 5
+      (b) => ((b[6] = 2), (b[7] = 1)), // leaf turned into a branch
+      (b) => (b[4] = 0), // magic
+      (b) => {
+        // key length of entry 0 huge
+        const off = b[16]! | (b[17]! << 8);
+        b[off] = 0xff;
+        b[off + 1] = 0xff;
+      },
+      (b) => {
+        // swap the first two slots: keys out of order
+        const s0 = b[16]!, s1 = b[17]!;
+        b[16] = b[18]!;
+        b[17] = b[19]!;
+        b[18] = s0;
+        b[19] = s1;
+      },
+    ];
+    for (const mutate of mutations) {
+      const { store, root, leafNo } = await flushedTree();
+      const page = await store.read(leafNo);
+      mutate(page);
+      reseal(page);
+      await store.write(leafNo, page);
+      await expectCorrupt(store, root, leafNo);
+    }
+  });
+
+  it('a branch pointing at itself or at a page of the wrong level is caught (no infinite recursion)', async () => {
+    const { store, root } = await flushedTree();
+    const page = await store.read(root);
+    expect(page[6]).toBe(2);
+    const off = page[16]! | (page[17]! << 8);
+    page[off] = root & 0xff;
+    page[off + 1] = (root >>> 8) & 0xff;
+    page[off + 2] = (root >>> 16) & 0xff;
+    page[off + 3] = root >>> 24;
+    reseal(page);
+    await store.write(root, page);
+    const t = await BTree.open(store, root, { cacheSizeBytes: 0 });
+    await expect(t.get(key4(0))).rejects.toBeInstanceOf(CorruptionError);
+    await expect(t.check()).rejects.toBeInstanceOf(CorruptionError);
+  });
+
+  it('opening a never-written page is a CorruptionError', async () => {
+    const store = new MemoryPageStore(4096);
+    const no = store.allocate();
+    await expect(BTree.open(store, no)).rejects.toBeInstanceOf(CorruptionError);
+  });
+});
+
+describe('MemoryPageStore', () => {
+  it('validates sizes and counts pages in use', async () => {
+    expect(() => new MemoryPageStore(1000)).toThrow(InvalidArgumentError);
+    const s = new MemoryPageStore(512);
+    const a = s.allocate();
+    const b = s.allocate();
+    expect(s.pagesInUse).toBe(2);
+    await expect(s.write(a, new Uint8Array(100))).rejects.toBeInstanceOf(InvalidArgumentError);
+    const page = new Uint8Array(512).fill(9);
+    await s.write(a, page);
+    page.fill(0);
+    expect((await s.read(a))[0]).toBe(9);
+    s.free(b);
+    expect(s.pagesInUse).toBe(1);
+    expect(s.allocate()).toBe(b);
+  });
+});
