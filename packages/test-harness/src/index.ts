@@ -39,3 +39,5 @@ export {
 } from './corruption-sweep.js';
 export { vdeRegions, buildVdeImage } from './vde-image.js';
 export { runIoFaultSweep, type IoFaultSweepOptions, type IoFaultSweepReport, type IoFaultTrial } from './io-fault-sweep.js';
+export { runLinearizabilityWorkload, type LinearizabilityWorkloadOptions } from './linearizability-workload.js';
+export { runSoak, openFileDescriptors, type SoakOptions, type SoakReport, type SoakSample } from './soak-runner.js';
