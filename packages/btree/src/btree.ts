@@ -87,7 +87,10 @@ interface Batch {
 export class BTree {
   readonly pageSize: number;
   readonly maxKeyBytes: number;
+  /** Values up to this size are accepted with any key (larger ones while key + value <= maxEntryBytes). */
   readonly maxValueBytes: number;
+  /** Largest key.length + value.length of one entry. */
+  readonly maxEntryBytes: number;
 
   readonly #store: PageStore;
   readonly #lim: Limits;
@@ -124,6 +127,7 @@ export class BTree {
     this.pageSize = pageSize;
     this.maxKeyBytes = this.#lim.maxKeyBytes;
     this.maxValueBytes = this.#lim.maxValueBytes;
+    this.maxEntryBytes = this.#lim.maxEntryBytes;
     this.#readOnly = options?.readOnly === true;
     this.#cache = new PageCache(Math.floor(cacheSizeBytes / pageSize));
   }
@@ -405,7 +409,7 @@ export class BTree {
   async put(key: Uint8Array, value: Uint8Array): Promise<Uint8Array | undefined> {
     this.#checkWritable();
     this.#checkKey(key);
-    this.#checkValue(value);
+    this.#checkValue(key, value);
     for (;;) {
       const r = this.putCached(key, value);
       if (r.done) return r.previous;
@@ -493,7 +497,7 @@ export class BTree {
   putCached(key: Uint8Array, value: Uint8Array): CachedResult {
     this.#checkWritable();
     this.#checkKey(key);
-    this.#checkValue(value);
+    this.#checkValue(key, value);
     const r = this.#mutate(key, value);
     // Unpin only after the mutation: unpinning may evict at once.
     if (this.#pinSets.size > 0) this.#releasePins(keyString(key));
@@ -875,7 +879,7 @@ export class BTree {
         const k = e[0] as Uint8Array;
         const v = e[1] as Uint8Array;
         this.#checkKey(k);
-        this.#checkValue(v);
+        this.#checkValue(k, v);
         if (prev !== null && compareKeys(prev, k) >= 0) {
           throw new InvalidArgumentError(`bulkLoad input is not strictly ascending at entry ${entries}`);
         }
@@ -1122,10 +1126,12 @@ export class BTree {
     }
   }
 
-  #checkValue(value: Uint8Array): void {
+  #checkValue(key: Uint8Array, value: Uint8Array): void {
     if (!(value instanceof Uint8Array)) throw new InvalidArgumentError('value must be a Uint8Array');
-    if (value.length > this.maxValueBytes) {
-      throw new TooLargeError(`value of ${value.length} bytes exceeds the maximum of ${this.maxValueBytes} for ${this.pageSize}-byte pages`);
+    if (value.length > this.maxValueBytes && key.length + value.length > this.maxEntryBytes) {
+      throw new TooLargeError(
+        `key + value of ${key.length + value.length} bytes exceed the maximum entry of ${this.maxEntryBytes} for ${this.pageSize}-byte pages`,
+      );
     }
   }
 

@@ -46,7 +46,10 @@ export interface Limits {
   /** Bytes for slots and entries: pageSize - header. */
   readonly capacity: number;
   readonly maxKeyBytes: number;
+  /** Values up to this size are accepted with any key; longer ones while key + value <= maxEntryBytes. */
   readonly maxValueBytes: number;
+  /** Largest key + value of a leaf entry: two of them always fit a page, so a split always succeeds. */
+  readonly maxEntryBytes: number;
   /** Non-root pages hold at least this many bytes of slots+entries. */
   readonly minFill: number;
 }
@@ -54,11 +57,17 @@ export interface Limits {
 export function limitsFor(pageSize: number): Limits {
   const capacity = pageSize - HEADER_BYTES;
   const quarter = Math.floor(capacity / 4);
+  // A branch entry (slot + header + key) takes at most a third of a page, so a branch always holds three; a leaf
+  // entry (slot + header + key + value) at most half, so a leaf always holds two. Then every split of an
+  // overfull page gives two halves that fit, each at least a quarter full.
+  const maxKeyBytes = Math.min(1024, Math.floor(capacity / 3) - SLOT_BYTES - BRANCH_ENTRY_HEADER);
+  const maxEntryBytes = Math.floor(capacity / 2) - SLOT_BYTES - LEAF_ENTRY_HEADER;
   return {
     pageSize,
     capacity,
-    maxKeyBytes: Math.min(1024, quarter - 8),
-    maxValueBytes: quarter - 6,
+    maxKeyBytes,
+    maxValueBytes: maxEntryBytes - maxKeyBytes,
+    maxEntryBytes,
     minFill: quarter,
   };
 }
@@ -214,7 +223,7 @@ export function validatePage(pageNo: number, b: Uint8Array, lim: Limits, verifyC
     if (leaf) {
       keyLen = u16(b, off);
       const valueLen = u16(b, off + 2);
-      if (keyLen > lim.maxKeyBytes || valueLen > lim.maxValueBytes) {
+      if (keyLen > lim.maxKeyBytes || keyLen + valueLen > lim.maxEntryBytes) {
         throw new CorruptionError(what, `entry ${i} has key/value length ${keyLen}/${valueLen} over the limit`);
       }
       keyOff = off + 4;

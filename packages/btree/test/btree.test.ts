@@ -94,19 +94,24 @@ describe('basics', () => {
   it('has the limits of the README table', () => {
     const lim = (ps: number): number[] => {
       const t = BTree.create(new MemoryPageStore(ps));
-      return [t.maxKeyBytes, t.maxValueBytes];
+      return [t.maxKeyBytes, t.maxValueBytes, t.maxEntryBytes];
     };
-    expect(lim(512)).toEqual([116, 118]);
-    expect(lim(4096)).toEqual([1012, 1014]);
-    expect(lim(65536)).toEqual([1024, 16374]);
+    expect(lim(512)).toEqual([157, 85, 242]);
+    expect(lim(4096)).toEqual([1024, 1010, 2034]);
+    expect(lim(65536)).toEqual([1024, 31730, 32754]);
   });
 
   it('rejects keys and values over the limits with TooLargeError, and accepts the maximum', async () => {
     const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 2048 });
     const bigKey = new Uint8Array(tree.maxKeyBytes + 1);
-    const bigValue = new Uint8Array(tree.maxValueBytes + 1);
+    // A value may use what a short key leaves of the entry limit, but key + value never exceed it.
+    const bigValue = new Uint8Array(tree.maxEntryBytes);
     await expect(tree.put(bigKey, utf8('v'))).rejects.toBeInstanceOf(TooLargeError);
     await expect(tree.put(utf8('k'), bigValue)).rejects.toBeInstanceOf(TooLargeError);
+    await expect(tree.put(new Uint8Array(tree.maxKeyBytes), new Uint8Array(tree.maxValueBytes + 1))).rejects.toBeInstanceOf(TooLargeError);
+    await tree.put(utf8('k'), bigValue.subarray(1));
+    expect((await tree.get(utf8('k')))?.length).toBe(tree.maxEntryBytes - 1);
+    await tree.delete(utf8('k'));
     await expect(tree.get(bigKey)).rejects.toBeInstanceOf(TooLargeError);
     await expect(tree.delete(bigKey)).rejects.toBeInstanceOf(TooLargeError);
     expect(() => tree.putCached(bigKey, utf8('v'))).toThrow(TooLargeError);

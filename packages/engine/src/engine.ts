@@ -210,7 +210,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
     this.#wal = await WriteAheadLog.create(this.#device, { startBlock: WAL_START, blockCount: walBlocks });
     this.#index = BTree.create(this.#pageStore, { cacheSizeBytes: this.#opts.cacheSizeBytes });
-    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes);
+    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
     const now = Date.now();
     this.#sb = {
       blockSize: bs,
@@ -285,8 +285,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#objectCount = sb.objectCount;
     const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore) : this.#pageStore;
     this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
-    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes);
+    this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
     this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    // The log is truncated only after a checkpoint's superblock is durable. If it no longer holds the records right
+    // after this checkpoint, a newer checkpoint existed and its superblock is damaged: falling back to this one
+    // would silently lose acknowledged writes.
+    if (this.#wal.headLsn > sb.checkpointLsn + 1) {
+      throw new CorruptionError(
+        'superblock',
+        `the newest checkpoint is damaged (the log starts at record ${this.#wal.headLsn}, the surviving superblock ${sb === sa ? 'A' : 'B'} needs ${sb.checkpointLsn + 1})`,
+      );
+    }
     const endLsn = await this.#verifyLog(sb.checkpointLsn);
     if (endLsn === sb.checkpointLsn) return;
     for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
@@ -781,21 +790,25 @@ export class VirtualDiskEngine implements AsyncDisposable {
     });
   }
 
-  /** Upper bound of a PUT log payload: the index value is at most maxValueBytes (larger records go indirect). */
   /**
    * Upper bound of a PUT log payload. The index value is an inline record (exact size known when the data is in
-   * memory and small), an extent record of at most maxValueBytes, or a fixed-size indirect pointer.
+   * memory and small), an extent record that fits the key's index entry, or a fixed-size indirect pointer.
    */
   #putPayloadBound(keyBytes: Uint8Array, meta: Uint8Array, source: unknown): number {
     const size = source instanceof Uint8Array ? source.byteLength : Infinity;
     const value =
-      size <= this.#inlineLimit(meta) ? recordBytesFor(meta.byteLength, size, 0) : Math.max(this.#index.maxValueBytes, INDIRECT_BYTES);
+      size <= this.#inlineLimit(keyBytes, meta) ? recordBytesFor(meta.byteLength, size, 0) : Math.max(this.#maxValue(keyBytes), INDIRECT_BYTES);
     return 2 + keyBytes.byteLength + value;
   }
 
   /** Objects up to this size live inline in their index entry. */
-  #inlineLimit(meta: Uint8Array): number {
-    return Math.min(Math.floor(this.#device.blockSize / 4), this.#index.maxValueBytes - recordBytesFor(meta.byteLength, 0, 0));
+  #inlineLimit(keyBytes: Uint8Array, meta: Uint8Array): number {
+    return Math.min(Math.floor(this.#device.blockSize / 4), this.#maxValue(keyBytes) - recordBytesFor(meta.byteLength, 0, 0));
+  }
+
+  /** The largest index value that fits one entry with this key (larger records are stored indirect). */
+  #maxValue(keyBytes: Uint8Array): number {
+    return this.#index.maxEntryBytes - keyBytes.byteLength;
   }
 
   /**
@@ -858,8 +871,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     await this.#index.prefetch(keyBytes);
     const prevValue = await this.#index.get(keyBytes);
     const prev = prevValue ? await this.#io.loadRecord(prevValue, `object ${key}`) : undefined;
-    const maxValue = this.#index.maxValueBytes;
-    const inlineLimit = this.#inlineLimit(meta);
+    const maxValue = this.#maxValue(keyBytes);
+    const inlineLimit = this.#inlineLimit(keyBytes, meta);
     const written: WrittenObject = await this.#io.write(source, Math.max(-1, inlineLimit), signal);
     const owned = written.extents ? [...written.extents] : [];
     const now = Date.now();

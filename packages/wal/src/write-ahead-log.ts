@@ -275,6 +275,11 @@ export class WriteAheadLog {
   }
 
   /** Highest LSN appended (written or not). */
+  /** The oldest LSN the log still holds (records below it were truncated); lastLsn + 1 when it is empty. */
+  get headLsn(): number {
+    return this.#headLsn;
+  }
+
   get lastLsn(): number {
     return this.#lastLsn;
   }
