@@ -20,6 +20,8 @@ interface Pending extends DeferredEntry {
 
 export class Reclaimer {
   #pending: Pending[] = [];
+  /** Entries before this index were taken. */
+  #head = 0;
   #seq = 0;
   readonly #readers = new Map<number, number>();
   readonly #snapshots = new Map<number, number>();
@@ -59,32 +61,42 @@ export class Reclaimer {
     for (const e of entries) this.#pending.push({ ...e, seq: -1 });
   }
 
-  /** Removes and returns every entry that may be reused once checkpoint `durableGeneration` is durable. */
+  /**
+   * Removes and returns every entry that may be reused once checkpoint `durableGeneration` is durable.
+   * Entries are kept in the order they were deferred, and both `generation` and `seq` only grow along that order,
+   * so the eligible entries are always a prefix: this costs O(entries taken), which matters because every read
+   * ends with a call.
+   */
   takeEligible(durableGeneration: number): Extent[] {
-    if (this.#pending.length === 0) return [];
+    const pending = this.#pending;
+    if (this.#head >= pending.length) return [];
     let minSnapshot = Infinity;
     for (const g of this.#snapshots.keys()) minSnapshot = Math.min(minSnapshot, g);
     let minReader = Infinity;
     for (const s of this.#readers.keys()) minReader = Math.min(minReader, s);
     const out: Extent[] = [];
-    const keep: Pending[] = [];
-    for (const p of this.#pending) {
-      const free = p.generation < durableGeneration && minSnapshot > p.generation && minReader > p.seq;
-      if (free) out.push({ start: p.start, count: p.count });
-      else keep.push(p);
+    let i = this.#head;
+    for (; i < pending.length; i++) {
+      const p = pending[i]!;
+      if (!(p.generation < durableGeneration && minSnapshot > p.generation && minReader > p.seq)) break;
+      out.push({ start: p.start, count: p.count });
     }
-    this.#pending = keep;
+    this.#head = i;
+    if (this.#head > 1024 && this.#head * 2 > pending.length) {
+      this.#pending = pending.slice(this.#head);
+      this.#head = 0;
+    }
     return out;
   }
 
   /** What a checkpoint persists: entries still held. */
   pendingEntries(): DeferredEntry[] {
-    return this.#pending.map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
+    return this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
   }
 
   get pendingBlocks(): number {
     let n = 0;
-    for (const p of this.#pending) n += p.count;
+    for (let i = this.#head; i < this.#pending.length; i++) n += this.#pending[i]!.count;
     return n;
   }
 
@@ -102,6 +114,6 @@ export class Reclaimer {
 
   /** Every block of every pending entry (for consistency checks). */
   *pendingExtents(): Iterable<Extent> {
-    for (const p of this.#pending) yield { start: p.start, count: p.count };
+    for (let i = this.#head; i < this.#pending.length; i++) yield { start: this.#pending[i]!.start, count: this.#pending[i]!.count };
   }
 }
