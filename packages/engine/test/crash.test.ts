@@ -1,52 +1,9 @@
-import type { BlockDevice } from '@vde/block-device';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
-import { FaultyBlockDevice, SeededRandom } from '@vde/test-harness';
+import { CuttingDevice, FaultyBlockDevice, SeededRandom } from '@vde/test-harness';
 import { describe, expect, it } from 'vitest';
 import { bytes, checked } from './helpers.js';
 
 const OPTS = { walSizeBytes: 64 * 1024, cacheSizeBytes: 128 * 1024, checkpointWalUtilizationPercent: 60 } as const;
-
-/** A device that cuts the power (FaultyBlockDevice.powerCut) when its `cutAt`-th write or sync is issued. */
-class CuttingDevice implements BlockDevice {
-  ops = 0;
-  image: MemoryBlockDevice | undefined;
-  constructor(
-    readonly inner: FaultyBlockDevice,
-    readonly cutAt: number,
-    readonly seed: number,
-  ) {}
-  get blockSize() {
-    return this.inner.blockSize;
-  }
-  get blockCount() {
-    return this.inner.blockCount;
-  }
-  get readOnly() {
-    return false;
-  }
-  #tick(): void {
-    if (!this.image && ++this.ops >= this.cutAt) this.image = this.inner.powerCut({ seed: this.seed });
-  }
-  read(b: number, n: number) {
-    return this.inner.read(b, n);
-  }
-  readInto(b: number, buf: Uint8Array) {
-    return this.inner.readInto(b, buf);
-  }
-  write(b: number, d: Uint8Array) {
-    this.#tick();
-    return this.inner.write(b, d);
-  }
-  sync() {
-    this.#tick();
-    return this.inner.sync();
-  }
-  grow(n: number) {
-    return this.inner.grow(n);
-  }
-  /** The engine closing its device must not close the simulated disk: the test still cuts its power. */
-  async close() {}
-}
 
 type Expect = { acked: Uint8Array | null | undefined; pending: (Uint8Array | null)[] };
 
