@@ -41,6 +41,7 @@ import {
   recordKind,
 } from './record.js';
 import { Snapshot, type SnapshotHost } from './snapshot.js';
+import { typedDevice } from './typed-device.js';
 import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
 import type {
   BatchOperation,
@@ -155,7 +156,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (target === null || typeof target !== 'object' || typeof target.read !== 'function') {
       throw new InvalidArgumentError('open() takes a file path or a BlockDevice');
     }
-    return VirtualDiskEngine.#openDevice(target, opts, undefined);
+    return VirtualDiskEngine.#openDevice(typedDevice(target), opts, undefined);
   }
 
   static async #openFile(path: string, opts: ResolvedOptions): Promise<VirtualDiskEngine> {

@@ -402,3 +402,26 @@ describe('snapshots, health, scrub', () => {
     await vde.close();
   });
 });
+
+describe('I/O failures from a caller-supplied device', () => {
+  it('raw Node errors become typed VdeErrors, and a failed sync refuses further writes until reopen', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty, SMALL);
+    await vde.store('kept', 'acknowledged');
+    await vde.store('big', bytes(100_000, 5));
+    faulty.failAfter(1, 'EIO', { op: 'sync' });
+    await expectCode(vde.store('k', 'x'), 'ERR_VDE_IO');
+    await expectCode(vde.store('k2', 'y'), 'ERR_VDE_POISONED');
+    expect(new TextDecoder().decode(await vde.retrieve('kept'))).toBe('acknowledged');
+    faulty.failAfter(1, 'ENOSPC', { op: 'read', sticky: true });
+    await expectCode(vde.retrieve('big'), 'ERR_VDE_FULL');
+    faulty.clearFaults();
+    await vde.close().catch(() => undefined);
+    const reopened = await VirtualDiskEngine.open(faulty.powerCut({ seed: 1, mode: 'keep-all' }), SMALL);
+    expect(new TextDecoder().decode(await reopened.retrieve('kept'))).toBe('acknowledged');
+    expectBytes(await reopened.retrieve('big'), bytes(100_000, 5));
+    await checked(reopened);
+    await reopened.close();
+  });
+});
