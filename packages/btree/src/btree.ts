@@ -84,6 +84,11 @@ interface Batch {
  * on are pinned. Cursors copy one leaf at a time and re-seek after the last key they returned when the
  * modification counter moved. The only critical section split by an await is `flush()` (see there).
  */
+/** What `check()` found besides "no violation": every page reachable from the root (dirty ones included). */
+export interface BTreeCheckReport {
+  pageNumbers: number[];
+}
+
 export class BTree {
   readonly pageSize: number;
   readonly maxKeyBytes: number;
@@ -1019,14 +1024,15 @@ export class BTree {
    * no page reachable twice, minimum fill of non-root pages, and that every dirty page hangs under dirty
    * parents. Throws `CorruptionError` naming the page. Restarts if the tree changes meanwhile.
    */
-  async check(): Promise<void> {
+  async check(): Promise<BTreeCheckReport> {
     for (let attempt = 0; ; attempt++) {
-      if (await this.#checkOnce()) return;
+      const pages = await this.#checkOnce();
+      if (pages) return { pageNumbers: [...pages] };
       if (attempt >= 3) throw new Error('btree check: the tree kept changing during check(); run it when idle');
     }
   }
 
-  async #checkOnce(): Promise<boolean> {
+  async #checkOnce(): Promise<Set<number> | undefined> {
     const mod = this.#modCount;
     const lim = this.#lim;
     const cache = this.#cache;
@@ -1056,7 +1062,7 @@ export class BTree {
         info = validatePage(it.no, buf, lim, false);
       } else {
         buf = await this.#store.read(it.no);
-        if (this.#modCount !== mod) return false;
+        if (this.#modCount !== mod) return undefined;
         info = validatePage(it.no, buf, lim, true);
         cached = cache.peek(it.no);
         if (cached !== undefined && !cached.dirty && !bytesEqual(cached.buf, buf)) {
@@ -1105,12 +1111,12 @@ export class BTree {
         }
       }
     }
-    if (this.#modCount !== mod) return false;
+    if (this.#modCount !== mod) return undefined;
     if (dirtySeen !== cache.dirtyCount) {
       throw new CorruptionError('btree', `${cache.dirtyCount - dirtySeen} dirty pages are not reachable from the root`);
     }
     this.#treePages = seen.size;
-    return true;
+    return seen;
   }
 
   // ---------------------------------------------------------------------------------------------- internals

@@ -653,44 +653,48 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Consistency check (bbolt's tx.Check): index structure, allocator bookkeeping, and that every block an object
-   * owns is allocated, inside the container and owned once. Throws CorruptionError naming the first violation.
+   * Consistency check (bbolt's tx.Check), run with writers paused (the gate held exclusively): the index structure,
+   * the allocator's own bookkeeping, and a census of every block: each is reserved (superblocks, log), part of the
+   * checkpoint meta blob, an index page, owned by exactly one object (extents, indirect record), or waiting in the
+   * deferred-free list — and the allocator marks exactly those blocks as used (no leak, no double use).
+   * Throws CorruptionError naming the first violation.
    */
   async check(): Promise<CheckReport> {
     this.#checkOpen();
-    await this.#index.check();
-    this.#allocator.check();
-    const seen = new Set<number>();
-    let objects = 0;
-    const reader = this.#reclaimer.beginRead();
+    const guard = await this.#gate.exclusive().catch(mapLockError);
     try {
-      for await (const [k, v] of this.#index.entries()) {
-        const key = decodeKey(k);
-        objects++;
-        if (this.#opts.readOnly) continue;
-        for (const e of await this.#ownedBlocks(v, `object ${key}`)) {
-          for (let b = e.start; b < e.start + e.count; b++) {
-            if (seen.has(b)) throw new CorruptionError('check', `block ${b} is owned twice (object ${key})`);
-            if (!this.#allocator.isAllocated(b)) throw new CorruptionError('check', `block ${b} of object ${key} is marked free`);
-            if (b < WAL_START + this.#sb.walBlocks) throw new CorruptionError('check', `object ${key} points into the log`);
-            seen.add(b);
-          }
-        }
-      }
+      return await this.#checkLocked();
     } finally {
-      this.#reclaimer.endRead(reader);
+      guard.release();
+    }
+  }
+
+  async #checkLocked(): Promise<CheckReport> {
+    const { pageNumbers } = await this.#index.check();
+    const census = this.#opts.readOnly ? undefined : new BlockCensus(this.#allocator.blockCount);
+    if (census) {
+      this.#allocator.check();
+      census.add({ start: 0, count: WAL_START + this.#sb.walBlocks }, 'the superblocks and the log');
+      census.add({ start: this.#sb.metaStart, count: this.#sb.metaBlocks }, 'the checkpoint meta blob');
+      for (const p of pageNumbers) census.add({ start: p, count: 1 }, `index page ${p}`);
+      for (const e of this.#reclaimer.pendingExtents()) census.add(e, 'the deferred-free list');
+    }
+    let objects = 0;
+    for await (const [k, v] of this.#index.entries()) {
+      const key = decodeKey(k);
+      objects++;
+      if (census) for (const e of await this.#ownedBlocks(v, `object ${key}`)) census.add(e, `object ${key}`);
     }
     if (objects !== this.#objectCount) {
       throw new CorruptionError('check', `the index holds ${objects} objects, the count says ${this.#objectCount}`);
     }
-    if (!this.#opts.readOnly) {
-      for (const e of this.#reclaimer.pendingExtents()) {
-        for (let b = e.start; b < e.start + e.count; b++) {
-          if (!this.#allocator.isAllocated(b)) throw new CorruptionError('check', `pending-free block ${b} is already free`);
-        }
-      }
-    }
-    return { objects, blocksReferenced: seen.size, pendingFreeBlocks: this.#reclaimer.pendingBlocks };
+    if (census) census.compare(this.#allocator);
+    return {
+      objects,
+      blocksReferenced: census?.counted ?? 0,
+      indexPages: pageNumbers.length,
+      pendingFreeBlocks: this.#reclaimer.pendingBlocks,
+    };
   }
 
   stats(): {
@@ -1313,5 +1317,31 @@ async function detectBlockSize(path: string): Promise<number> {
     throw new FormatError(`${path} is not a VDE container`);
   } finally {
     await handle.close();
+  }
+}
+
+/** Every block the engine can account for, each counted once (for `check()`). */
+class BlockCensus {
+  readonly #owner: (string | undefined)[];
+  counted = 0;
+  constructor(readonly blockCount: number) {
+    this.#owner = new Array<string | undefined>(blockCount);
+  }
+  add(e: Extent, owner: string): void {
+    for (let b = e.start; b < e.start + e.count; b++) {
+      if (b >= this.blockCount) throw new CorruptionError('check', `${owner} uses block ${b}, past the end of the container`);
+      const other = this.#owner[b];
+      if (other !== undefined) throw new CorruptionError('check', `block ${b} belongs to both ${other} and ${owner}`);
+      this.#owner[b] = owner;
+      this.counted++;
+    }
+  }
+  compare(allocator: BitmapAllocator): void {
+    for (let b = 0; b < this.blockCount; b++) {
+      const used = allocator.isAllocated(b);
+      const owner = this.#owner[b];
+      if (owner !== undefined && !used) throw new CorruptionError('check', `block ${b} of ${owner} is marked free`);
+      if (owner === undefined && used) throw new CorruptionError('check', `block ${b} is marked used but nothing owns it (leak)`);
+    }
   }
 }

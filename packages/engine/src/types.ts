@@ -90,6 +90,8 @@ export interface ScrubReport {
 
 export interface CheckReport {
   objects: number;
+  /** Blocks accounted for: reserved, meta blob, index pages, objects, deferred frees (0 on read-only opens). */
   blocksReferenced: number;
+  indexPages: number;
   pendingFreeBlocks: number;
 }
