@@ -13,6 +13,8 @@
 export type KeyState = number | null;
 
 interface WriteRecord {
+  id: number;
+  key: string;
   result: KeyState;
   invokedAt: number;
   /** Time of the ack or the rejection; undefined while in flight. */
@@ -35,11 +37,11 @@ export class OutcomeModel {
 
   /** Records an issued write; returns its id for `ack`/`fail`. `result` is the version a put writes, null for a delete. */
   invoke(key: string, result: KeyState): number {
-    const w: WriteRecord = { result, invokedAt: ++this.#clock, endedAt: undefined, acked: false };
+    const id = this.#nextId++;
+    const w: WriteRecord = { id, key, result, invokedAt: ++this.#clock, endedAt: undefined, acked: false };
     let list = this.#writes.get(key);
     if (!list) this.#writes.set(key, (list = []));
     list.push(w);
-    const id = this.#nextId++;
     this.#byId.set(id, w);
     return id;
   }
@@ -49,6 +51,25 @@ export class OutcomeModel {
     w.endedAt = ++this.#clock;
     w.acked = true;
     this.#acked++;
+    this.#prune(w.key);
+  }
+
+  /**
+   * Forgets writes that ended before the newest acknowledged write of their key was invoked: `allowed()` already
+   * ignores them, and without this a long soak's model would grow with every operation (and be measured as the
+   * store's memory). `written()` then lists only the values still in play.
+   */
+  #prune(key: string): void {
+    const list = this.#writes.get(key);
+    if (!list || list.length < 16) return;
+    let lastAckedInvoke = -1;
+    for (const x of list) if (x.acked) lastAckedInvoke = Math.max(lastAckedInvoke, x.invokedAt);
+    const keep: WriteRecord[] = [];
+    for (const x of list) {
+      if (x.endedAt !== undefined && x.endedAt < lastAckedInvoke) this.#byId.delete(x.id);
+      else keep.push(x);
+    }
+    this.#writes.set(key, keep);
   }
 
   /** The write was rejected: it may or may not have taken effect (e.g. its fsync failed after the record was written). */

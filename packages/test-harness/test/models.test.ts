@@ -73,3 +73,17 @@ describe('soak (short)', () => {
     }
   }, 60_000);
 });
+
+describe('OutcomeModel memory', () => {
+  it('forgets superseded writes, so a long soak does not grow with every operation', () => {
+    const m = new OutcomeModel();
+    for (let i = 0; i < 10_000; i++) m.ack(m.invoke('k', i));
+    expect(m.allowed('k')).toEqual([9_999]);
+    expect(m.written('k').length).toBeLessThan(20);
+    const pending = m.invoke('k', -1);
+    for (let i = 0; i < 100; i++) m.ack(m.invoke('k', 20_000 + i));
+    // A write still in flight stays possible whatever was acknowledged after it was invoked.
+    expect(m.allowed('k')).toEqual(expect.arrayContaining([-1, 20_099]));
+    m.fail(pending);
+  });
+});
