@@ -347,6 +347,9 @@ export class BTree {
         p = c;
       }
       const buf = p.buf;
+      // One copy of the leaf per batch; the keys and values handed out are views of it (a slice per entry costs
+      // two allocations each and dominated scans).
+      const copy = mode === MODE_COUNT ? buf : buf.slice();
       if (!b.reverse) {
         let i = seek === null ? 0 : leafLowerBound(p, seek, strict);
         for (; i < p.count && batch.counted < max; i++) {
@@ -359,7 +362,7 @@ export class BTree {
               break;
             }
           }
-          this.#take(batch, buf, off, kl, mode);
+          this.#take(batch, copy, off, kl, mode);
         }
         if (batch.counted >= max) batch.done = true;
         if (!batch.done) {
@@ -378,7 +381,7 @@ export class BTree {
               break;
             }
           }
-          this.#take(batch, buf, off, kl, mode);
+          this.#take(batch, copy, off, kl, mode);
         }
         if (batch.counted >= max) batch.done = true;
         if (!batch.done) {
@@ -400,12 +403,12 @@ export class BTree {
       batch.last = null;
       return;
     }
-    const key = buf.slice(off + 4, off + 4 + kl);
+    const key = buf.subarray(off + 4, off + 4 + kl);
     batch.keys.push(key);
     batch.last = key;
     if (mode === MODE_ENTRIES) {
       const vl = u16(buf, off + 2);
-      batch.values.push(buf.slice(off + 4 + kl, off + 4 + kl + vl));
+      batch.values.push(buf.subarray(off + 4 + kl, off + 4 + kl + vl));
     }
   }
 

@@ -1216,7 +1216,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         try {
           for await (const [k, v] of tree.entries(range)) {
             const key = decodeKey(k);
-            yield infoOf(key, await io.loadRecord(v, `object ${key}`));
+            const rec = io.recordOf(v, `object ${key}`);
+            yield infoOf(key, rec instanceof Promise ? await rec : rec);
           }
         } finally {
           endRead(reader);

@@ -162,6 +162,19 @@ export class ObjectIo {
     }
   }
 
+  /**
+   * Resolves an index value into its record. Direct records (kinds 1 and 2, nearly all of them) decode
+   * synchronously; only an indirect pointer returns a promise (it reads the record's blocks).
+   */
+  recordOf(value: Uint8Array, what: string): ObjectRecord | Promise<ObjectRecord> {
+    if (value[0] === KIND_INDIRECT) return this.loadRecord(value, what);
+    try {
+      return decodeRecord(value, what, this.host.device.blockCount, this.blockSize);
+    } catch (err) {
+      throw this.#corruptionOf(err, what);
+    }
+  }
+
   /** Resolves an index value (a kind 1/2 record or an indirect pointer) into the record. */
   async loadRecord(value: Uint8Array, what: string): Promise<ObjectRecord> {
     const dev = this.host.device;
