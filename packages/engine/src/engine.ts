@@ -1142,7 +1142,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         this.#endRead(reader);
         return undefined;
       }
-      return { record: await this.#io.loadRecord(value, `object ${key}`), reader };
+      const record = this.#io.recordOf(value, `object ${key}`);
+      return { record: record instanceof Promise ? await record : record, reader };
     } catch (err) {
       this.#endRead(reader);
       throw err;
