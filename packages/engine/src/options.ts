@@ -19,7 +19,7 @@ export interface EngineOptions {
   checkpointWalUtilizationPercent?: number;
   /** Verify object checksums on every read (default true). */
   verifyChecksums?: boolean;
-  /** Bytes of index pages kept in memory (default 32 MiB). */
+  /** Bytes of index pages kept in memory (default 128 MiB; a bound, not an allocation). */
   cacheSizeBytes?: number;
   /** The container never grows past this many bytes (default: no limit but the disk). */
   maxSizeBytes?: number;
@@ -95,7 +95,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     walSizeBytes,
     checkpointWalUtilizationPercent: int(o.checkpointWalUtilizationPercent, 'checkpointWalUtilizationPercent', 75, 1, 100),
     verifyChecksums: bool(o.verifyChecksums, 'verifyChecksums', true),
-    cacheSizeBytes: int(o.cacheSizeBytes, 'cacheSizeBytes', 32 << 20, 64 << 10, 2 ** 40),
+    cacheSizeBytes: int(o.cacheSizeBytes, 'cacheSizeBytes', 128 << 20, 64 << 10, 2 ** 40),
     maxSizeBytes: int(o.maxSizeBytes, 'maxSizeBytes', Number.MAX_SAFE_INTEGER, 1 << 20, Number.MAX_SAFE_INTEGER),
   };
 }
