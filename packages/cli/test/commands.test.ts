@@ -223,7 +223,7 @@ describe('check, scrub, health', () => {
     for (let i = 0; i < 20; i++) await vde(['put', file, `k${i}`], 'v'.repeat(i * 500));
     const check = await vde(['check', file]);
     expect(check.code).toBe(0);
-    expect(check.stdout).toMatch(/^ok: 20 objects, \d+ blocks referenced, \d+ blocks waiting to be freed\n$/);
+    expect(check.stdout).toMatch(/^ok: 20 objects, [\d,]+ blocks referenced, [\d,]+ blocks waiting to be freed\n$/);
     expect(json(await vde(['check', file, '--json']))).toMatchObject({ ok: true, objects: 20 });
     const scrub = await vde(['scrub', file]);
     expect(scrub.code).toBe(0);
