@@ -601,7 +601,8 @@ export class WriteAheadLog {
       this.#syncWaiters = still;
     } finally {
       this.#inFlight = false;
-      if (!this.#poisoned) this.#schedulePump(true);
+      // A batch of one means a lone writer: its next append should not wait a macrotask for company.
+      if (!this.#poisoned) this.#schedulePump(records.length > 1);
     }
   }
 
