@@ -24,7 +24,7 @@ import { WriteAheadLog } from '@vde/wal';
 import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
-import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
+import { ObjectIo, type ObjectData, type WrittenObject, inlineObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
 import { Reclaimer } from './reclaimer.js';
@@ -406,7 +406,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
     const existed = await this.#withLogSpace(logBytes, undefined, () =>
       this.#withWriteLocks([key], undefined, async () => {
-        await this.#ensureHeadroom();
+        if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
         await this.#index.prefetch(keyBytes);
         if (!(await this.#index.get(keyBytes))) return false;
         await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -872,13 +872,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
   ): Promise<PreparedPut> {
-    await this.#ensureHeadroom();
+    if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
     await this.#index.prefetch(keyBytes);
     const prevValue = await this.#index.get(keyBytes);
-    const prev = prevValue ? await this.#io.loadRecord(prevValue, `object ${key}`) : undefined;
+    const prevRecord = prevValue ? this.#io.recordOf(prevValue, `object ${key}`) : undefined;
+    const prev = prevRecord instanceof Promise ? await prevRecord : prevRecord;
     const maxValue = this.#maxValue(keyBytes);
-    const inlineLimit = this.#inlineLimit(keyBytes, meta);
-    const written: WrittenObject = await this.#io.write(source, Math.max(-1, inlineLimit), signal);
+    const inlineLimit = Math.max(-1, this.#inlineLimit(keyBytes, meta));
+    // Small in-memory objects are inlined without a write (and without an await).
+    const written: WrittenObject =
+      source instanceof Uint8Array && source.byteLength <= inlineLimit
+        ? inlineObject(source)
+        : await this.#io.write(source, inlineLimit, signal);
     const owned = written.extents ? [...written.extents] : [];
     const now = Date.now();
     const record: ObjectRecord = {

@@ -57,6 +57,11 @@ function chunkBytes(chunk: unknown): Uint8Array {
   throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array or string');
 }
 
+/** A small in-memory object kept inline in its index entry (copied: the caller may reuse its buffer). */
+export function inlineObject(data: Uint8Array): WrittenObject {
+  return { size: data.byteLength, crc: crc32(data), inline: data.slice() };
+}
+
 /** Appends `next` to `list`, merging it into the last extent when they touch. */
 export function pushExtent(list: Extent[], next: Extent): void {
   const last = list[list.length - 1];
@@ -82,8 +87,8 @@ export class ObjectIo {
   async #writeBytes(data: Uint8Array, inlineLimit: number): Promise<WrittenObject> {
     const size = data.byteLength;
     if (size > this.host.maxObjectBytes) throw new TooLargeError(`object of ${size} bytes is larger than the container may grow`);
+    if (size <= inlineLimit) return inlineObject(data);
     const crc = crc32(data);
-    if (size <= inlineLimit) return { size, crc, inline: data.slice() };
     const blocks = Math.ceil(size / this.blockSize);
     const extents = await this.host.allocateData(blocks, false);
     try {
