@@ -940,7 +940,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
         previous.push(p);
       }
       for (const [j, p] of previous.entries()) {
-        if (p) this.#reclaimer.defer(await this.#ownedBlocks(p, `previous version of ${changes[j]!.key}`), this.#sb.generation);
+        if (!p) continue;
+        // Direct records (nearly all) are decoded without an await; an indirect one reads its run.
+        const what = `previous version of ${changes[j]!.key}`;
+        const direct = p[0] !== KIND_INDIRECT ? this.#io.recordOf(p, what) : undefined;
+        const owned = direct && !(direct instanceof Promise) ? (direct.extents ?? []) : await this.#ownedBlocks(p, what);
+        if (owned.length > 0) this.#reclaimer.defer(owned, this.#sb.generation);
       }
     } catch (err) {
       this.#poison(err);
