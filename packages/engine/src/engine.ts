@@ -121,6 +121,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #checkpointTail: Promise<unknown> = Promise.resolve();
   #autoCheckpoint: Promise<unknown> | undefined;
   #walReserved = 0;
+  /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
+  #applyBarrier: Promise<void> | undefined;
   #growing: Promise<void> | undefined;
   #maxKeyBytes = MAX_KEY_BYTES;
   readonly #path: string | undefined;
@@ -453,7 +455,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
               if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
             });
             for (const s of settled) if (s.status === 'rejected') throw s.reason;
-            for (const op of ops) if (op.type === 'del') await this.#index.prefetch(op.keyBytes);
+            for (const op of ops) await this.#index.prefetch(op.keyBytes);
             const logOps: LogOp[] = ops.map((op, i) =>
               op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
             );
@@ -873,7 +875,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     signal: AbortSignal | undefined,
   ): Promise<PreparedPut> {
     if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-    await this.#index.prefetch(keyBytes);
+    // get() loads the path; the index change after the log append is then synchronous unless it was evicted
+    // meanwhile (#apply falls back to loading it). A separate prefetch pass cost a second descent per store.
     const prevValue = await this.#index.get(keyBytes);
     const prevRecord = prevValue ? this.#io.recordOf(prevValue, `object ${key}`) : undefined;
     const prev = prevRecord instanceof Promise ? await prevRecord : prevRecord;
@@ -933,11 +936,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
         this.#count(c, r.previous);
         previous.push(r.previous);
       }
-      for (; i < changes.length; i++) {
-        const c = changes[i]!;
-        const p = c.value ? await this.#index.put(c.keyBytes, c.value) : await this.#index.delete(c.keyBytes);
-        this.#count(c, p);
-        previous.push(p);
+      if (i < changes.length) {
+        // Slow path: pages must be loaded between changes. Readers wait at the barrier until the whole batch is in.
+        let open!: () => void;
+        const barrier = new Promise<void>((resolve) => (open = resolve));
+        this.#applyBarrier = barrier;
+        try {
+          for (; i < changes.length; i++) {
+            const c = changes[i]!;
+            const p = c.value ? await this.#index.put(c.keyBytes, c.value) : await this.#index.delete(c.keyBytes);
+            this.#count(c, p);
+            previous.push(p);
+          }
+        } finally {
+          if (this.#applyBarrier === barrier) this.#applyBarrier = undefined;
+          open();
+        }
       }
       for (const [j, p] of previous.entries()) {
         if (!p) continue;
@@ -1145,6 +1159,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #lookup(tree: BTree, key: string): Promise<{ record: ObjectRecord; reader: number } | undefined> {
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
     const reader = this.#reclaimer.beginRead();
     try {
       const value = await tree.get(keyBytes);
@@ -1200,6 +1215,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #exists(tree: BTree, key: string): Promise<boolean> {
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
+    if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
     const reader = this.#reclaimer.beginRead();
     try {
       return (await tree.get(keyBytes)) !== undefined;
@@ -1221,8 +1237,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const io = this.#io;
     const beginRead = (): number => this.#reclaimer.beginRead();
     const endRead = (r: number): void => this.#endRead(r);
+    const barrier = (): Promise<void> | undefined => (tree === this.#index ? this.#applyBarrier : undefined);
     return {
       async *[Symbol.asyncIterator](): AsyncGenerator<ObjectInfo> {
+        const pending = barrier();
+        if (pending) await pending;
         const reader = beginRead();
         try {
           for await (const [k, v] of tree.entries(range)) {
