@@ -137,8 +137,11 @@ async function ioFaultOnce(
         const kind = rnd.int(10);
         if (kind < 3) {
           try {
+            // A read overlapping a write may return the value from before it (it linearizes first): what was
+            // allowed when the read was invoked stays allowed, plus whatever became possible while it ran.
+            const before = model.allowed(key);
             const got = await timed(`get ${key}`, store.get(key));
-            const allowed = model.allowed(key);
+            const allowed = [...new Set([...before, ...model.allowed(key)])];
             const ok = got
               ? allowed.some((v) => v !== null && sameBytes(got.value, valueFor(seed, key, v, maxBytes)) && sameMetadata(got.metadata, metadataFor(key, v)))
               : allowed.includes(null);
