@@ -362,14 +362,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /** The blocks an index value owns: its extents and, for an indirect record, the record's own run. */
-  async #ownedBlocks(value: Uint8Array, what: string): Promise<Extent[]> {
-    const rec = await this.#io.loadRecord(value, what);
-    const owned = rec.extents ? [...rec.extents] : [];
-    if (recordKind(value, what) === KIND_INDIRECT) {
-      const p = decodeIndirect(value, what, this.#device.blockCount, this.#device.blockSize);
-      owned.push({ start: p.start, count: p.blocks });
+  /** Direct records (nearly all) answer synchronously; an indirect one reads its run first. */
+  #ownedBlocks(value: Uint8Array, what: string): Extent[] | Promise<Extent[]> {
+    if (recordKind(value, what) !== KIND_INDIRECT) {
+      const rec = this.#io.recordOf(value, what) as ObjectRecord;
+      return rec.extents ? [...rec.extents] : [];
     }
-    return owned;
+    return this.#io.loadRecord(value, what).then((rec) => {
+      const p = decodeIndirect(value, what, this.#device.blockCount, this.#device.blockSize);
+      return [...(rec.extents ?? []), { start: p.start, count: p.blocks }];
+    });
   }
 
   // ─── public write API ─────────────────────────────────────────────────────────────────────────────────────
@@ -955,11 +957,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       }
       for (const [j, p] of previous.entries()) {
         if (!p) continue;
-        // Direct records (nearly all) are decoded without an await; an indirect one reads its run.
-        const what = `previous version of ${changes[j]!.key}`;
-        const direct = p[0] !== KIND_INDIRECT ? this.#io.recordOf(p, what) : undefined;
-        const owned = direct && !(direct instanceof Promise) ? (direct.extents ?? []) : await this.#ownedBlocks(p, what);
-        if (owned.length > 0) this.#reclaimer.defer(owned, this.#sb.generation);
+        const found = this.#ownedBlocks(p, `previous version of ${changes[j]!.key}`);
+        this.#reclaimer.defer(found instanceof Promise ? await found : found, this.#sb.generation);
       }
     } catch (err) {
       this.#poison(err);
@@ -1100,10 +1099,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const eligible = this.#reclaimer.takeEligible(generation);
       // Allocate the meta blob's blocks before the eligible frees are applied, so it never lands on a block the
       // old checkpoint still references.
-      const metaEstimate =
-        64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntries().length + 1);
-      const metaBlocksEstimate = Math.ceil((metaEstimate + 300 * this.#named.size) / bs) + 1;
-      const [metaRun] = this.#allocator.allocate(metaBlocksEstimate, { contiguous: true });
+      const [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(), { contiguous: true });
       if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
       this.#applyFrees(eligible);
       const meta = encodeMeta({
@@ -1150,7 +1146,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   #metaBlocksNeeded(): number {
     const bs = this.#device.blockSize;
-    const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntries().length + 1);
+    const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntryCount + 1);
     return Math.ceil((bytes + 300 * this.#named.size) / bs) + 1;
   }
 

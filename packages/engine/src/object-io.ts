@@ -250,11 +250,6 @@ export class ObjectIo {
     }
   }
 
-  /** Every block an object version occupies (its extents; an indirect record's own run is added by the caller). */
-  static extentsOf(rec: ObjectRecord): Extent[] {
-    return rec.extents ? [...rec.extents] : [];
-  }
-
   #verify(rec: ObjectRecord, crc: number, what: string): void {
     if (crc !== rec.crc) {
       this.host.noteCorruption();

@@ -94,6 +94,10 @@ export class Reclaimer {
     return this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
   }
 
+  get pendingEntryCount(): number {
+    return this.#pending.length - this.#head;
+  }
+
   get pendingBlocks(): number {
     let n = 0;
     for (let i = this.#head; i < this.#pending.length; i++) n += this.#pending[i]!.count;
