@@ -4,6 +4,9 @@
  * Contract:
  * - `write` resolves once the OS has the bytes; they are durable only after a later `sync()` resolves.
  * - `sync()` makes every write that resolved before it was called durable, and the device size too.
+ * - `writeDurable(b, d)` (optional) is `write(b, d)` followed by `sync()` in one call: when it resolves, these
+ *   blocks, every write that resolved before the call and the device size are durable. Callers that find it
+ *   absent call `write` then `sync` themselves.
  * - After a crash, every block written but not synced may hold its old bytes, its new bytes, or a mix torn at
  *   512-byte sector boundaries. Synced blocks hold exactly what was written.
  * - Concurrent calls on different blocks are allowed and run in parallel; concurrent writes to one block
@@ -26,6 +29,14 @@ export interface BlockDevice {
   write(blockNo: number, data: Uint8Array): Promise<void>;
   /** Makes all completed writes and the current size durable. */
   sync(): Promise<void>;
+  /**
+   * Optional. Equivalent to `write(blockNo, data)` followed by `sync()`: when it resolves, `data` is durable, and
+   * so is every write that resolved before this call and the device size. Writes still in flight when it is called
+   * need not be covered (as with `sync()`). A failure poisons the device as a failed `sync()` does. A device
+   * implements it when it can do this more cheaply than the two calls (for example with one `O_DSYNC` write);
+   * wrappers may leave it out, and callers then fall back to `write` + `sync`.
+   */
+  writeDurable?(blockNo: number, data: Uint8Array): Promise<void>;
   /** Grows the device to `blockCount` blocks (new blocks read as zeros). Never shrinks. */
   grow(blockCount: number): Promise<void>;
   close(): Promise<void>;

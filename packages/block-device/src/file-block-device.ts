@@ -33,6 +33,13 @@ export interface FileBlockDeviceOptions {
 export let fileHandleOf: (device: FileBlockDevice) => FileHandle;
 
 /**
+ * The device's `O_DSYNC` handle used by `writeDurable`: undefined until the first `writeDurable` opens it, null if
+ * it could not be opened (then `writeDurable` always falls back to write + sync). For fault-injection tests.
+ * @internal Not exported from the package entry point.
+ */
+export let durableHandleOf: (device: FileBlockDevice) => FileHandle | null | undefined;
+
+/**
  * A `BlockDevice` on one file, using positioned reads and writes on a single `FileHandle`.
  *
  * Thread safety: any number of reads, writes, grows and syncs may be in flight at once; there is no
@@ -40,8 +47,10 @@ export let fileHandleOf: (device: FileBlockDevice) => FileHandle;
  *
  * Awaits inside critical sections: `sync()` awaits the writes that started before it, then the fsync; a write
  * that starts while that fsync is in flight is not covered by it (it is covered by the next `sync()`).
+ * `writeDurable` decides synchronously, when it is called, whether one `O_DSYNC` write suffices (nothing completed
+ * is unsynced, the size is synced); the first call awaits opening the `O_DSYNC` handle and decides after that.
  *
- * Failure: a rejected fsync poisons the device for good (every later write, grow and sync rejects with
+ * Failure: a rejected fsync (or durable write) poisons the device for good (every later write, grow and sync rejects with
  * `PoisonedError`), because the kernel may have dropped the dirty pages and a retried fsync could succeed
  * without them. Reads still work. Close and reopen to recover.
  */
@@ -59,11 +68,37 @@ export class FileBlockDevice implements BlockDevice {
   readonly #pendingWrites = new Set<Promise<unknown>>();
   /** Every operation in flight: `close()` waits for all of them. */
   readonly #pendingOps = new Set<Promise<unknown>>();
+  /**
+   * Writes and grows that have returned from the OS (successfully or not), counted after the syscall returned.
+   * Completions are monotone, so a count names a prefix of the completion order.
+   */
+  #completedWrites = 0;
+  /**
+   * `#completedWrites` as it was when the last successful fsync was issued: the first `#syncedWrites` completed
+   * writes are durable. `#completedWrites === #syncedWrites` means no completed write is unsynced.
+   */
+  #syncedWrites = 0;
+  /** The `O_DSYNC` handle (`writeDurable`): undefined until opened, null if unavailable. Never for read-only. */
+  #durableHandle: FileHandle | null | undefined = undefined;
+  #durableOpening: Promise<FileHandle | null> | undefined;
+  /** Identity of the file behind `#handle`: the `O_DSYNC` handle, opened later by path, must be the same file. */
+  readonly #dev: number;
+  readonly #ino: number;
   #poison: unknown = undefined;
   #poisoned = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(path: string, handle: FileHandle, blockSize: number, sizeBytes: number, readOnly: boolean, lock: FileLock | undefined) {
+  private constructor(
+    path: string,
+    handle: FileHandle,
+    blockSize: number,
+    st: { size: number; dev: number; ino: number },
+    readOnly: boolean,
+    lock: FileLock | undefined,
+  ) {
+    const sizeBytes = st.size;
+    this.#dev = st.dev;
+    this.#ino = st.ino;
     this.path = path;
     this.#handle = handle;
     this.blockSize = blockSize;
@@ -102,7 +137,7 @@ export class FileBlockDevice implements BlockDevice {
     try {
       handle = await openHandle(path, readOnly, create);
       const st = await handle.stat();
-      return new FileBlockDevice(path, handle, blockSize, st.size, readOnly, lock);
+      return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock);
     } catch (err) {
       await handle?.close().catch(() => undefined);
       await lock?.release().catch(() => undefined);
@@ -140,6 +175,30 @@ export class FileBlockDevice implements BlockDevice {
     await this.#track(this.#writeFully(data, blockNo * this.blockSize), true);
   }
 
+  /**
+   * `write(blockNo, data)` then `sync()`, in one positioned write on an `O_DSYNC` descriptor when that is
+   * equivalent: when no completed write is unsynced and the file size is the synced size. Otherwise (or where
+   * `O_DSYNC` is unavailable) it calls `write` then `sync`. When it resolves, `data`, every write that resolved
+   * before the call and the file size are durable. A failure poisons the device as a failed `sync()` does.
+   */
+  async writeDurable(blockNo: number, data: Uint8Array): Promise<void> {
+    this.#checkWritable();
+    checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
+    let handle = this.#durableHandle;
+    if (handle === undefined) {
+      handle = await this.#track((this.#durableOpening ??= this.#openDurableHandle()), false);
+      this.#checkWritable(); // closed or poisoned while the handle opened (blockCount only grows: range still fine)
+    }
+    // Decided synchronously: the writes that completed before this point are all we must cover (the ones that
+    // completed before the call are among them).
+    if (handle === null || this.#completedWrites !== this.#syncedWrites || this.#fileSizeBytes !== this.#syncedSizeBytes) {
+      await this.write(blockNo, data);
+      await this.sync();
+      return;
+    }
+    await this.#track(this.#writeDurableFully(handle, data, blockNo * this.blockSize), true);
+  }
+
   async grow(blockCount: number): Promise<void> {
     this.#checkWritable();
     checkCount(blockCount);
@@ -158,17 +217,16 @@ export class FileBlockDevice implements BlockDevice {
       await Promise.allSettled(before);
       this.#checkNotPoisoned(); // another sync may have failed meanwhile
       const sizeBytes = this.#fileSizeBytes;
+      const completed = this.#completedWrites; // every write completed by now is covered by the fsync below
       try {
         if (sizeBytes !== this.#syncedSizeBytes) await this.#handle.sync();
         else await this.#handle.datasync();
       } catch (err) {
-        if (!this.#poisoned) {
-          this.#poisoned = true;
-          this.#poison = err;
-        }
+        this.#poisonWith(err);
         throw toIoError(err, `sync of ${this.path} failed; the device is now poisoned, reopen it to recover`);
       }
       this.#syncedSizeBytes = sizeBytes;
+      if (completed > this.#syncedWrites) this.#syncedWrites = completed;
     })();
     await this.#track(done, false);
   }
@@ -178,6 +236,7 @@ export class FileBlockDevice implements BlockDevice {
     this.#closing ??= (async () => {
       await Promise.allSettled([...this.#pendingOps]);
       try {
+        if (this.#durableHandle) await this.#durableHandle.close().catch(() => undefined);
         await this.#handle.close();
       } catch (err) {
         throw toIoError(err, `closing ${this.path}`);
@@ -190,6 +249,13 @@ export class FileBlockDevice implements BlockDevice {
 
   #checkOpen(): void {
     if (this.#closing) throw new ClosedError(`the file block device ${this.path} is closed`);
+  }
+
+  #poisonWith(err: unknown): void {
+    if (!this.#poisoned) {
+      this.#poisoned = true;
+      this.#poison = err;
+    }
   }
 
   #checkNotPoisoned(): void {
@@ -234,18 +300,50 @@ export class FileBlockDevice implements BlockDevice {
     }
   }
 
-  /** Writes all of `data`, retrying short writes. */
+  /** Writes all of `data`, retrying short writes; counts the write as completed (unsynced) when it returns. */
   async #writeFully(data: Uint8Array, position: number): Promise<void> {
-    let done = 0;
     try {
-      while (done < data.byteLength) {
-        const { bytesWritten } = await this.#handle.write(data, done, data.byteLength - done, position + done);
-        if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-        done += bytesWritten;
-      }
+      await writeAll(this.#handle, data, position);
     } catch (err) {
       throw toIoError(err, `writing ${data.byteLength} bytes at offset ${position} of ${this.path}`);
+    } finally {
+      this.#completedWrites++;
     }
+  }
+
+  /** Writes all of `data` through the `O_DSYNC` handle: durable when it returns. A failure poisons the device. */
+  async #writeDurableFully(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+    try {
+      await writeAll(handle, data, position);
+    } catch (err) {
+      // The kernel may have dropped the dirty pages of a failed synchronous write, exactly as for a failed fsync.
+      this.#poisonWith(err);
+      throw toIoError(
+        err,
+        `durable write of ${data.byteLength} bytes at offset ${position} of ${this.path} failed; the device is now poisoned, reopen it to recover`,
+      );
+    }
+  }
+
+  /** Opens the `O_DSYNC` handle; null (never a rejection) if the platform lacks it or the path is another file now. */
+  async #openDurableHandle(): Promise<FileHandle | null> {
+    const dsync = constants.O_DSYNC as number | undefined;
+    let handle: FileHandle | null = null;
+    if (typeof dsync === 'number' && dsync !== 0) {
+      try {
+        handle = await open(this.path, constants.O_RDWR | dsync);
+        const st = await handle.stat();
+        if (st.dev !== this.#dev || st.ino !== this.#ino) {
+          await handle.close();
+          handle = null;
+        }
+      } catch {
+        await handle?.close().catch(() => undefined);
+        handle = null;
+      }
+    }
+    this.#durableHandle = handle;
+    return handle;
   }
 
   async #truncate(sizeBytes: number, blockCount: number): Promise<void> {
@@ -253,6 +351,8 @@ export class FileBlockDevice implements BlockDevice {
       await this.#handle.truncate(sizeBytes);
     } catch (err) {
       throw toIoError(err, `growing ${this.path} to ${blockCount} blocks`);
+    } finally {
+      this.#completedWrites++;
     }
     // Concurrent grows: keep the largest.
     if (blockCount > this.#blockCount) {
@@ -263,6 +363,17 @@ export class FileBlockDevice implements BlockDevice {
 
   static {
     fileHandleOf = (device) => device.#handle;
+    durableHandleOf = (device) => device.#durableHandle;
+  }
+}
+
+/** Positioned write of all of `data`, retrying short writes (a write that makes no progress is EIO). */
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await handle.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    done += bytesWritten;
   }
 }
 

@@ -78,6 +78,12 @@ export class MemoryBlockDevice implements BlockDevice {
     this.#open();
   }
 
+  /** `write` then `sync` (memory is "durable" at once). */
+  async writeDurable(blockNo: number, data: Uint8Array): Promise<void> {
+    await this.write(blockNo, data);
+    await this.sync();
+  }
+
   async grow(blockCount: number): Promise<void> {
     this.#writable();
     checkCount(blockCount);

@@ -142,6 +142,44 @@ export function blockDeviceContract(name: string, factory: DeviceFactory): void 
         }
       });
 
+      it('writeDurable (when offered) writes like write, checks ranges, and refuses on closed and read-only devices', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 8 });
+        if (!dev.writeDurable) {
+          await dev.close();
+          return;
+        }
+        try {
+          await dev.write(0, pattern(blockSize, 0, 3));
+          await dev.writeDurable(1, pattern(blockSize, 1, 3)); // one unsynced write before it
+          await dev.writeDurable(2, pattern(blockSize, 2, 3)); // everything synced before it
+          const two = new Uint8Array(2 * blockSize);
+          two.set(pattern(blockSize, 5, 3));
+          two.set(pattern(blockSize, 6, 3), blockSize);
+          await dev.writeDurable(5, two);
+          await Promise.all([dev.writeDurable(3, pattern(blockSize, 3, 3)), dev.write(4, pattern(blockSize, 4, 3))]);
+          await dev.grow(9);
+          await dev.writeDurable(8, pattern(blockSize, 8, 3)); // after a size change
+          for (let b = 0; b < 9; b++) {
+            const want = b === 7 ? new Uint8Array(blockSize) : pattern(blockSize, b, 3);
+            expect(sameBytes(await dev.read(b, 1), want)).toEqual({ equal: true });
+          }
+          await expectCode(dev.writeDurable(9, pattern(blockSize, 9)), 'ERR_VDE_RANGE');
+          await expectCode(dev.writeDurable(8, new Uint8Array(2 * blockSize)), 'ERR_VDE_RANGE');
+          await expectCode(dev.writeDurable(0, new Uint8Array(blockSize + 1)), 'ERR_VDE_RANGE');
+          await expectCode(dev.writeDurable(-1, pattern(blockSize, 0)), 'ERR_VDE_RANGE');
+        } finally {
+          await dev.close();
+        }
+        await expectCode(dev.writeDurable(0, new Uint8Array(blockSize)), 'ERR_VDE_CLOSED');
+        const ro = await factory.make({ blockSize, blockCount: 2, readOnly: true });
+        try {
+          await expectCode(ro.writeDurable!(0, new Uint8Array(blockSize)), 'ERR_VDE_READ_ONLY');
+          expect(sameBytes(await ro.read(0, 2), new Uint8Array(2 * blockSize))).toEqual({ equal: true });
+        } finally {
+          await ro.close();
+        }
+      });
+
       it('close waits for in-flight I/O', async () => {
         const dev = await factory.make({ blockSize, blockCount: 64 });
         const writes = Array.from({ length: 64 }, (_, b) => dev.write(b, pattern(blockSize, b, 9)));

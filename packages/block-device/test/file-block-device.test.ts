@@ -1,10 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { readFile, rename, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fileHandleOf } from '../src/file-block-device.js';
-import { FileBlockDevice, FullError, IoError, PoisonedError } from '../src/index.js';
+import { durableHandleOf, fileHandleOf } from '../src/file-block-device.js';
+import { ClosedError, FileBlockDevice, FullError, IoError, PoisonedError, ReadOnlyError } from '../src/index.js';
 import { formatLock, parseLock } from '../src/lock-file.js';
 import { blockDeviceContract } from './contract.js';
 import { makeTempDir, removeDir, sameBytes, transpileSources } from './helpers.js';
@@ -228,6 +230,222 @@ describe('FileBlockDevice I/O paths', () => {
     expect(dev.blockCount).toBe(4);
     // Reads still work; close still works.
     expect(sameBytes(await dev.read(0, 1), block(512, 1))).toEqual({ equal: true });
+  });
+});
+
+type WriteFn = (b: Uint8Array, o: number, l: number, pos: number) => Promise<{ bytesWritten: number; buffer: Uint8Array }>;
+
+/** Logs the calls made on a FileHandle (`write@<position>`, `datasync`, `sync`) into `calls`, still doing them. */
+function spyHandle(handle: FileHandle, calls: string[], tag = ''): { realWrite: WriteFn } {
+  const realWrite = handle.write.bind(handle) as WriteFn;
+  const realDatasync = handle.datasync.bind(handle);
+  const realSync = handle.sync.bind(handle);
+  Object.assign(handle, {
+    write: (b: Uint8Array, o: number, l: number, pos: number) => (calls.push(`${tag}write@${pos}`), realWrite(b, o, l, pos)),
+    datasync: () => (calls.push(`${tag}datasync`), realDatasync()),
+    sync: () => (calls.push(`${tag}sync`), realSync()),
+  });
+  return { realWrite };
+}
+
+function eio(): Error {
+  return Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+}
+
+describe('FileBlockDevice.writeDurable', () => {
+  /** A device of 8 blocks of 512 bytes, its size synced, and its O_DSYNC handle already open. */
+  async function ready(): Promise<{ dev: FileBlockDevice; p: string }> {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(8);
+    await dev.sync();
+    await dev.writeDurable(0, block(512, 0xaa));
+    expect(durableHandleOf(dev)).toBeTruthy();
+    return { dev, p };
+  }
+
+  it('is ONE write on an O_DSYNC descriptor when nothing completed is unsynced: no fsync, data there after reopen', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true, blockSize: 512 });
+    await dev.grow(8);
+    await dev.sync();
+    expect(durableHandleOf(dev)).toBeUndefined(); // opened lazily
+    const calls: string[] = [];
+    spyHandle(fileHandleOf(dev), calls);
+    await dev.writeDurable(2, block(512, 7));
+    const durable = durableHandleOf(dev);
+    expect(durable).toBeTruthy();
+    if (process.platform === 'linux') {
+      const fdinfo = await readFile(`/proc/self/fdinfo/${durable!.fd}`, 'utf8');
+      const flags = Number.parseInt(/flags:\s*([0-7]+)/.exec(fdinfo)![1]!, 8);
+      expect(flags & constants.O_DSYNC).toBe(constants.O_DSYNC);
+      expect(flags & 3).toBe(constants.O_RDWR); // O_ACCMODE is 3 on Linux
+    }
+    spyHandle(durable!, calls, 'dsync:');
+    await dev.writeDurable(3, block(512, 8));
+    await dev.writeDurable(4, new Uint8Array(2 * 512).fill(9));
+    expect(calls).toEqual(['dsync:write@1536', 'dsync:write@2048']); // nothing on the main handle
+    expect(sameBytes(await dev.read(2, 4), new Uint8Array([...block(512, 7), ...block(512, 8), ...block(1024, 9)]))).toEqual({
+      equal: true,
+    });
+    await dev.close();
+    expect(durable!.fd).toBe(-1); // close closed it
+    const again = await openTracked(p, { blockSize: 512 });
+    expect(sameBytes(await again.read(2, 1), block(512, 7))).toEqual({ equal: true });
+  });
+
+  it('falls back to write + datasync when a completed write is unsynced; a write still in flight does not force it', async () => {
+    const { dev } = await ready();
+    const calls: string[] = [];
+    spyHandle(fileHandleOf(dev), calls);
+    spyHandle(durableHandleOf(dev)!, calls, 'dsync:');
+    await dev.write(1, block(512, 1)); // completed, not synced
+    await dev.writeDurable(2, block(512, 2));
+    expect(calls).toEqual(['write@512', 'write@1024', 'datasync']);
+    calls.length = 0;
+    await dev.writeDurable(3, block(512, 3)); // the fallback's sync covered everything: fast again
+    expect(calls).toEqual(['dsync:write@1536']);
+
+    // A write in flight when writeDurable is called need not be covered (as with sync()).
+    calls.length = 0;
+    const main = fileHandleOf(dev);
+    const spied = main.write.bind(main) as WriteFn;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    Object.assign(main, { write: async (b: Uint8Array, o: number, l: number, pos: number) => (await gate, spied(b, o, l, pos)) });
+    const inFlight = dev.write(4, block(512, 4));
+    await dev.writeDurable(5, block(512, 5));
+    expect(calls).toEqual(['dsync:write@2560']);
+    open();
+    await inFlight;
+    Object.assign(main, { write: spied });
+    // Now it has completed unsynced: the next one falls back.
+    calls.length = 0;
+    await dev.writeDurable(6, block(512, 6));
+    expect(calls).toEqual(['write@3072', 'datasync']);
+    for (let b = 1; b <= 6; b++) expect(sameBytes(await dev.read(b, 1), block(512, b))).toEqual({ equal: true });
+  });
+
+  it('a write that completes while a sync is in flight is not taken for synced', async () => {
+    const { dev } = await ready();
+    const calls: string[] = [];
+    const main = fileHandleOf(dev);
+    spyHandle(main, calls);
+    spyHandle(durableHandleOf(dev)!, calls, 'dsync:');
+    const spiedDatasync = main.datasync.bind(main);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    Object.assign(main, { datasync: async () => (await gate, spiedDatasync()) });
+    const syncing = dev.sync(); // its fsync is issued (held) before the write below completes
+    await new Promise((r) => setTimeout(r, 10));
+    await dev.write(1, block(512, 1));
+    open();
+    await syncing;
+    Object.assign(main, { datasync: spiedDatasync });
+    calls.length = 0;
+    await dev.writeDurable(2, block(512, 2));
+    expect(calls).toEqual(['write@1024', 'datasync']);
+  });
+
+  it('falls back to write + fsync (not datasync) when the size changed since the last sync', async () => {
+    const { dev } = await ready();
+    const calls: string[] = [];
+    spyHandle(fileHandleOf(dev), calls);
+    spyHandle(durableHandleOf(dev)!, calls, 'dsync:');
+    await dev.grow(16);
+    await dev.writeDurable(12, block(512, 12));
+    expect(calls).toEqual(['write@6144', 'sync']);
+    calls.length = 0;
+    await dev.writeDurable(13, block(512, 13));
+    expect(calls).toEqual(['dsync:write@6656']);
+  });
+
+  it('falls back for good when the path no longer names the device file', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512, lock: false });
+    await dev.grow(4);
+    await dev.sync();
+    await rename(p, `${p}.moved`);
+    await writeFile(p, new Uint8Array(4 * 512)); // another file under the old name
+    const calls: string[] = [];
+    spyHandle(fileHandleOf(dev), calls);
+    await dev.writeDurable(1, block(512, 5));
+    expect(durableHandleOf(dev)).toBeNull();
+    await dev.writeDurable(2, block(512, 6));
+    expect(calls).toEqual(['write@512', 'datasync', 'write@1024', 'datasync']);
+    const moved = new Uint8Array(await readFile(`${p}.moved`));
+    expect(sameBytes(moved.subarray(512, 1536), new Uint8Array([...block(512, 5), ...block(512, 6)]))).toEqual({ equal: true });
+    expect(sameBytes(new Uint8Array(await readFile(p)), new Uint8Array(4 * 512))).toEqual({ equal: true });
+  });
+
+  it('retries short durable writes until every byte is done', async () => {
+    const { dev } = await ready();
+    const durable = durableHandleOf(dev)!;
+    const realWrite = durable.write.bind(durable) as WriteFn;
+    let calls = 0;
+    Object.assign(durable, {
+      write: (b: Uint8Array, o: number, l: number, pos: number) => (calls++, realWrite(b, o, Math.min(l, 700), pos)),
+    });
+    const data = randomBytes(4 * 512);
+    await dev.writeDurable(3, data);
+    expect(calls).toBe(Math.ceil((4 * 512) / 700));
+    expect(sameBytes(await dev.read(3, 4), new Uint8Array(data))).toEqual({ equal: true });
+  });
+
+  it('a failed durable write poisons the device like a failed sync; reads still work', async () => {
+    const { dev } = await ready();
+    const durable = durableHandleOf(dev)!;
+    let attempts = 0;
+    Object.assign(durable, { write: () => (attempts++, Promise.reject(eio())) });
+    const err = await dev.writeDurable(1, block(512, 1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IoError);
+    expect(err).toMatchObject({ code: 'ERR_VDE_IO', errno: 'EIO' });
+    expect((err as Error).message).toMatch(/poisoned/);
+    for (const late of [dev.writeDurable(2, block(512, 2)), dev.write(2, block(512, 2)), dev.sync(), dev.grow(100)]) {
+      const e = await late.catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(PoisonedError);
+      expect((e as PoisonedError).cause).toMatchObject({ code: 'EIO' });
+    }
+    expect(attempts).toBe(1); // never retried
+    expect(sameBytes(await dev.read(0, 1), block(512, 0xaa))).toEqual({ equal: true });
+  });
+
+  it('after a failed sync it rejects with PoisonedError and writes nothing', async () => {
+    const { dev } = await ready();
+    Object.assign(fileHandleOf(dev), { datasync: () => Promise.reject(eio()) });
+    await dev.write(1, block(512, 1));
+    await expect(dev.sync()).rejects.toBeInstanceOf(IoError);
+    const calls: string[] = [];
+    spyHandle(durableHandleOf(dev)!, calls, 'dsync:');
+    await expect(dev.writeDurable(2, block(512, 2))).rejects.toBeInstanceOf(PoisonedError);
+    expect(calls).toEqual([]);
+  });
+
+  it('read-only devices throw ReadOnlyError and open no O_DSYNC handle; closed devices throw ClosedError', async () => {
+    const p = await tempPath();
+    await writeFile(p, new Uint8Array(2 * 4096));
+    const ro = await openTracked(p, { readOnly: true });
+    await expect(ro.writeDurable(0, block(4096, 1))).rejects.toBeInstanceOf(ReadOnlyError);
+    expect(durableHandleOf(ro)).toBeUndefined();
+    const dev = await FileBlockDevice.open(await tempPath(), { create: true, blockSize: 512 });
+    await dev.grow(2);
+    await dev.close();
+    await expect(dev.writeDurable(0, block(512, 1))).rejects.toBeInstanceOf(ClosedError);
+    expect(durableHandleOf(dev)).toBeUndefined();
+  });
+
+  it('close while the first call opens the O_DSYNC handle: the call rejects with ClosedError and the handle is closed', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true, blockSize: 512 });
+    await dev.grow(2);
+    await dev.sync();
+    const pending = dev.writeDurable(1, block(512, 1)).catch((e: unknown) => e);
+    await dev.close();
+    expect(await pending).toBeInstanceOf(ClosedError);
+    const durable = durableHandleOf(dev);
+    if (durable) expect(durable.fd).toBe(-1);
+    expect((await stat(p)).size).toBe(2 * 512);
+    expect(sameBytes(new Uint8Array(await readFile(p)), new Uint8Array(1024))).toEqual({ equal: true });
   });
 });
 

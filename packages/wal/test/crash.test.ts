@@ -33,11 +33,11 @@ class CuttingDevice implements BlockDevice {
     return this.faulty.readInto(b, buf);
   }
   write(b: number, d: Uint8Array): Promise<void> {
-    this.#tick();
+    this.tick();
     return this.faulty.write(b, d);
   }
   sync(): Promise<void> {
-    this.#tick();
+    this.tick();
     return this.faulty.sync();
   }
   grow(n: number): Promise<void> {
@@ -50,8 +50,22 @@ class CuttingDevice implements BlockDevice {
     this.image ??= this.faulty.powerCut({ seed: this.seed });
     return this.image;
   }
-  #tick(): void {
+  protected tick(): void {
     if (++this.ops === this.cutAt) this.cut();
+  }
+}
+
+/**
+ * A CuttingDevice that offers `writeDurable` as the FaultyBlockDevice's write then sync, each of which can be cut:
+ * cut at the first, the durable write is lost; cut at the second, it was issued but not synced, so the power cut may
+ * keep, drop or tear it, as a real O_DSYNC write interrupted by a power loss would be.
+ */
+class DurableCuttingDevice extends CuttingDevice {
+  async writeDurable(b: number, d: Uint8Array): Promise<void> {
+    this.tick();
+    await this.faulty.write(b, d);
+    this.tick();
+    await this.faulty.sync();
   }
 }
 
@@ -148,7 +162,10 @@ async function checkRecovered(wal: WriteAheadLog, model: Model): Promise<number>
   return tail;
 }
 
-describe('power cut at a random write or sync', () => {
+describe.each([
+  ['write + sync', CuttingDevice],
+  ['writeDurable', DurableCuttingDevice],
+])('power cut at a random write or sync (device with %s)', (_name, Device) => {
   it('recovers exactly a prefix of the appended records that holds every acknowledged one', async () => {
     const seen = { torn: 0, end: 0, empty: 0, wrapped: 0, truncated: 0 };
     await fc.assert(
@@ -160,7 +177,7 @@ describe('power cut at a random write or sync', () => {
           const rng = new SeededRandom(seed);
           const region = { startBlock: 1, blockCount: regionBlocks };
           const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 512, blockCount: regionBlocks + 2 }));
-          const dev = new CuttingDevice(faulty, cutAt, seed);
+          const dev = new Device(faulty, cutAt, seed);
           const model: Model = { appended: new Map(), ackedDurable: 0, truncateAsked: 0 };
           let wal: WriteAheadLog;
           try {

@@ -18,7 +18,11 @@ export async function settle(n = 5): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
-export type Event = { kind: 'write-start' | 'write-end' | 'sync-start' | 'sync-end'; blockNo?: number; blocks?: number };
+export type Event = {
+  kind: 'write-start' | 'write-end' | 'sync-start' | 'sync-end' | 'durable-start' | 'durable-end';
+  blockNo?: number;
+  blocks?: number;
+};
 
 /**
  * Forwards to `inner`, logs each write/sync start and end, and can hold syncs until `release()` (to keep a batch
@@ -51,9 +55,13 @@ export class RecordingDevice implements BlockDevice {
   }
   async sync(): Promise<void> {
     this.events.push({ kind: 'sync-start' });
-    if (this.holdSyncs) await new Promise<void>((r) => this.#held.push(r));
+    await this.hold();
     await this.inner.sync();
     this.events.push({ kind: 'sync-end' });
+  }
+  /** Waits for `release()` while `holdSyncs` is set. */
+  protected async hold(): Promise<void> {
+    if (this.holdSyncs) await new Promise<void>((r) => this.#held.push(r));
   }
   release(): void {
     for (const r of this.#held.splice(0)) r();
@@ -69,3 +77,18 @@ export class RecordingDevice implements BlockDevice {
   }
 }
 
+
+/**
+ * A RecordingDevice that also offers `writeDurable`, as the inner device's `write` then `sync` (so a
+ * FaultyBlockDevice underneath still injects faults and models power cuts), logged as one call. `holdSyncs` holds it
+ * before it starts, as it holds syncs.
+ */
+export class DurableRecordingDevice extends RecordingDevice {
+  async writeDurable(b: number, d: Uint8Array): Promise<void> {
+    this.events.push({ kind: 'durable-start', blockNo: b, blocks: d.byteLength / this.blockSize });
+    await this.hold();
+    await this.inner.write(b, d);
+    await this.inner.sync();
+    this.events.push({ kind: 'durable-end', blockNo: b });
+  }
+}

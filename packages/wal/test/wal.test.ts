@@ -14,7 +14,7 @@ import {
 import { FaultyBlockDevice } from '@vde/test-harness';
 import { WriteAheadLog } from '@vde/wal';
 import { HEADER_BLOCKS, RECORD_HEADER_SIZE, encodeRecordHeader, recordCrc, setRecordCrc } from '../src/format.js';
-import { collect, payloadOf, RecordingDevice, settle } from './helpers.js';
+import { collect, DurableRecordingDevice, payloadOf, RecordingDevice, settle } from './helpers.js';
 
 const BS = 512;
 const REGION = { startBlock: 3, blockCount: 64 };
@@ -202,6 +202,124 @@ describe('group commit', () => {
     expect(reopened.tailInfo.lastLsn).toBe(1);
     expect(await reopened.append(1, payloadOf(10, 3))).toBe(2);
   });
+});
+
+describe('writeDurable', () => {
+  it('a batch that needs a sync goes out as ONE writeDurable when the device offers it', async () => {
+    const faulty = new FaultyBlockDevice(memDevice());
+    const dev = new DurableRecordingDevice(faulty);
+    const wal = await WriteAheadLog.create(dev, REGION);
+    dev.events.length = 0;
+    const syncsBefore = wal.stats().syncs;
+    for (let i = 0; i < 5; i++) expect(await wal.append(1, payloadOf(100, i))).toBe(i + 1);
+    expect(dev.events.map((e) => e.kind)).toEqual(Array.from({ length: 5 }, () => ['durable-start', 'durable-end']).flat());
+    expect(wal.stats()).toMatchObject({ records: 5, batches: 5, syncs: syncsBefore + 5 });
+    expect(wal.durableLsn).toBe(5);
+
+    // Relaxed appends need no sync: a plain write. A later sync() with nothing to write is a plain sync.
+    dev.events.length = 0;
+    expect(await wal.append(1, payloadOf(10, 6), { durable: false })).toBe(6);
+    await wal.sync();
+    expect(dev.events.map((e) => e.kind)).toEqual(['write-start', 'write-end', 'sync-start', 'sync-end']);
+
+    // A batch mixing relaxed and durable appends needs a sync: one writeDurable; every record resolves after it.
+    dev.events.length = 0;
+    dev.holdSyncs = true;
+    const first = wal.append(1, payloadOf(10, 7));
+    await settle();
+    const mixed = [wal.append(1, payloadOf(10, 8), { durable: false }), wal.append(1, payloadOf(10, 9))];
+    dev.holdSyncs = false;
+    dev.release();
+    expect(await Promise.all([first, ...mixed])).toEqual([7, 8, 9]);
+    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end', 'durable-start', 'durable-end']);
+    expect(wal.durableLsn).toBe(9);
+
+    // The durable image (a power cut that drops every unsynced write) holds all of them.
+    const reopened = await WriteAheadLog.open(faulty.powerCut({ seed: 1, mode: 'drop-all' }), REGION);
+    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('a batch that wraps around the area end is two writes then one sync; truncate writes its header durably', async () => {
+    const faulty = new FaultyBlockDevice(memDevice());
+    const dev = new DurableRecordingDevice(faulty);
+    const region = { startBlock: 0, blockCount: 6 }; // 4-block area
+    const wal = await WriteAheadLog.create(dev, region);
+    await wal.append(1, payloadOf(1500, 0)); // area blocks 0..2
+    dev.events.length = 0;
+    await wal.truncate(1); // head moves to area block 3
+    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end']);
+    expect(dev.events[0]!.blockNo).toBeLessThan(HEADER_BLOCKS); // a header slot
+    dev.events.length = 0;
+    expect(await wal.append(1, payloadOf(1000, 1))).toBe(2); // 2 blocks from area block 3: wraps to block 0
+    expect(dev.events.filter((e) => e.kind.endsWith('-start')).map((e) => [e.kind, e.blockNo])).toEqual([
+      ['write-start', HEADER_BLOCKS + 3],
+      ['write-start', HEADER_BLOCKS],
+      ['sync-start', undefined],
+    ]);
+    const reopened = await WriteAheadLog.open(faulty.powerCut({ seed: 2, mode: 'drop-all' }), region);
+    const records = await collect(reopened.replay());
+    expect(records.map((r) => r.lsn)).toEqual([2]);
+    expect(records[0]!.payload).toEqual(payloadOf(1000, 1));
+  });
+
+  it('without writeDurable the log falls back to write + sync', async () => {
+    const dev = new RecordingDevice(memDevice());
+    expect('writeDurable' in dev).toBe(false);
+    const wal = await WriteAheadLog.create(dev, REGION);
+    dev.events.length = 0;
+    await wal.append(1, payloadOf(100, 1));
+    await wal.truncate(1);
+    expect(dev.events.map((e) => e.kind)).toEqual([
+      'write-start', 'write-end', 'sync-start', 'sync-end', // the batch
+      'write-start', 'write-end', 'sync-start', 'sync-end', // the header
+    ]);
+  });
+
+  for (const [fault, op, ErrorClass] of [
+    ['EIO', 'sync', IoError],
+    ['ENOSPC', 'write', FullError],
+  ] as const) {
+    it(`${fault} in writeDurable (its ${op}) rejects every waiter of the batch with ${ErrorClass.name}, then poisons the log`, async () => {
+      const faulty = new FaultyBlockDevice(memDevice());
+      const dev = new DurableRecordingDevice(faulty);
+      const wal = await WriteAheadLog.create(dev, REGION);
+      await wal.append(1, payloadOf(10, 0));
+      dev.holdSyncs = true;
+      const first = wal.append(1, payloadOf(10, 1)); // batch A, held before it starts
+      await settle();
+      const batch = [
+        ...Array.from({ length: 6 }, (_, i) => wal.append(1, payloadOf(10, i + 2))),
+        wal.append(1, payloadOf(10, 9), { durable: false }),
+      ];
+      const settled = Promise.allSettled([...batch, wal.sync()]);
+      faulty.failAfter(2, fault, { op }); // batch A's succeeds; batch B's fails
+      dev.release(); // A goes; B (the 6 + 1 appends above) is held before it starts
+      expect(await first).toBe(2);
+      await settle();
+      expect(dev.heldSyncs).toBe(1);
+      const late = wal.append(1, payloadOf(10, 10)).catch((e: unknown) => e); // queued behind the failing batch
+      dev.holdSyncs = false;
+      dev.release();
+      const results = await settled;
+      expect(results).toHaveLength(8);
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const reason = (r as PromiseRejectedResult).reason as Error;
+        expect(reason).toBeInstanceOf(ErrorClass);
+        expect((reason.cause as { code?: string }).code).toBe(fault);
+        expect(reason.message).toMatch(/durable batch write failed/);
+      }
+      expect(await late).toBeInstanceOf(PoisonedError);
+      faulty.clearFaults();
+      await expect(wal.append(1, payloadOf(1, 1))).rejects.toBeInstanceOf(PoisonedError);
+      await expect(wal.sync()).rejects.toBeInstanceOf(PoisonedError);
+      await expect(wal.truncate(1)).rejects.toBeInstanceOf(PoisonedError);
+      expect(wal.durableLsn).toBe(2);
+      await wal.close();
+      const reopened = await WriteAheadLog.open(faulty.powerCut({ seed: 4, mode: 'drop-all' }), REGION);
+      expect(reopened.tailInfo.lastLsn).toBe(2);
+    });
+  }
 });
 
 describe('failures', () => {
