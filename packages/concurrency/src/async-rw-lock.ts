@@ -11,7 +11,7 @@
  * Invariant: after every operation the head of the queue (if any) cannot be granted yet.
  */
 import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
-import { checkOptions, Waiter, type AcquireOptions } from './waiter.js';
+import { arm, checkOptions, disarm, pendingInto, type AcquireOptions, type Armed, type Cancellable, type Settler } from './waiter.js';
 
 export type RwMode = 'shared' | 'exclusive';
 
@@ -55,21 +55,49 @@ class Guard implements RwGuard {
   }
 }
 
-class RwWaiter extends Waiter<RwGuard> {
+/** A queued request; `armed` is null unless it has a signal or a timeout. */
+class RwWaiter implements Cancellable, Settler<RwGuard> {
   prev: RwWaiter | null = null;
   next: RwWaiter | null = null;
+  settled = false;
+  armed: Armed | null = null;
+  resolve: (guard: RwGuard) => void = noop;
+  reject: (error: unknown) => void = noop;
+  readonly promise: Promise<RwGuard>;
   constructor(
     readonly mode: RwMode,
     private readonly state: RwState,
   ) {
-    super();
+    this.promise = pendingInto(this);
   }
 
   cancel(error: LockError): void {
     if (this.settled) return;
     this.state.cancel(this, error);
   }
+
+  /** Resolves with `guard` and drops the listener and the timer. */
+  grant(guard: RwGuard): void {
+    this.#disarm();
+    this.resolve(guard);
+  }
+
+  /** Rejects with `error` and drops the listener and the timer. The waiter has already left the queue. */
+  fail(error: LockError): void {
+    this.#disarm();
+    this.reject(error);
+  }
+
+  #disarm(): void {
+    this.settled = true;
+    if (this.armed !== null) {
+      disarm(this.armed);
+      this.armed = null;
+    }
+  }
 }
+
+function noop(): void {}
 
 class RwState {
   sharedHolders = 0;
@@ -150,7 +178,7 @@ class RwState {
     if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0));
     const w = new RwWaiter(mode, this);
     this.enqueue(w);
-    w.arm(signal, timeoutMs);
+    w.armed = arm(w, signal, timeoutMs);
     return w.promise;
   }
 

@@ -15,7 +15,7 @@
  */
 import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
 import { fnv1a32 } from './fnv1a.js';
-import { checkOptions, Waiter, type AcquireOptions } from './waiter.js';
+import { arm, checkOptions, disarm, pendingInto, type AcquireOptions, type Armed, type Cancellable, type Settler } from './waiter.js';
 
 /** Stripe counts above this would allocate large tables for no benefit (2^20 = 1,048,576). */
 const MAX_STRIPES = 1 << 20;
@@ -51,30 +51,27 @@ export interface StripedWriteLockStats {
  */
 class Region implements WriteRegion {
   released = false;
-  #stripes: readonly number[] | undefined;
   constructor(
-    private readonly table: StripeTable,
+    readonly table: StripeTable,
     /** The only stripe, or -1 when the region has `many` stripes (or none). */
     readonly stripe: number,
-    many?: readonly number[],
-  ) {
-    this.#stripes = many;
-  }
+    /** The stripes of an `acquireMany` region (frozen, ascending), or null for a one-stripe region. */
+    readonly many: readonly number[] | null,
+  ) {}
 
   get stripes(): readonly number[] {
-    return this.#stripes ?? this.table.singleton(this.stripe);
+    return this.many ?? this.table.singleton(this.stripe);
   }
 
   release(): void {
     if (this.released) return;
     this.released = true;
-    const { table } = this;
-    if (this.stripe >= 0) {
+    const { table, many } = this;
+    if (many === null) {
       table.free(this.stripe, this);
       return;
     }
-    const stripes = this.#stripes!;
-    for (let i = 0; i < stripes.length; i++) table.free(stripes[i]!, this);
+    for (let i = 0; i < many.length; i++) table.free(many[i]!, this);
   }
 
   [Symbol.dispose](): void {
@@ -86,34 +83,41 @@ class Region implements WriteRegion {
   }
 }
 
-/** A request that could not take all its stripes at once. `taken` counts the stripes of `region` it holds. */
-class StripeWaiter extends Waiter<WriteRegion> {
+/**
+ * A request that could not take all its stripes at once, queued on the first one it lacks. The region it will be
+ * granted is made up front, so the grant resolves the promise with an object that already exists. `armed` is null
+ * unless the caller passed a signal or a timeout.
+ */
+class StripeWaiter implements Cancellable, Settler<WriteRegion> {
+  /** How many stripes of `region.many` it holds (a one-stripe request holds nothing while it waits). */
   taken = 0;
+  /** The stripe whose queue it is in, or -1. */
   queuedOn = -1;
   prev: StripeWaiter | null = null;
   next: StripeWaiter | null = null;
-  constructor(
-    readonly region: Region,
-    /** The region's stripes, ascending. */
-    readonly stripes: readonly number[],
-    private readonly table: StripeTable,
-  ) {
-    super();
+  settled = false;
+  armed: Armed | null = null;
+  resolve: (region: WriteRegion) => void = noop;
+  reject: (error: unknown) => void = noop;
+  readonly promise: Promise<WriteRegion>;
+  constructor(readonly region: Region) {
+    this.promise = pendingInto(this);
   }
 
   cancel(error: LockError): void {
-    if (this.settled) return;
-    this.table.cancel(this, error);
+    if (!this.settled) this.region.table.cancel(this, error);
   }
 }
+
+function noop(): void {}
 
 /** The mutable state behind a `StripedWriteLock`, shared with its regions and waiters. */
 class StripeTable {
   readonly holders: (Region | null)[];
   readonly heads: (StripeWaiter | null)[];
   readonly tails: (StripeWaiter | null)[];
-  /** Frozen `[s]` arrays, made on first use and shared by every one-stripe region and waiter of stripe `s`. */
-  readonly singletons: (readonly number[] | undefined)[];
+  /** Frozen `[s]` arrays, made on first use and shared by every one-stripe region of stripe `s`. */
+  readonly singletons: (readonly number[] | null)[];
   held = 0;
   waiters = 0;
   acquisitions = 0;
@@ -122,10 +126,11 @@ class StripeTable {
   disposed = false;
 
   constructor(stripeCount: number) {
-    this.holders = new Array<Region | null>(stripeCount).fill(null);
-    this.heads = new Array<StripeWaiter | null>(stripeCount).fill(null);
-    this.tails = new Array<StripeWaiter | null>(stripeCount).fill(null);
-    this.singletons = new Array<readonly number[] | undefined>(stripeCount).fill(undefined);
+    // Packed (not holey) arrays: `Array.from` fills every slot.
+    this.holders = Array.from({ length: stripeCount }, () => null);
+    this.heads = Array.from({ length: stripeCount }, () => null);
+    this.tails = Array.from({ length: stripeCount }, () => null);
+    this.singletons = Array.from({ length: stripeCount }, () => null);
   }
 
   singleton(stripe: number): readonly number[] {
@@ -134,7 +139,7 @@ class StripeTable {
 
   /** Fast path: one free stripe, granted in this call. */
   grantFree(stripe: number): Region {
-    const region = new Region(this, stripe);
+    const region = new Region(this, stripe, null);
     this.holders[stripe] = region;
     if (++this.held > this.peakHeld) this.peakHeld = this.held;
     this.acquisitions++;
@@ -142,18 +147,19 @@ class StripeTable {
   }
 
   /**
-   * Takes the stripes of `w` from `w.taken` on while they are free; queues on the first held one. Grants `w` when it
-   * holds them all. Returns true when granted.
+   * Takes the stripes of an `acquireMany` request from `w.taken` on while they are free; queues on the first held
+   * one. Returns true when it holds them all (granted; the caller settles the promise).
    */
-  advance(w: StripeWaiter): boolean {
-    const { stripes } = w;
-    while (w.taken < stripes.length) {
-      const s = stripes[w.taken]!;
-      if (this.holders[s] !== null) {
+  advance(w: StripeWaiter, many: readonly number[]): boolean {
+    const { holders } = this;
+    const { region } = w;
+    while (w.taken < many.length) {
+      const s = many[w.taken]!;
+      if (holders[s] !== null) {
         this.enqueue(s, w);
         return false;
       }
-      this.holders[s] = w.region;
+      holders[s] = region;
       if (++this.held > this.peakHeld) this.peakHeld = this.held;
       w.taken++;
     }
@@ -161,39 +167,67 @@ class StripeTable {
     return true;
   }
 
-  /** Frees `stripe` if `region` owns it, handing it straight to the head of its queue. */
+  /**
+   * Frees `stripe` if `region` owns it. With a queue, the stripe goes straight to the head waiter (the held count
+   * does not change), which is granted in this call when that was the last stripe it lacked.
+   */
   free(stripe: number, region: Region): void {
     if (this.holders[stripe] !== region) return; // not ours (any more): never free someone else's stripe
-    const w = this.heads[stripe] ?? null;
+    const w = this.heads[stripe] as StripeWaiter | null;
     if (w === null) {
       this.holders[stripe] = null;
       this.held--;
       return;
     }
-    this.dequeue(stripe, w);
-    this.holders[stripe] = w.region; // hand-off: held count unchanged
-    w.taken++;
-    if (this.advance(w)) {
-      this.contended++;
-      w.grant(w.region);
+    // Dequeue the head.
+    const next = w.next;
+    this.heads[stripe] = next;
+    if (next === null) this.tails[stripe] = null;
+    else {
+      next.prev = null;
+      w.next = null;
     }
+    w.queuedOn = -1;
+    this.waiters--;
+    // Hand over.
+    const granted = w.region;
+    this.holders[stripe] = granted;
+    const many = granted.many;
+    if (many === null) this.acquisitions++;
+    else {
+      w.taken++;
+      if (!this.advance(w, many)) return; // queued on its next stripe
+    }
+    this.contended++;
+    w.settled = true;
+    if (w.armed !== null) {
+      disarm(w.armed);
+      w.armed = null;
+    }
+    w.resolve(granted);
   }
 
+  /** Takes `w` out of its queue, rejects it, and gives back the stripes it took (each to its own next waiter). */
   cancel(w: StripeWaiter, error: LockError): void {
     if (w.queuedOn >= 0) this.dequeue(w.queuedOn, w);
-    w.fail(error);
-    // Give back what an acquireMany already took; each stripe goes to its own next waiter.
+    w.settled = true;
+    if (w.armed !== null) {
+      disarm(w.armed);
+      w.armed = null;
+    }
+    w.reject(error);
     const { region } = w;
     region.released = true;
-    for (let i = 0; i < w.taken; i++) this.free(w.stripes[i]!, region);
+    const many = region.many;
+    if (many !== null) for (let i = 0; i < w.taken; i++) this.free(many[i]!, region);
   }
 
   enqueue(stripe: number, w: StripeWaiter): void {
     w.queuedOn = stripe;
-    w.next = null;
-    w.prev = this.tails[stripe] ?? null;
-    if (w.prev === null) this.heads[stripe] = w;
-    else w.prev.next = w;
+    const tail = this.tails[stripe] as StripeWaiter | null;
+    w.prev = tail;
+    if (tail === null) this.heads[stripe] = w;
+    else tail.next = w;
     this.tails[stripe] = w;
     this.waiters++;
   }
@@ -213,7 +247,7 @@ class StripeTable {
     this.disposed = true;
     const doomed: StripeWaiter[] = [];
     for (let s = 0; s < this.heads.length; s++) {
-      for (let w = this.heads[s] ?? null; w !== null; w = w.next) doomed.push(w);
+      for (let w = this.heads[s] as StripeWaiter | null; w !== null; w = w.next) doomed.push(w);
     }
     for (const w of doomed) this.dequeue(w.queuedOn, w);
     // Queues are empty now, so freeing the stripes the doomed waiters held hands nothing to anyone.
@@ -259,20 +293,27 @@ export class StripedWriteLock implements AsyncDisposable {
   acquire(key: string, options?: AcquireOptions): Promise<WriteRegion> {
     if (typeof key !== 'string') return Promise.reject(new TypeError('key must be a string'));
     const table = this.#table;
-    if (options !== undefined) {
-      const bad = checkOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
-    }
-    if (table.disposed) return Promise.reject(new LockDisposedError());
-    const stripe = fnv1a32(key) & this.#mask;
     if (options === undefined) {
+      if (table.disposed) return Promise.reject(new LockDisposedError());
+      const stripe = fnv1a32(key) & this.#mask;
       if (table.holders[stripe] === null) return Promise.resolve(table.grantFree(stripe));
-      return this.#wait(table.singleton(stripe), undefined, undefined);
+      // Held: queue. No signal, no timer, so nothing to arm.
+      const w = new StripeWaiter(new Region(table, stripe, null));
+      table.enqueue(stripe, w);
+      return w.promise;
     }
+    const bad = checkOptions(options);
+    if (bad !== undefined) return Promise.reject(bad);
+    if (table.disposed) return Promise.reject(new LockDisposedError());
     const { signal, timeoutMs } = options;
     if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
+    const stripe = fnv1a32(key) & this.#mask;
     if (table.holders[stripe] === null) return Promise.resolve(table.grantFree(stripe));
-    return this.#wait(table.singleton(stripe), signal, timeoutMs);
+    if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0)); // try-lock: not free now
+    const w = new StripeWaiter(new Region(table, stripe, null));
+    table.enqueue(stripe, w);
+    w.armed = arm(w, signal, timeoutMs);
+    return w.promise;
   }
 
   /**
@@ -298,22 +339,19 @@ export class StripedWriteLock implements AsyncDisposable {
     if (table.disposed) return Promise.reject(new LockDisposedError());
     const signal = options?.signal;
     if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
-    const stripes = Array.from(set).sort((a, b) => a - b);
-    return this.#wait(stripes, signal, options?.timeoutMs);
-  }
-
-  /** Takes what is free now; queues for the rest. */
-  #wait(stripes: readonly number[], signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<WriteRegion> {
-    const table = this.#table;
-    const region = stripes.length === 1 ? new Region(table, stripes[0]!) : new Region(table, -1, Object.freeze(stripes));
-    const w = new StripeWaiter(region, stripes, table);
-    if (table.advance(w)) return Promise.resolve(region);
+    const many = Object.freeze(Array.from(set).sort((a, b) => a - b));
+    const w = new StripeWaiter(new Region(table, -1, many));
+    if (table.advance(w, many)) {
+      w.settled = true;
+      return Promise.resolve(w.region);
+    }
+    const timeoutMs = options?.timeoutMs;
     if (timeoutMs === 0) {
-      // Try-lock: not free right now, so give up at once (and give back any stripes already taken).
-      w.cancel(new LockTimeoutError(0));
+      // Try-lock: not all free right now, so give up at once (and give back the stripes already taken).
+      table.cancel(w, new LockTimeoutError(0));
       return w.promise;
     }
-    w.arm(signal, timeoutMs);
+    w.armed = arm(w, signal, timeoutMs);
     return w.promise;
   }
 

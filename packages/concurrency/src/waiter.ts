@@ -1,7 +1,7 @@
 /**
- * What both locks share: the acquire options, their validation, and the cancellation plumbing of a queued waiter
+ * What both locks share: the acquire options, their validation, the cancellation plumbing of a queued request
  * (abort listener + timeout timer, armed when it queues and disarmed the moment it is granted or cancelled, so a
- * granted waiter leaves no listener or timer behind).
+ * granted request leaves no listener or timer behind), and the pending promise of a queued request.
  *
  * Thread safety: everything here runs synchronously; a waiter is cancelled from an `abort` event or a timer
  * callback, each of which runs to completion before any other lock code.
@@ -55,72 +55,72 @@ function needsTimer(timeoutMs: number | undefined): timeoutMs is number {
   return timeoutMs !== undefined && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS;
 }
 
+/** What a queued request must offer to be cancelled by its signal or its timer. */
+export interface Cancellable {
+  /** Leave the lock's queue, give back anything held, and reject. No-op once settled. */
+  cancel(error: LockError): void;
+}
+
 /**
- * A queued request. Subclasses say how to leave their lock's queue (`cancel`); the base class owns the promise and
- * the signal/timer wiring. `settled` guards against a second settlement (abort racing a timeout, dispose racing
- * both): the first one wins and disarms the others.
+ * The cancellation wiring of one queued request: its abort listener and its timer. Only requests that pass a
+ * `signal` or a finite positive `timeoutMs` get one; the common case (no options) allocates nothing for it.
  */
-export abstract class Waiter<T> {
-  // Plain (not #private) fields: this object is allocated on every contended acquire, keep it lean.
-  readonly promise: Promise<T>;
-  settled = false;
-  private resolveFn!: (value: T) => void;
-  private rejectFn!: (error: unknown) => void;
-  private signal: AbortSignal | undefined = undefined;
-  private onAbort: (() => void) | undefined = undefined;
-  private timer: ReturnType<typeof setTimeout> | undefined = undefined;
+export class Armed {
+  constructor(
+    readonly signal: AbortSignal | undefined,
+    readonly onAbort: (() => void) | undefined,
+    readonly timer: ReturnType<typeof setTimeout> | undefined,
+  ) {}
+}
 
-  constructor() {
-    this.promise = new Promise<T>((resolve, reject) => {
-      this.resolveFn = resolve;
-      this.rejectFn = reject;
-    });
+/**
+ * Wires `signal` and the `timeoutMs` timer to `target.cancel`. Call once, after the request is in its queue.
+ * Returns null when there is nothing to wire (no signal, no timer needed).
+ */
+export function arm(target: Cancellable, signal: AbortSignal | undefined, timeoutMs: number | undefined): Armed | null {
+  const timed = needsTimer(timeoutMs);
+  if (signal === undefined && !timed) return null;
+  let onAbort: (() => void) | undefined;
+  if (signal !== undefined) {
+    onAbort = (): void => {
+      target.cancel(new LockAbortedError(signal.reason));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
   }
+  const timer = timed
+    ? setTimeout(() => {
+        target.cancel(new LockTimeoutError(timeoutMs));
+      }, timeoutMs)
+    : undefined;
+  return new Armed(signal, onAbort, timer);
+}
 
-  /** Wires the signal and the timer. Call once, after the waiter is in its queue. */
-  arm(signal: AbortSignal | undefined, timeoutMs: number | undefined): void {
-    if (signal === undefined && timeoutMs === undefined) return;
-    if (signal !== undefined) {
-      const onAbort = (): void => {
-        this.cancel(new LockAbortedError(signal.reason));
-      };
-      this.signal = signal;
-      this.onAbort = onAbort;
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
-    if (needsTimer(timeoutMs)) {
-      this.timer = setTimeout(() => {
-        this.cancel(new LockTimeoutError(timeoutMs));
-      }, timeoutMs);
-    }
-  }
+/** Drops the abort listener and clears the timer of `armed`. */
+export function disarm(armed: Armed): void {
+  if (armed.onAbort !== undefined) armed.signal!.removeEventListener('abort', armed.onAbort);
+  if (armed.timer !== undefined) clearTimeout(armed.timer);
+}
 
-  /** Settles with the granted value and drops the listener and the timer. */
-  grant(value: T): void {
-    this.settled = true;
-    this.disarm();
-    this.resolveFn(value);
-  }
+// `new Promise(capture)` hands its resolving functions over in these two slots: one shared executor instead of a
+// closure (and a context) allocated for every queued request. Read them right after the constructor returns.
+let capturedResolve: ((value: never) => void) | undefined;
+let capturedReject: ((error: unknown) => void) | undefined;
+function capture(resolve: (value: never) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
 
-  /** Settles with `error` and drops the listener and the timer. The subclass has already left its queue. */
-  fail(error: unknown): void {
-    this.settled = true;
-    this.disarm();
-    this.rejectFn(error);
-  }
+/** The resolving functions of a pending promise, kept by a queued request. */
+export interface Settler<T> {
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
 
-  /** Leave the lock's queue, give back anything held, and `fail(error)`. No-op once settled. */
-  abstract cancel(error: LockError): void;
-
-  private disarm(): void {
-    if (this.onAbort !== undefined) {
-      this.signal!.removeEventListener('abort', this.onAbort);
-      this.onAbort = undefined;
-      this.signal = undefined;
-    }
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-  }
+/** A new pending promise whose resolving functions are stored in `into` (`Promise.withResolvers()` on Node >= 22). */
+export function pendingInto<T>(into: Settler<T>): Promise<T> {
+  const promise = new Promise<T>(capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
+  into.resolve = capturedResolve as (value: T) => void;
+  into.reject = capturedReject!;
+  capturedResolve = capturedReject = undefined;
+  return promise;
 }
