@@ -118,6 +118,31 @@ export function encodeRecordHeader(buf: Uint8Array, offset: number, h: Omit<Reco
   v.setUint16(34, h.reserved, true);
 }
 
+/**
+ * Writes a record header (all 36 bytes but the crc) at byte `offset` of `view`: the batch path's variant of
+ * `encodeRecordHeader`, with no object and no DataView per record.
+ */
+export function writeRecordHeader(
+  view: DataView,
+  offset: number,
+  prevCrc: number,
+  lsn: number,
+  durableLsn: number,
+  epoch: number,
+  length: number,
+  type: number,
+  flags: number,
+): void {
+  view.setUint32(offset + 4, prevCrc >>> 0, true);
+  setU64(view, offset + 8, lsn);
+  setU64(view, offset + 16, durableLsn);
+  view.setUint32(offset + 24, epoch >>> 0, true);
+  view.setUint32(offset + 28, length, true);
+  view.setUint8(offset + 32, type);
+  view.setUint8(offset + 33, flags);
+  view.setUint16(offset + 34, 0, true);
+}
+
 /** The crc of a record: CRC of header bytes 4..35, continued over the payload. */
 export function recordCrc(header: Uint8Array, payload: Uint8Array): number {
   return crc32(payload, crc32(header.subarray(4, RECORD_HEADER_SIZE)));
