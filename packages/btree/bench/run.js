@@ -1,16 +1,28 @@
 // Benchmark of @vde/btree alone: MemoryPageStore, 4 KiB pages, 64 MiB page cache, 16-byte keys, 32-byte values.
-// Build first: npx tsc -b packages/btree. Run: npx pnpm@10.34.9 --filter @vde/btree bench [-- counts...]
+// Build first: npx tsc -b packages/btree. Run: npx pnpm@10.34.9 --filter @vde/btree bench [-- options counts...]
 // Keys are derived from a Uint32Array (4 bytes per key), so the benchmark's own data barely shows in the heap.
+// Options: --writes (only the engine-shaped write workload), --rounds=N (repeat that workload N times, default 3),
+// --dist=DIR (benchmark another build of the package, e.g. a copy of dist/ made before a change).
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { BTree, MemoryPageStore } from '../dist/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const distDir = opt('dist');
+const { BTree, MemoryPageStore } = await import(
+  distDir === undefined ? '../dist/index.js' : pathToFileURL(path.resolve(distDir, 'index.js')).href
+);
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc');
 
 const PAGE_SIZE = 4096;
 const CACHE_BYTES = 64 * 1024 * 1024;
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const sizes = args.filter((a) => !a.startsWith('--')).map(Number).filter((n) => n > 0);
+const writesOnly = args.includes('--writes');
+const rounds = Number(opt('rounds') ?? 3);
 const counts = sizes.length > 0 ? sizes : [100_000, 1_000_000];
 const value = new Uint8Array(32).fill(7);
 
@@ -127,6 +139,57 @@ async function measure(n) {
   };
 }
 
+/*
+ * The engine's write path: every object's record goes into the tree through putCached (prefetch only when a page
+ * is missing). Sequential keys 'w3/000000001', ... with 100-byte values (a bulk load of small objects), and random
+ * keys with 1 KiB values (about three entries per leaf: nearly every insert splits a leaf).
+ */
+const enc = new TextEncoder();
+const engineKey = (i) => enc.encode(`w3/${String(i).padStart(9, '0')}`);
+
+async function putAll(tree, keys, v) {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    while (!tree.putCached(k, v).done) await tree.prefetch(k);
+  }
+}
+
+async function measureWrites(nSeq, nRand) {
+  const seqKeys = [];
+  for (let i = 1; i <= nSeq; i++) seqKeys.push(engineKey(i));
+  const ids = randomIds(nRand);
+  const randKeys = [];
+  for (let i = 0; i < nRand; i++) randKeys.push(engineKey(ids[i] % 1_000_000_000));
+  const small = new Uint8Array(100).fill(5);
+  const large = new Uint8Array(1024).fill(6);
+  const out = {};
+  for (const [name, keys, v] of [
+    ['seq 100 B', seqKeys, small],
+    ['rand 1 KiB', randKeys, large],
+  ]) {
+    gc();
+    const tree = BTree.create(new MemoryPageStore(PAGE_SIZE), { cacheSizeBytes: CACHE_BYTES });
+    const t = await timed(() => putAll(tree, keys, v));
+    const tf = await timed(() => tree.flush());
+    await tree.check(); // also makes stats().pages exact
+    out[`${name} insert/s`] = rate(keys.length, t);
+    out[`${name} flush ms`] = Math.round(tf);
+    out[`${name} pages`] = tree.stats().pages;
+  }
+  return out;
+}
+
+if (writesOnly) {
+  await measureWrites(20_000, 2_000); // warm-up
+  const rows = [];
+  for (let r = 0; r < rounds; r++) rows.push(await measureWrites(200_000, 20_000));
+  console.log(
+    `@vde/btree ${PAGE_SIZE}-byte pages, ${mib(CACHE_BYTES)} MiB cache, putCached: 200,000 sequential 'w3/%09d' keys with 100 B values, 20,000 random keys with 1 KiB values${distDir === undefined ? '' : `, dist ${distDir}`}, node ${process.version}`,
+  );
+  console.table(rows);
+  process.exit(0);
+}
+
 await measure(20_000); // warm-up: let the JIT optimize every path before measuring
 const rows = [];
 for (const n of counts) {
@@ -137,3 +200,7 @@ console.log(
   `@vde/btree ${PAGE_SIZE}-byte pages, ${mib(CACHE_BYTES)} MiB cache, MemoryPageStore, 16-byte keys, 32-byte values, node ${process.version}`,
 );
 console.table(rows);
+const writes = [];
+for (let r = 0; r < rounds; r++) writes.push(await measureWrites(200_000, 20_000));
+console.log(`putCached: 200,000 sequential 'w3/%09d' keys with 100 B values, 20,000 random keys with 1 KiB values`);
+console.table(writes);

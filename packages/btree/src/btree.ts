@@ -30,6 +30,16 @@ import {
   u32,
   validatePage,
 } from './format.js';
+import {
+  EntryList,
+  SPLIT_APPEND,
+  SPLIT_ASC,
+  SPLIT_DESC,
+  SPLIT_EVEN,
+  copyBytes,
+  splitPoint,
+  writePage,
+} from './entry-list.js';
 import { Page, PageCache } from './page-cache.js';
 import type { PageStore } from './page-store.js';
 import { type Bounds, type KeyRange, toBounds } from './range.js';
@@ -62,6 +72,74 @@ const MAX_PAGE_NO = 0xfffffffe;
 const MODE_KEYS = 0;
 const MODE_ENTRIES = 1;
 const MODE_COUNT = 2;
+
+// Leaf changes that take the slow path (#rebuild).
+const K_INSERT = 0;
+const K_REPLACE = 1;
+const K_REMOVE = 2;
+// In-place edits of the topmost changed page (a separator inserted, removed, or given a new key).
+const TOP_NONE = 0;
+const TOP_INSERT = 1;
+const TOP_REMOVE = 2;
+const TOP_REPLACE = 3;
+// Steps of a #rebuild plan.
+const ST_SPLIT = 0;
+const ST_REWRITE = 1;
+const ST_MERGE = 2;
+const ST_REDIST = 3;
+const ST_NEWROOT = 4;
+const ST_COLLAPSE = 5;
+
+/** One level of a #rebuild plan. */
+interface Step {
+  kind: number;
+  /** SPLIT/REWRITE: the page on the path; MERGE/REDIST: the left page; NEWROOT/COLLAPSE: the old root. */
+  page: Page;
+  /** MERGE: the right page (dropped); REDIST: the right page. */
+  other: Page | null;
+  /** The new content: SPLIT/REDIST [0, s) left and [s, n) right; REWRITE/MERGE all of it. */
+  list: EntryList;
+  s: number;
+  /** SPLIT: the left page keeps its bytes (an append split of a leaf). */
+  keepLeft: boolean;
+  /** SPLIT: the new right page; NEWROOT: the new root; COLLAPSE: the child that becomes the root. */
+  newNo: number;
+  /** SPLIT/REDIST: the separator between the two pages (a copy). */
+  sep: Uint8Array;
+  /** NEWROOT: the right child. */
+  child: number;
+  /** SPLIT: index of the inserted entry in `list` (-1: none), and the insert run it continues (Page.run). */
+  newPos?: number;
+  run?: number;
+}
+
+/** Consecutive inserts next to each other (same direction) before a split cuts at the insert instead of the middle. */
+const SEQ_RUN = 3;
+
+/** Page.run after an insert at `pos`. */
+function runAfter(p: Page, pos: number): number {
+  if (pos === p.lastIns + 1) return (p.run > 0 ? p.run : 0) + 1;
+  if (pos === p.lastIns) return (p.run < 0 ? p.run : 0) - 1;
+  return 0;
+}
+
+function noteInsert(p: Page, pos: number): void {
+  p.run = runAfter(p, pos);
+  p.lastIns = pos;
+}
+
+function noteRemove(p: Page, pos: number): void {
+  if (pos < p.lastIns) p.lastIns--;
+  else if (pos === p.lastIns) {
+    p.lastIns = -2;
+    p.run = 0;
+  }
+}
+
+function resetHint(p: Page): void {
+  p.lastIns = -2;
+  p.run = 0;
+}
 
 /** One leaf's worth of cursor output (copies), and where to continue. */
 interface Batch {
@@ -117,6 +195,10 @@ export class BTree {
   // Scratch path for the synchronous mutations (never held across an await).
   readonly #path: Page[] = [];
   readonly #pathIdx: number[] = [];
+  // Scratch of the slow paths: entry lists, and two page buffers that swap with the buffers of rewritten pages.
+  readonly #lists: EntryList[] = [];
+  readonly #compactList = new EntryList();
+  readonly #scratch: Uint8Array[];
 
   private constructor(store: PageStore, options: BTreeOptions | undefined) {
     const pageSize = store.pageSize;
@@ -135,6 +217,7 @@ export class BTree {
     this.maxEntryBytes = this.#lim.maxEntryBytes;
     this.#readOnly = options?.readOnly === true;
     this.#cache = new PageCache(Math.floor(cacheSizeBytes / pageSize));
+    this.#scratch = [new Uint8Array(pageSize), new Uint8Array(pageSize)];
   }
 
   /** An empty tree (one empty leaf, in memory until `flush()`). */
@@ -556,25 +639,24 @@ export class BTree {
           return { done: true, previous };
         }
         const newUsed = leaf.used - (SLOT_BYTES + LEAF_ENTRY_HEADER + key.length + vl) + need;
-        if (newUsed <= lim.capacity && (d === 0 || newUsed >= lim.minFill)) {
-          this.#leafRemove(leaf, pos);
+        // Same rule as #rebuild: a page under the minimum fill is rebuilt only when it shrinks (only pages on
+        // the right edge may be under it, see check()).
+        if (newUsed <= lim.capacity && (d === 0 || newUsed >= lim.minFill || newUsed >= leaf.used)) {
+          this.#removeAt(leaf, pos);
           this.#leafInsert(leaf, pos, key, value);
           this.#committed(d);
           return { done: true, previous };
         }
-        const cells = decodeCells(leaf);
-        cells[pos] = { key, value, child: 0 };
-        return this.#rebuildOrFail(d, cells, key, previous);
+        return this.#rebuildOrFail(d, K_REPLACE, pos, key, value, previous);
       }
       const ins = -pos - 1;
       if (leaf.used + need <= lim.capacity) {
+        noteInsert(leaf, ins);
         this.#leafInsert(leaf, ins, key, value);
         this.#committed(d);
         return { done: true, previous: undefined };
       }
-      const cells = decodeCells(leaf);
-      cells.splice(ins, 0, { key, value, child: 0 });
-      return this.#rebuildOrFail(d, cells, key, undefined);
+      return this.#rebuildOrFail(d, K_INSERT, ins, key, value, undefined);
     }
     if (pos < 0) return { done: true, previous: undefined };
     const off = u16(leaf.buf, HEADER_BYTES + SLOT_BYTES * pos);
@@ -582,17 +664,16 @@ export class BTree {
     previous = leaf.buf.slice(off + 4 + key.length, off + 4 + key.length + vl);
     const newUsed = leaf.used - (SLOT_BYTES + LEAF_ENTRY_HEADER + key.length + vl);
     if (d === 0 || newUsed >= lim.minFill) {
-      this.#leafRemove(leaf, pos);
+      noteRemove(leaf, pos);
+      this.#removeAt(leaf, pos);
       this.#committed(d);
       return { done: true, previous };
     }
-    const cells = decodeCells(leaf);
-    cells.splice(pos, 1);
-    return this.#rebuildOrFail(d, cells, key, previous);
+    return this.#rebuildOrFail(d, K_REMOVE, pos, key, EMPTY, previous);
   }
 
-  #rebuildOrFail(d: number, cells: Cell[], key: Uint8Array, previous: Uint8Array | undefined): CachedResult {
-    const missing = this.#rebuild(d, cells);
+  #rebuildOrFail(d: number, kind: number, pos: number, key: Uint8Array, value: Uint8Array, previous: Uint8Array | undefined): CachedResult {
+    const missing = this.#rebuild(d, kind, pos, key, value);
     if (missing >= 0) {
       // The next prefetch of this key also loads the siblings along its path.
       if (this.#wantSiblings.size >= MAX_PIN_SETS) this.#wantSiblings.clear();
@@ -609,161 +690,314 @@ export class BTree {
     this.#modCount++;
   }
 
+  /** The i-th reusable entry list of the slow path. */
+  #list(i: number, leaf: boolean): EntryList {
+    const lists = this.#lists;
+    while (lists.length <= i) lists.push(new EntryList());
+    return lists[i]!.reset(leaf);
+  }
+
   /**
-   * The slow path: the leaf at path[d] must hold `cells`, which overflow or underflow it. Splits, merges and
-   * redistributes up the path as needed. Plans everything first (encoding new page images, which only read
-   * the old ones), and applies the plan only if every sibling it needed was cached. Returns -1 when applied,
-   * else the number of the missing page (nothing changed).
+   * The slow path: the leaf at path[leafDepth] gets `key`/`value` inserted at `pos` (K_INSERT), its entry `pos`
+   * replaced (K_REPLACE) or removed (K_REMOVE), and then overflows or underflows. Splits, merges and
+   * redistributes up the path as needed; the first ancestor that can absorb the change (a separator inserted,
+   * removed or replaced) is edited in place, without rewriting it.
+   *
+   * Plans everything first, reading pages only (entry lists refer to the old page bytes), and applies the plan
+   * only if every sibling it needed was cached. Returns -1 when applied, else the number of the missing page
+   * (nothing changed). Applying is synchronous and cannot fail halfway, so a mutation is atomic.
    */
-  #rebuild(leafDepth: number, cellsIn: Cell[]): number {
+  #rebuild(leafDepth: number, kind: number, pos: number, key: Uint8Array, value: Uint8Array): number {
     const lim = this.#lim;
     const cache = this.#cache;
     const path = this.#path;
     const idx = this.#pathIdx;
-    const writes: { page: Page | null; no: number; leaf: boolean; level: number; cells: Cell[] }[] = [];
-    const drops: Page[] = [];
+    const steps: Step[] = [];
     const allocated: number[] = [];
-    let newRoot = -1;
-    let newRootLevel = 0;
-    let cells = cellsIn;
+    let lists = 0;
+    // The leaf's new content. newPos: index of an inserted entry (drives the biased splits), else -1.
+    const leafNode = path[leafDepth]!;
+    let list = this.#list(lists++, true);
+    list.addPage(leafNode.buf, 0, pos);
+    let newPos = -1;
+    if (kind !== K_REMOVE) {
+      const ne = new Uint8Array(LEAF_ENTRY_HEADER + key.length + value.length);
+      setU16(ne, 0, key.length);
+      setU16(ne, 2, value.length);
+      ne.set(key, LEAF_ENTRY_HEADER);
+      ne.set(value, LEAF_ENTRY_HEADER + key.length);
+      if (kind === K_INSERT) newPos = list.n;
+      list.add(ne, 0, ne.length, 0);
+    }
+    list.addPage(leafNode.buf, kind === K_INSERT ? pos : pos + 1, leafNode.count);
+    // The in-place edit of the topmost changed page, if the change stops below the root's rebuild.
+    let topOp = TOP_NONE;
+    let topPos = 0;
+    let topKey: Uint8Array = EMPTY;
+    let topChild = 0;
     let d = leafDepth;
-    for (;;) {
-      const node = path[d]!;
-      const leaf = node.leaf;
-      const size = cellsBytes(cells, leaf);
-      if (size > lim.capacity) {
-        const [left, right, sep] = this.#split(cells, leaf);
-        const rightNo = this.#allocate();
-        allocated.push(rightNo);
-        writes.push({ page: node, no: node.no, leaf, level: node.level, cells: left });
-        writes.push({ page: null, no: rightNo, leaf, level: node.level, cells: right });
-        if (d === 0) {
-          const rootNo = this.#allocate();
-          allocated.push(rootNo);
-          writes.push({
-            page: null,
-            no: rootNo,
-            leaf: false,
-            level: node.level + 1,
-            cells: [
-              { key: EMPTY, value: EMPTY, child: node.no },
-              { key: sep, value: EMPTY, child: rightNo },
-            ],
-          });
-          newRoot = rootNo;
-          newRootLevel = node.level + 1;
+    try {
+      for (;;) {
+        const node = path[d]!;
+        const leaf = node.leaf;
+        const size = list.bytes(0, list.n);
+        let op: number;
+        let opPos: number;
+        let opKey: Uint8Array = EMPTY;
+        let opChild = 0;
+        if (size > lim.capacity) {
+          let policy = SPLIT_EVEN;
+          let run = 0;
+          if (newPos >= 0) {
+            run = runAfter(node, newPos);
+            if (newPos === list.n - 1 && this.#onRightEdge(d)) policy = SPLIT_APPEND;
+            else if (run >= SEQ_RUN) policy = SPLIT_ASC;
+            else if (run <= -SEQ_RUN) policy = SPLIT_DESC;
+          }
+          const s = splitPoint(list, policy, newPos, lim.capacity, lim.minFill);
+          const rightNo = this.#allocate();
+          allocated.push(rightNo);
+          const sep = leaf ? shortestSeparator(list.key(s - 1), list.key(s)) : list.key(s).slice();
+          // An append split of a leaf leaves the old page as it is.
+          const keepLeft = leaf && newPos === s && s === list.n - 1;
+          steps.push({ kind: ST_SPLIT, page: node, other: null, list, s, keepLeft, newNo: rightNo, sep, child: 0, newPos, run });
+          if (d === 0) {
+            const rootNo = this.#allocate();
+            allocated.push(rootNo);
+            steps.push({ kind: ST_NEWROOT, page: node, other: null, list: this.#list(lists++, false), s: 0, keepLeft: false, newNo: rootNo, sep, child: rightNo });
+            break;
+          }
+          op = TOP_INSERT;
+          opPos = idx[d - 1]! + 1;
+          opKey = sep;
+          opChild = rightNo;
+        } else if (d > 0 && size < lim.minFill && size < node.used) {
+          // Under the minimum fill: merge with a sibling, or move entries over from it.
+          const parent = path[d - 1]!;
+          const pi = idx[d - 1]!;
+          if (parent.count < 2) throw new Error(`btree page ${parent.no}: branch with one child (internal error)`);
+          const si = pi > 0 ? pi - 1 : pi + 1;
+          const sibNo = childAt(parent, si);
+          const sib = cache.lookup(sibNo);
+          if (sib === undefined) {
+            for (const no of allocated) this.#freeFresh(no);
+            this.#clearLists(lists);
+            return sibNo;
+          }
+          if (sib.level !== node.level) throw this.#levelError(sib, parent);
+          const ri = Math.max(pi, si);
+          const comb = this.#list(lists++, leaf);
+          // For branches the parent's separator comes down as the key of the right page's first entry.
+          const pOff = u16(parent.buf, HEADER_BYTES + SLOT_BYTES * ri);
+          const pkOff = pOff + BRANCH_ENTRY_HEADER;
+          const pkLen = u16(parent.buf, pOff + 4);
+          if (si < pi) {
+            comb.addPage(sib.buf, 0, sib.count);
+            if (leaf) comb.addList(list, 0, list.n);
+            else {
+              comb.add(parent.buf, pkOff, pkLen, list.childs[0]!);
+              comb.addList(list, 1, list.n);
+            }
+          } else {
+            comb.addList(list, 0, list.n);
+            if (leaf) comb.addPage(sib.buf, 0, sib.count);
+            else {
+              comb.add(parent.buf, pkOff, pkLen, childAt(sib, 0));
+              comb.addPage(sib.buf, 1, sib.count);
+            }
+          }
+          const leftPage = si < pi ? sib : node;
+          const rightPage = si < pi ? node : sib;
+          opPos = ri;
+          if (comb.bytes(0, comb.n) <= lim.capacity) {
+            steps.push({ kind: ST_MERGE, page: leftPage, other: rightPage, list: comb, s: comb.n, keepLeft: false, newNo: -1, sep: EMPTY, child: 0 });
+            op = TOP_REMOVE;
+          } else {
+            const s = splitPoint(comb, SPLIT_EVEN, -1, lim.capacity, lim.minFill);
+            const sep = leaf ? shortestSeparator(comb.key(s - 1), comb.key(s)) : comb.key(s).slice();
+            steps.push({ kind: ST_REDIST, page: leftPage, other: rightPage, list: comb, s, keepLeft: false, newNo: -1, sep, child: 0 });
+            op = TOP_REPLACE;
+            opKey = sep;
+          }
+        } else {
+          if (d === 0 && !leaf && list.n === 1) {
+            // A root branch with one child: the child becomes the root.
+            steps.push({ kind: ST_COLLAPSE, page: node, other: null, list, s: 0, keepLeft: false, newNo: list.childs[0]!, sep: EMPTY, child: 0 });
+          } else {
+            steps.push({ kind: ST_REWRITE, page: node, other: null, list, s: list.n, keepLeft: false, newNo: -1, sep: EMPTY, child: 0 });
+          }
           break;
         }
-        const pcells = decodeCells(path[d - 1]!);
-        pcells.splice(idx[d - 1]! + 1, 0, { key: sep, value: EMPTY, child: rightNo });
-        cells = pcells;
-        d--;
-        continue;
-      }
-      if (d > 0 && size < lim.minFill) {
+        // The parent absorbs the change in place when it stays within its bounds; else it is rebuilt too.
         const parent = path[d - 1]!;
-        const pi = idx[d - 1]!;
-        const pcells = decodeCells(parent);
-        if (pcells.length < 2) throw new Error(`btree page ${parent.no}: branch with one child (internal error)`);
-        const si = pi > 0 ? pi - 1 : pi + 1;
-        const sib = cache.lookup(pcells[si]!.child);
-        if (sib === undefined) {
-          for (const no of allocated) this.#freeFresh(no);
-          return pcells[si]!.child;
-        }
-        if (sib.level !== node.level) throw this.#levelError(sib, parent);
-        const sibCells = decodeCells(sib);
-        const li = Math.min(pi, si);
-        const ri = li + 1;
-        const leftPage = si < pi ? sib : node;
-        const rightPage = si < pi ? node : sib;
-        const leftCells = si < pi ? sibCells : cells;
-        let rightCells = si < pi ? cells : sibCells;
-        if (!leaf) {
-          // Pull the parent's separator down into the right page's first entry.
-          rightCells = rightCells.slice();
-          rightCells[0] = { key: pcells[ri]!.key, value: EMPTY, child: rightCells[0]!.child };
-        }
-        const combined = leftCells.concat(rightCells);
-        if (cellsBytes(combined, leaf) <= lim.capacity) {
-          writes.push({ page: leftPage, no: leftPage.no, leaf, level: node.level, cells: combined });
-          drops.push(rightPage);
-          pcells.splice(ri, 1);
+        const parentIsRoot = d - 1 === 0;
+        let newUsed = parent.used;
+        let newCount = parent.count;
+        let oldKeyLen = 0;
+        if (op !== TOP_INSERT) oldKeyLen = u16(parent.buf, u16(parent.buf, HEADER_BYTES + SLOT_BYTES * opPos) + 4);
+        if (op === TOP_INSERT) {
+          newUsed += SLOT_BYTES + BRANCH_ENTRY_HEADER + opKey.length;
+          newCount++;
+        } else if (op === TOP_REMOVE) {
+          newUsed -= SLOT_BYTES + BRANCH_ENTRY_HEADER + oldKeyLen;
+          newCount--;
         } else {
-          const [l, r, sep] = this.#split(combined, leaf);
-          writes.push({ page: leftPage, no: leftPage.no, leaf, level: node.level, cells: l });
-          writes.push({ page: rightPage, no: rightPage.no, leaf, level: node.level, cells: r });
-          pcells[ri] = { key: sep, value: EMPTY, child: rightPage.no };
+          newUsed += opKey.length - oldKeyLen;
         }
-        cells = pcells;
         d--;
-        continue;
+        if (
+          newUsed <= lim.capacity &&
+          newCount >= 2 &&
+          (parentIsRoot || newUsed >= lim.minFill || newUsed >= parent.used)
+        ) {
+          topOp = op;
+          topPos = opPos;
+          topKey = opKey;
+          topChild = opChild;
+          break;
+        }
+        const next = this.#list(lists++, false);
+        if (op === TOP_INSERT) {
+          next.addPage(parent.buf, 0, opPos);
+          newPos = next.n;
+          next.add(opKey, 0, opKey.length, opChild);
+          next.addPage(parent.buf, opPos, parent.count);
+        } else if (op === TOP_REMOVE) {
+          next.addPage(parent.buf, 0, opPos);
+          next.addPage(parent.buf, opPos + 1, parent.count);
+          newPos = -1;
+        } else {
+          next.addPage(parent.buf, 0, opPos);
+          next.add(opKey, 0, opKey.length, childAt(parent, opPos));
+          next.addPage(parent.buf, opPos + 1, parent.count);
+          newPos = -1;
+        }
+        list = next;
       }
-      if (d === 0 && !leaf && cells.length === 1) {
-        // Root branch with one child: the child becomes the root.
-        newRoot = cells[0]!.child;
-        newRootLevel = node.level - 1;
-        drops.push(node);
-      } else {
-        writes.push({ page: node, no: node.no, leaf, level: node.level, cells });
-      }
-      break;
+    } catch (err) {
+      for (const no of allocated) this.#freeFresh(no);
+      this.#clearLists(lists);
+      throw err;
     }
-    // Apply. Encode every image before installing any: cells may be views of the pages being replaced.
-    const images = writes.map((w) => encodePage(this.pageSize, w.leaf, w.level, w.cells));
-    // Existing pages first, and the untouched ancestors: once dirty they cannot be evicted by the inserts below.
-    for (let i = 0; i < d; i++) cache.markDirty(path[i]!);
-    for (let i = 0; i < writes.length; i++) {
-      const w = writes[i]!;
-      if (w.page === null) continue;
-      const p = w.page;
-      p.buf = images[i]!;
-      p.count = w.cells.length;
-      p.heapStart = u32(p.buf, OFF_HEAP_START);
-      p.used = cellsBytes(w.cells, w.leaf);
-      cache.markDirty(p);
-    }
-    for (const p of drops) this.#dropPage(p);
-    for (let i = 0; i < writes.length; i++) {
-      const w = writes[i]!;
-      if (w.page !== null) continue;
-      const img = images[i]!;
-      this.#createPage(w.no, img, w.leaf, w.level, w.cells.length, u32(img, OFF_HEAP_START), cellsBytes(w.cells, w.leaf));
-    }
-    if (newRoot >= 0) {
-      this.#rootNo = newRoot;
-      this.#rootLevel = newRootLevel;
-    }
-    if (this.#treePages >= 0) this.#treePages += allocated.length - drops.length;
+    const dropped = this.#apply(d, steps, topOp, topPos, topKey, topChild);
+    if (this.#treePages >= 0) this.#treePages += allocated.length - dropped;
+    this.#clearLists(lists);
     this.#modCount++;
     return -1;
   }
 
-  /** Splits an overflowing cell list into two halves of about equal bytes and the separator between them. */
-  #split(cells: Cell[], leaf: boolean): [Cell[], Cell[], Uint8Array] {
-    const s = splitPoint(cells, leaf, this.#lim.capacity);
-    const left = cells.slice(0, s);
-    const right = cells.slice(s);
-    let sep: Uint8Array;
-    if (leaf) {
-      sep = shortestSeparator(left[left.length - 1]!.key, right[0]!.key);
-    } else {
-      sep = right[0]!.key.slice();
-      right[0] = { key: EMPTY, value: EMPTY, child: right[0]!.child };
-    }
-    return [left, right, sep];
+  /** Whether path[d] is the last page of its level (every page above it on the path is its parent's last child). */
+  #onRightEdge(d: number): boolean {
+    for (let i = 0; i < d; i++) if (this.#pathIdx[i] !== this.#path[i]!.count - 1) return false;
+    return true;
   }
 
-  #leafInsert(p: Page, pos: number, key: Uint8Array, value: Uint8Array): void {
-    const esz = LEAF_ENTRY_HEADER + key.length + value.length;
+  #clearLists(n: number): void {
+    for (let i = 0; i < n; i++) this.#lists[i]!.clear();
+  }
+
+  /**
+   * Applies a plan of #rebuild: `steps` bottom-up, then the in-place edit of path[top] (if any). Each step builds
+   * all of its images before installing any (they are built from the step's pages), and no step reads pages of
+   * a step below it, so installing as we go is safe.
+   */
+  #apply(top: number, steps: Step[], topOp: number, topPos: number, topKey: Uint8Array, topChild: number): number {
+    const cache = this.#cache;
+    const pageSize = this.pageSize;
+    const path = this.#path;
+    // Existing pages that change become dirty first: a dirty page cannot be evicted by the inserts below.
+    for (let i = 0; i <= top; i++) cache.markDirty(path[i]!);
+    for (const st of steps) {
+      if (st.kind === ST_SPLIT ? !st.keepLeft : st.kind !== ST_NEWROOT && st.kind !== ST_COLLAPSE) cache.markDirty(st.page);
+      if (st.kind === ST_REDIST) cache.markDirty(st.other!);
+    }
+    let dropped = 0;
+    for (const st of steps) {
+      const l = st.list;
+      const p = st.page;
+      switch (st.kind) {
+        case ST_SPLIT: {
+          const rb = new Uint8Array(pageSize);
+          const rh = writePage(rb, p.level, l, st.s, l.n);
+          if (!st.keepLeft) this.#install(p, 0, writePage(this.#scratch[0]!, p.level, l, 0, st.s), st.s, l.bytes(0, st.s));
+          const rp = this.#createPage(st.newNo, rb, p.leaf, p.level, l.n - st.s, rh, l.bytes(st.s, l.n));
+          resetHint(p);
+          const at = st.newPos!;
+          if (at >= 0) {
+            const target = at < st.s ? p : rp;
+            target.lastIns = at < st.s ? at : at - st.s;
+            target.run = st.run!;
+          }
+          break;
+        }
+        case ST_REWRITE:
+        case ST_MERGE:
+          resetHint(p);
+          this.#install(p, 0, writePage(this.#scratch[0]!, p.level, l, 0, l.n), l.n, l.bytes(0, l.n));
+          if (st.other !== null) {
+            this.#dropPage(st.other);
+            dropped++;
+          }
+          break;
+        case ST_REDIST: {
+          const lh = writePage(this.#scratch[0]!, p.level, l, 0, st.s);
+          const rh = writePage(this.#scratch[1]!, p.level, l, st.s, l.n);
+          this.#install(p, 0, lh, st.s, l.bytes(0, st.s));
+          this.#install(st.other!, 1, rh, l.n - st.s, l.bytes(st.s, l.n));
+          resetHint(p);
+          resetHint(st.other!);
+          break;
+        }
+        case ST_NEWROOT: {
+          // The old root split into itself and st.child.
+          l.add(EMPTY, 0, 0, p.no);
+          l.add(st.sep, 0, st.sep.length, st.child);
+          const b = new Uint8Array(pageSize);
+          const h = writePage(b, p.level + 1, l, 0, 2);
+          this.#createPage(st.newNo, b, false, p.level + 1, 2, h, l.bytes(0, 2));
+          this.#rootNo = st.newNo;
+          this.#rootLevel = p.level + 1;
+          break;
+        }
+        case ST_COLLAPSE:
+          this.#rootNo = st.newNo;
+          this.#rootLevel = p.level - 1;
+          this.#dropPage(p);
+          dropped++;
+          break;
+      }
+    }
+    if (topOp !== TOP_NONE) {
+      const p = path[top]!;
+      if (topOp === TOP_INSERT) {
+        noteInsert(p, topPos);
+        this.#branchInsert(p, topPos, topKey, topChild);
+      } else if (topOp === TOP_REMOVE) {
+        noteRemove(p, topPos);
+        this.#removeAt(p, topPos);
+      } else {
+        this.#branchReplaceKey(p, topPos, topKey);
+      }
+    }
+    return dropped;
+  }
+
+  /** Makes scratch buffer `si` (holding a freshly written image) the buffer of `p`; its old buffer becomes scratch. */
+  #install(p: Page, si: number, heapStart: number, count: number, used: number): void {
+    const img = this.#scratch[si]!;
+    this.#scratch[si] = p.buf;
+    p.buf = img;
+    p.count = count;
+    p.heapStart = heapStart;
+    p.used = used;
+  }
+
+  /** Reserves `esz` heap bytes and a slot at `pos` (compacting first if needed); returns the entry's offset. */
+  #makeRoom(p: Page, pos: number, esz: number): number {
     if (p.heapStart - (HEADER_BYTES + SLOT_BYTES * p.count) < esz + SLOT_BYTES) this.#compact(p);
     const b = p.buf;
     const slotEnd = HEADER_BYTES + SLOT_BYTES * p.count;
     const off = p.heapStart - esz;
-    setU16(b, off, key.length);
-    setU16(b, off + 2, value.length);
-    b.set(key, off + 4);
-    b.set(value, off + 4 + key.length);
     const sp = HEADER_BYTES + SLOT_BYTES * pos;
     if (sp < slotEnd) b.copyWithin(sp + SLOT_BYTES, sp, slotEnd);
     setU16(b, sp, off);
@@ -772,13 +1006,45 @@ export class BTree {
     p.used += esz + SLOT_BYTES;
     setU16(b, OFF_COUNT, p.count);
     setU32(b, OFF_HEAP_START, off);
+    return off;
   }
 
-  #leafRemove(p: Page, pos: number): void {
+  #leafInsert(p: Page, pos: number, key: Uint8Array, value: Uint8Array): void {
+    const off = this.#makeRoom(p, pos, LEAF_ENTRY_HEADER + key.length + value.length);
+    const b = p.buf;
+    setU16(b, off, key.length);
+    setU16(b, off + 2, value.length);
+    copyBytes(b, off + 4, key, 0, key.length);
+    copyBytes(b, off + 4 + key.length, value, 0, value.length);
+  }
+
+  #branchInsert(p: Page, pos: number, key: Uint8Array, child: number): void {
+    const off = this.#makeRoom(p, pos, BRANCH_ENTRY_HEADER + key.length);
+    const b = p.buf;
+    setU32(b, off, child);
+    setU16(b, off + 4, key.length);
+    copyBytes(b, off + BRANCH_ENTRY_HEADER, key, 0, key.length);
+  }
+
+  /** Replaces the key of branch entry `pos` (>= 1), keeping its child. The caller checked that it fits. */
+  #branchReplaceKey(p: Page, pos: number, key: Uint8Array): void {
+    const b = p.buf;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * pos);
+    if (u16(b, off + 4) === key.length) {
+      copyBytes(b, off + BRANCH_ENTRY_HEADER, key, 0, key.length);
+      return;
+    }
+    const child = u32(b, off);
+    this.#removeAt(p, pos);
+    this.#branchInsert(p, pos, key, child);
+  }
+
+  /** Removes entry `pos` of a leaf or branch; its bytes stay as a hole unless they were at the heap's start. */
+  #removeAt(p: Page, pos: number): void {
     const b = p.buf;
     const sp = HEADER_BYTES + SLOT_BYTES * pos;
     const off = u16(b, sp);
-    const esz = LEAF_ENTRY_HEADER + u16(b, off) + u16(b, off + 2);
+    const esz = p.leaf ? LEAF_ENTRY_HEADER + u16(b, off) + u16(b, off + 2) : BRANCH_ENTRY_HEADER + u16(b, off + 4);
     b.copyWithin(sp, sp + SLOT_BYTES, HEADER_BYTES + SLOT_BYTES * p.count);
     p.count--;
     p.used -= esz + SLOT_BYTES;
@@ -789,11 +1055,12 @@ export class BTree {
     setU16(b, OFF_COUNT, p.count);
   }
 
-  /** Rewrites a page without holes. */
+  /** Rewrites a page without holes (into the scratch buffer, which then swaps with the page's buffer). */
   #compact(p: Page): void {
-    const img = encodePage(this.pageSize, p.leaf, p.level, decodeCells(p));
-    p.buf = img;
-    p.heapStart = u32(img, OFF_HEAP_START);
+    const l = this.#compactList.reset(p.leaf);
+    l.addPage(p.buf, 0, p.count);
+    this.#install(p, 0, writePage(this.#scratch[0]!, p.level, l, 0, l.n), p.count, p.used);
+    l.clear();
   }
 
   // --------------------------------------------------------------------------------------------- bulk load
@@ -873,7 +1140,7 @@ export class BTree {
           await emit(all, this.leaf, this.level, this.out, this.lastKey);
           return;
         }
-        const s = splitPoint(all, this.leaf, lim.capacity);
+        const s = cellSplitPoint(all, this.leaf, lim.capacity);
         await emit(all.slice(0, s), this.leaf, this.level, this.out, this.lastKey);
         await emit(all.slice(s), this.leaf, this.level, this.out, this.lastKey);
       }
@@ -1045,8 +1312,10 @@ export class BTree {
       lo: Uint8Array | null;
       hi: Uint8Array | null;
       parentDirty: boolean;
+      /** The last page of its level (every ancestor is its parent's last child). */
+      rightEdge: boolean;
     }
-    const stack: Item[] = [{ no: this.#rootNo, level: -1, lo: null, hi: null, parentDirty: true }];
+    const stack: Item[] = [{ no: this.#rootNo, level: -1, lo: null, hi: null, parentDirty: true, rightEdge: true }];
     const seen = new Set<number>();
     let dirtySeen = 0;
     while (stack.length > 0) {
@@ -1081,9 +1350,11 @@ export class BTree {
       if (isRoot && info.level !== this.#rootLevel) {
         throw new CorruptionError(what, `root level ${info.level}, expected ${this.#rootLevel}`);
       }
-      if (!isRoot && info.used < lim.minFill) {
+      // Append splits leave the last page of a level under-full (README "Sizes and fill").
+      if (!isRoot && !it.rightEdge && info.used < lim.minFill) {
         throw new CorruptionError(what, `holds ${info.used} bytes, under the minimum fill of ${lim.minFill}`);
       }
+      if (!isRoot && info.count === 0) throw new CorruptionError(what, 'empty page that is not the root');
       if (!info.leaf && info.count < 2) throw new CorruptionError(what, 'branch with fewer than two children');
       const keyAt = (i: number): Uint8Array => {
         const off = u16(buf, HEADER_BYTES + SLOT_BYTES * i);
@@ -1110,6 +1381,7 @@ export class BTree {
             lo: i === 0 ? it.lo : keyAt(i).slice(),
             hi: i === info.count - 1 ? it.hi : keyAt(i + 1).slice(),
             parentDirty: childDirty,
+            rightEdge: it.rightEdge && i === info.count - 1,
           });
         }
       }
@@ -1307,29 +1579,12 @@ function branchKeyCopy(p: Page, i: number): Uint8Array {
   return b.slice(off + BRANCH_ENTRY_HEADER, off + BRANCH_ENTRY_HEADER + u16(b, off + 4));
 }
 
-/** The entries of a page as cells whose byte arrays are views of the page buffer. */
-function decodeCells(p: Page): Cell[] {
-  const b = p.buf;
-  const out = new Array<Cell>(p.count);
-  for (let i = 0; i < p.count; i++) {
-    const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
-    if (p.leaf) {
-      const kl = u16(b, off);
-      const vl = u16(b, off + 2);
-      out[i] = { key: b.subarray(off + 4, off + 4 + kl), value: b.subarray(off + 4 + kl, off + 4 + kl + vl), child: 0 };
-    } else {
-      out[i] = { key: b.subarray(off + 6, off + 6 + u16(b, off + 4)), value: EMPTY, child: u32(b, off) };
-    }
-  }
-  return out;
-}
-
 /**
  * Where to cut `cells` into two pages: the index s (1..n-1) that minimizes the larger half. For branches the
  * first key of the right half moves up to the parent, so it does not count. Both halves fit `capacity` for any
  * list that overflows by at most one entry (entries are at most half a page).
  */
-function splitPoint(cells: readonly Cell[], leaf: boolean, capacity: number): number {
+function cellSplitPoint(cells: readonly Cell[], leaf: boolean, capacity: number): number {
   const n = cells.length;
   let total = 0;
   for (const c of cells) total += cellBytes(c, leaf);

@@ -15,6 +15,12 @@ export class Page {
   pins = 0;
   /** Bumped on every modification; flush marks a page clean only if it did not change while being written. */
   version = 0;
+  /**
+   * Insert-pattern hint (memory only): slot of the last entry inserted (-2: unknown), and the run of inserts right
+   * after (> 0) or right before (< 0) the previous one. Splits use it to keep pages full under sequential inserts.
+   */
+  lastIns = -2;
+  run = 0;
   /** In the cache's map (false once evicted or dropped; a pin may still hold the object). */
   cached = false;
   prev: Page | null = null;
