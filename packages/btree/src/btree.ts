@@ -199,6 +199,7 @@ export class BTree {
   readonly #lists: EntryList[] = [];
   readonly #compactList = new EntryList();
   readonly #scratch: Uint8Array[];
+  readonly #entryScratch: Uint8Array;
 
   private constructor(store: PageStore, options: BTreeOptions | undefined) {
     const pageSize = store.pageSize;
@@ -218,6 +219,7 @@ export class BTree {
     this.#readOnly = options?.readOnly === true;
     this.#cache = new PageCache(Math.floor(cacheSizeBytes / pageSize));
     this.#scratch = [new Uint8Array(pageSize), new Uint8Array(pageSize)];
+    this.#entryScratch = new Uint8Array(pageSize);
   }
 
   /** An empty tree (one empty leaf, in memory until `flush()`). */
@@ -634,6 +636,7 @@ export class BTree {
         const vOff = off + 4 + key.length;
         previous = leaf.buf.slice(vOff, vOff + vl);
         if (vl === value.length) {
+          this.#own(leaf);
           leaf.buf.set(value, vOff);
           this.#committed(d);
           return { done: true, previous };
@@ -721,13 +724,14 @@ export class BTree {
     list.addPage(leafNode.buf, 0, pos);
     let newPos = -1;
     if (kind !== K_REMOVE) {
-      const ne = new Uint8Array(LEAF_ENTRY_HEADER + key.length + value.length);
+      // The new entry, serialized into scratch (writePage copies it; separators are copies).
+      const ne = this.#entryScratch;
       setU16(ne, 0, key.length);
       setU16(ne, 2, value.length);
       ne.set(key, LEAF_ENTRY_HEADER);
       ne.set(value, LEAF_ENTRY_HEADER + key.length);
       if (kind === K_INSERT) newPos = list.n;
-      list.add(ne, 0, ne.length, 0);
+      list.add(ne, 0, LEAF_ENTRY_HEADER + key.length + value.length, 0);
     }
     list.addPage(leafNode.buf, kind === K_INSERT ? pos : pos + 1, leafNode.count);
     // The in-place edit of the topmost changed page, if the change stops below the root's rebuild.
@@ -985,7 +989,9 @@ export class BTree {
   /** Makes scratch buffer `si` (holding a freshly written image) the buffer of `p`; its old buffer becomes scratch. */
   #install(p: Page, si: number, heapStart: number, count: number, used: number): void {
     const img = this.#scratch[si]!;
-    this.#scratch[si] = p.buf;
+    // A buffer lent to a flush's write is the store's until the write resolves: it cannot become scratch.
+    this.#scratch[si] = p.lent ? new Uint8Array(this.pageSize) : p.buf;
+    p.lent = false;
     p.buf = img;
     p.count = count;
     p.heapStart = heapStart;
@@ -994,6 +1000,7 @@ export class BTree {
 
   /** Reserves `esz` heap bytes and a slot at `pos` (compacting first if needed); returns the entry's offset. */
   #makeRoom(p: Page, pos: number, esz: number): number {
+    this.#own(p);
     if (p.heapStart - (HEADER_BYTES + SLOT_BYTES * p.count) < esz + SLOT_BYTES) this.#compact(p);
     const b = p.buf;
     const slotEnd = HEADER_BYTES + SLOT_BYTES * p.count;
@@ -1028,6 +1035,7 @@ export class BTree {
 
   /** Replaces the key of branch entry `pos` (>= 1), keeping its child. The caller checked that it fits. */
   #branchReplaceKey(p: Page, pos: number, key: Uint8Array): void {
+    this.#own(p);
     const b = p.buf;
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * pos);
     if (u16(b, off + 4) === key.length) {
@@ -1041,6 +1049,7 @@ export class BTree {
 
   /** Removes entry `pos` of a leaf or branch; its bytes stay as a hole unless they were at the heap's start. */
   #removeAt(p: Page, pos: number): void {
+    this.#own(p);
     const b = p.buf;
     const sp = HEADER_BYTES + SLOT_BYTES * pos;
     const off = u16(b, sp);
@@ -1053,6 +1062,14 @@ export class BTree {
       setU32(b, OFF_HEAP_START, p.heapStart);
     }
     setU16(b, OFF_COUNT, p.count);
+  }
+
+  /** Before an in-place change: a page whose buffer is lent to a flush's write gets a copy of its own. */
+  #own(p: Page): void {
+    if (p.lent) {
+      p.buf = p.buf.slice();
+      p.lent = false;
+    }
   }
 
   /** Rewrites a page without holes (into the scratch buffer, which then swaps with the page's buffer). */
@@ -1245,7 +1262,10 @@ export class BTree {
           const c = cache.peek(childNo);
           if (c !== undefined && c.dirty) {
             const n = relocate(c);
-            if (n !== childNo) setU32(b, off, n);
+            if (n !== childNo) {
+              this.#own(page);
+              setU32(page.buf, off, n);
+            }
           }
         }
       }
@@ -1266,18 +1286,28 @@ export class BTree {
     this.#retired = [];
     this.#fresh = new Set();
     const newRoot = this.#rootNo;
+    // The pages' own buffers go to the store, sealed in place (no copy): a page is "lent" until its write
+    // resolves, and a mutation meanwhile first gives it a copy of its own (#own; #install never recycles it).
     const snap = toWrite.map((p) => {
-      const img = p.buf.slice();
-      sealPage(img);
-      p.buf.set(img.subarray(0, 4), 0);
-      return { p, no: p.no, version: p.version, img };
+      sealPage(p.buf);
+      p.lent = true;
+      return { p, no: p.no, version: p.version, img: p.buf };
     });
+    const giveBack = (): void => {
+      for (const s of snap) if (s.p.buf === s.img) s.p.lent = false;
+    };
+    const writes: Promise<void>[] = [];
     try {
-      await Promise.all(snap.map((s) => this.#store.write(s.no, s.img)));
+      for (const s of snap) writes.push(this.#store.write(s.no, s.img));
+      await Promise.all(writes);
     } catch (err) {
+      // Every write started must settle before the buffers return to their pages.
+      await Promise.allSettled(writes);
+      giveBack();
       this.#retired = freed.concat(this.#retired);
       throw err;
     }
+    giveBack();
     for (const s of snap) {
       if (s.p.version === s.version && s.p.cached && s.p.no === s.no) cache.markClean(s.p);
     }

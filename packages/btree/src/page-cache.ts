@@ -21,6 +21,8 @@ export class Page {
    */
   lastIns = -2;
   run = 0;
+  /** `buf` is being written by a flush: it must not change until the write resolves (BTree #own). */
+  lent = false;
   /** In the cache's map (false once evicted or dropped; a pin may still hold the object). */
   cached = false;
   prev: Page | null = null;
