@@ -53,6 +53,12 @@ export interface BTreeOptions {
 
 export type CachedResult = { done: true; previous: Uint8Array | undefined } | { done: false };
 
+/** One leaf's worth of `entryBatches()` output: `keys[i]` maps to `values[i]`. */
+export interface EntryBatch {
+  keys: Uint8Array[];
+  values: Uint8Array[];
+}
+
 export interface BTreeStats {
   /** Pages in the tree; exact for trees created in this process, after open() known only once check() ran (-1 before). */
   pages: number;
@@ -301,6 +307,79 @@ export class BTree {
       }
     } finally {
       if (pins !== null) for (const p of pins) this.#cache.unpin(p);
+    }
+  }
+
+  /**
+   * Synchronous lookup in the cached pages only (no I/O, no await): a VIEW of the value inside the cached leaf
+   * page, `null` when the key is absent, or `undefined` when a page on the key's path is not cached (then use
+   * `get()`, which loads it).
+   *
+   * THE VIEW IS NOT A COPY. It is valid only until the next mutation of this tree (put, delete, putCached,
+   * deleteCached, bulkLoad; a flush may also relocate pages) or the next await, whichever comes first: after that
+   * its bytes may belong to another entry or another page. Read it (or copy it) at once, and never write to it.
+   */
+  getCachedView(key: Uint8Array): Uint8Array | null | undefined {
+    this.#checkKey(key);
+    const cache = this.#cache;
+    let p = cache.lookup(this.#rootNo);
+    if (p === undefined) return undefined;
+    while (!p.leaf) {
+      const c: Page | undefined = cache.lookup(childAt(p, branchSearch(p, key)));
+      if (c === undefined) return undefined;
+      if (c.level !== p.level - 1) throw this.#levelError(c, p);
+      p = c;
+    }
+    const i = leafSearch(p, key);
+    if (i < 0) return null;
+    const b = p.buf;
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+    const start = off + LEAF_ENTRY_HEADER + u16(b, off);
+    return b.subarray(start, start + u16(b, off + 2));
+  }
+
+  /**
+   * The entries of `range` one leaf at a time: each batch holds the keys and values taken from one leaf (in the
+   * range's order, never empty), as views into one private copy of that leaf (valid indefinitely; together they
+   * keep the copy alive). Consistency as for `entries()`: if the tree changed while the caller held a batch, the
+   * next batch starts after the last key of that batch. Lets a caller handle a leaf's entries synchronously
+   * instead of awaiting each one.
+   */
+  entryBatches(range?: KeyRange): AsyncIterableIterator<EntryBatch> {
+    return this.#batches(toBounds(range));
+  }
+
+  async *#batches(b: Bounds): AsyncGenerator<EntryBatch> {
+    if (b.empty) return;
+    let remaining = b.limit;
+    let seek = b.reverse ? b.hi : b.lo;
+    let strict = b.reverse ? !b.hiInclusive : !b.loInclusive;
+    const pins: Page[] = [];
+    try {
+      while (remaining > 0) {
+        const batch = await this.#readBatch(b, seek, strict, MODE_ENTRIES, remaining, pins);
+        for (const p of pins) this.#cache.unpin(p);
+        pins.length = 0;
+        const n = batch.keys.length;
+        remaining -= n;
+        let changed = false;
+        if (n > 0) {
+          const mod = this.#modCount;
+          yield { keys: batch.keys, values: batch.values };
+          changed = this.#modCount !== mod;
+        }
+        if (batch.done) return;
+        if (changed) {
+          // The tree changed while the caller held the batch: continue after its last key.
+          seek = batch.last;
+          strict = true;
+        } else {
+          seek = batch.next;
+          strict = b.reverse;
+        }
+      }
+    } finally {
+      for (const p of pins) this.#cache.unpin(p);
     }
   }
 

@@ -387,6 +387,51 @@ describe('flush (copy-on-write)', () => {
     await expectSameContent(tree, model);
   });
 
+  it('mutations while a flush writes do not change what it writes (pages are lent to the store)', async () => {
+    // A store that takes its copy only when the write resolves: a page changed in place meanwhile would be
+    // written with the later bytes (and a checksum that no longer matches).
+    class SlowStore extends RecordingStore {
+      onWrite: () => void = () => undefined;
+      override async write(no: number, page: Uint8Array): Promise<void> {
+        this.onWrite();
+        await new Promise((r) => setTimeout(r, 2));
+        return super.write(no, page);
+      }
+    }
+    const store = new SlowStore(512);
+    const tree = BTree.create(store, { cacheSizeBytes: 64 * 512 });
+    const model: Model = new Map();
+    for (let i = 0; i < 1500; i++) {
+      await tree.put(key4(i * 3), val(i));
+      model.set(hex(key4(i * 3)), val(i));
+    }
+    await tree.flush();
+    for (let i = 0; i < 1500; i += 5) {
+      await tree.put(key4(i * 3), val(i + 1));
+      model.set(hex(key4(i * 3)), val(i + 1));
+    }
+    const atFlush = new Map(model);
+    const writing = new Promise<void>((r) => (store.onWrite = r));
+    const pending = tree.flush();
+    await writing; // the flush has taken its snapshot and its writes are in flight
+    // Same-length overwrites (in place), longer values, inserts (splits) and deletes (merges), all synchronous.
+    for (let i = 0; i < 1500; i++) {
+      const k = key4(i * 3);
+      const v = i % 4 === 0 ? val(i + 2) : i % 4 === 1 ? val(i, 30) : null;
+      const r = v === null ? tree.deleteCached(k) : tree.putCached(k, v);
+      if (!r.done) continue;
+      if (v === null) model.delete(hex(k));
+      else model.set(hex(k), v);
+      const fresh = key4(i * 3 + 1);
+      if (tree.putCached(fresh, val(i, 25)).done) model.set(hex(fresh), val(i, 25));
+    }
+    const { root } = await pending;
+    await expectSameContent(await BTree.open(store, root, { readOnly: true }), atFlush);
+    await expectSameContent(tree, model);
+    const again = await tree.flush();
+    await expectSameContent(await BTree.open(store, again.root, { readOnly: true }), model);
+  });
+
   it('read-only trees refuse mutations', async () => {
     const { store, tree } = await filled(512, 100);
     const { root } = await tree.flush();
@@ -529,10 +574,288 @@ describe('corruption', () => {
     await expect(t.check()).rejects.toBeInstanceOf(CorruptionError);
   });
 
+  it('an under-full page is corrupt unless it is the last page of its level', async () => {
+    const store = new MemoryPageStore(512);
+    const tree = BTree.create(store);
+    // Random order: no append splits, every page at least at the minimum fill.
+    for (let i = 0; i < 400; i++) await tree.put(key4((i * 7919) % 1009), val(i));
+    const { root } = await tree.flush();
+    await (await BTree.open(store, root)).check();
+    const childOf = (b: Uint8Array, i: number): number => {
+      const off = b[16 + 2 * i]! | (b[17 + 2 * i]! << 8);
+      return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+    };
+    const count = (b: Uint8Array): number => b[8]! | (b[9]! << 8);
+    /** The leaf reached by always taking child `pick(count)`. */
+    async function leafBy(pick: (n: number) => number): Promise<number> {
+      let no = root;
+      for (;;) {
+        const b = await store.read(no);
+        if (b[6] === 1) return no;
+        no = childOf(b, pick(count(b)));
+      }
+    }
+    const trim = async (no: number): Promise<void> => {
+      const b = await store.read(no);
+      b[8] = 1; // keep only entry 0 (the others become holes)
+      b[9] = 0;
+      reseal(b);
+      await store.write(no, b);
+    };
+    // The last leaf may be under-full (an append split leaves it so).
+    const last = await leafBy((n) => n - 1);
+    await trim(last);
+    await (await BTree.open(store, root)).check();
+    // The first leaf may not.
+    const first = await leafBy(() => 0);
+    await trim(first);
+    const t = await BTree.open(store, root, { cacheSizeBytes: 0 });
+    const err = await t.check().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CorruptionError);
+    expect((err as CorruptionError).what).toBe(`btree page ${first}`);
+    expect((err as Error).message).toContain('minimum fill');
+  });
+
   it('opening a never-written page is a CorruptionError', async () => {
     const store = new MemoryPageStore(4096);
     const no = store.allocate();
     await expect(BTree.open(store, no)).rejects.toBeInstanceOf(CorruptionError);
+  });
+});
+
+describe('sequential inserts', () => {
+  const wkey = (prefix: string, i: number): Uint8Array => utf8(`${prefix}/${String(i).padStart(9, '0')}`);
+  const v100 = new Uint8Array(100).fill(3);
+
+  async function build(keys: Uint8Array[], cached: boolean): Promise<{ tree: BTree; model: Model }> {
+    const tree = BTree.create(new MemoryPageStore(4096), { cacheSizeBytes: 64 << 20 });
+    const model: Model = new Map();
+    for (const k of keys) {
+      if (cached) expect(tree.putCached(k, v100).done).toBe(true);
+      else await tree.put(k, v100);
+      model.set(hex(k), v100);
+    }
+    return { tree, model };
+  }
+
+  async function bulkPages(keys: Uint8Array[]): Promise<number> {
+    const sorted = [...keys].sort((a, b) => Buffer.compare(a, b));
+    const t = BTree.create(new MemoryPageStore(4096));
+    await t.bulkLoad(sorted.map((k) => [k, v100] as [Uint8Array, Uint8Array]));
+    return t.stats().pages;
+  }
+
+  it('ascending keys on the right edge fill pages like a bulk load (append split)', async () => {
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < 20_000; i++) keys.push(wkey('w3', i));
+    const { tree, model } = await build(keys, true);
+    // The last page of each level may be under the minimum fill; check() accepts exactly that.
+    await expectSameContent(tree, model);
+    expect(tree.stats().pages).toBeLessThanOrEqual((await bulkPages(keys)) + 2);
+  });
+
+  it('ascending keys in the middle, descending keys and interleaved streams keep pages at least about 3/4 full', async () => {
+    const patterns: [string, Uint8Array[]][] = [];
+    const middle: Uint8Array[] = [];
+    for (let i = 0; i < 500; i++) middle.push(wkey('w9', i));
+    for (let i = 0; i < 20_000; i++) middle.push(wkey('w3', i));
+    patterns.push(['ascending in the middle', middle]);
+    const desc: Uint8Array[] = [];
+    for (let i = 20_000; i > 0; i--) desc.push(wkey('w3', i));
+    patterns.push(['descending', desc]);
+    const descMiddle: Uint8Array[] = [];
+    for (let i = 0; i < 500; i++) descMiddle.push(wkey('w0', i));
+    for (let i = 20_000; i > 0; i--) descMiddle.push(wkey('w3', i));
+    patterns.push(['descending in the middle', descMiddle]);
+    const streams: Uint8Array[] = [];
+    for (let i = 0; i < 5_000; i++) for (const w of ['w1', 'w2', 'w3', 'w4']) streams.push(wkey(w, i));
+    patterns.push(['four interleaved ascending streams', streams]);
+    for (const [name, keys] of patterns) {
+      const { tree, model } = await build(keys, false);
+      await expectSameContent(tree, model);
+      const full = await bulkPages(keys);
+      // Halving splits would need about twice the pages of a bulk load.
+      expect(tree.stats().pages, name).toBeLessThan(full * 1.4);
+    }
+  });
+
+  it('an append split leaves the full left leaf as it is: only the new leaf and the ancestors become dirty', async () => {
+    const store = new MemoryPageStore(4096);
+    const tree = BTree.create(store, { cacheSizeBytes: 64 << 20 });
+    let splits = 0;
+    for (let i = 0; i < 3_000; i++) {
+      await tree.flush();
+      const pages = tree.stats().pages;
+      expect(tree.putCached(wkey('w3', i), v100).done).toBe(true);
+      const s = tree.stats();
+      if (s.pages > pages && s.pages === pages + 1) {
+        // A leaf split below an existing root: the new leaf + the ancestors (the old leaf is not rewritten).
+        splits++;
+        expect(s.dirtyPages).toBe(s.depth);
+      }
+    }
+    expect(splits).toBeGreaterThan(50);
+    await tree.check();
+  });
+
+  it('deletes rebalance under-full last pages', async () => {
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < 5_000; i++) keys.push(wkey('w3', i));
+    const { tree, model } = await build(keys, true);
+    // Delete from the end (the under-full last pages merge into their left neighbours) and from the front.
+    for (let i = 4_999; i >= 3_000; i--) {
+      await tree.delete(keys[i]!);
+      model.delete(hex(keys[i]!));
+    }
+    await expectSameContent(tree, model);
+    for (let i = 0; i < 2_500; i++) {
+      await tree.delete(keys[i]!);
+      model.delete(hex(keys[i]!));
+    }
+    await expectSameContent(tree, model);
+  });
+});
+
+describe('getCachedView', () => {
+  it('returns a view of the cached value, null for an absent key, undefined when a page is not cached', async () => {
+    const { store, tree, model } = await filled(512, 2000, 1 << 20);
+    for (const [kh, v] of [...model].slice(0, 200)) {
+      const view = tree.getCachedView(Buffer.from(kh, 'hex'));
+      expect(view).toBeInstanceOf(Uint8Array);
+      expect(hex(view!)).toBe(hex(v));
+      // A view into the 512-byte page, not a copy.
+      expect(view!.buffer.byteLength).toBe(512);
+    }
+    expect(tree.getCachedView(utf8('absent'))).toBeNull();
+    expect(tree.getCachedView(new Uint8Array(0))).toBeNull();
+    expect(() => tree.getCachedView('k' as unknown as Uint8Array)).toThrow(InvalidArgumentError);
+    expect(() => tree.getCachedView(new Uint8Array(tree.maxKeyBytes + 1))).toThrow(TooLargeError);
+    const { root, freedPages } = await tree.flush();
+    for (const p of freedPages) store.free(p);
+    // A cold tree: only the root is cached after open.
+    const cold = await BTree.open(store, root, { cacheSizeBytes: 64 * 512 });
+    const [kh, v] = [...model][1234]!;
+    const k = Buffer.from(kh, 'hex');
+    const before = cold.stats();
+    expect(cold.getCachedView(k)).toBeUndefined();
+    expect(cold.getCachedView(utf8('absent'))).toBeUndefined();
+    const after = cold.stats();
+    expect(after.misses).toBe(before.misses);
+    expect(after.hits).toBe(before.hits + 2);
+    expect(await cold.get(k)).toEqual(v);
+    // get() loaded the path: now the view is there, and costs one hit per level like get().
+    const h0 = cold.stats().hits;
+    expect(hex(cold.getCachedView(k)!)).toBe(hex(v));
+    expect(cold.stats().hits - h0).toBe(cold.stats().depth);
+    expect(cold.stats().misses).toBe(after.misses + cold.stats().depth - 1);
+  });
+});
+
+describe('entryBatches', () => {
+  async function rangeTree(): Promise<{ tree: BTree; model: Model }> {
+    const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 4 * 512 });
+    const model: Model = new Map();
+    const keys = [[], [0], [1], [1, 0], [1, 0xff], [1, 0xff, 0xff], [2], [0xff], [0xff, 0], [0xff, 0xff], [0xff, 0xff, 3]];
+    for (let i = 0; i < 400; i++) keys.push([0x10, i >> 8, i & 0xff]);
+    for (const a of keys) {
+      const k = Uint8Array.from(a);
+      await tree.put(k, k);
+      model.set(hex(k), k);
+    }
+    return { tree, model };
+  }
+
+  it('gives the entries of entries() for every range option, one leaf copy per batch', async () => {
+    const { tree, model } = await rangeTree();
+    const base = [
+      {},
+      { prefix: Uint8Array.of(0xff) },
+      { prefix: Uint8Array.of(0x10) },
+      { prefix: Uint8Array.of(1, 0xff) },
+      { gt: Uint8Array.of(0x10, 0, 50), lte: Uint8Array.of(0x10, 1, 50) },
+      { gte: Uint8Array.of(0x10, 0, 50), lt: Uint8Array.of(0x10, 1, 50) },
+      { gt: Uint8Array.of(5), lt: Uint8Array.of(2) },
+      { gte: Uint8Array.of(1), lte: Uint8Array.of(1) },
+      { gt: Uint8Array.of(1), lt: Uint8Array.of(1) },
+      { prefix: Uint8Array.of(0x10), gt: Uint8Array.of(0x10, 0, 7), lt: Uint8Array.of(0x10, 1, 0x80) },
+    ];
+    let multi = 0;
+    for (const r0 of base) {
+      for (const reverse of [false, true]) {
+        for (const limit of [undefined, -1, 0, 1, 7, 100]) {
+          const r = { ...r0, reverse, limit };
+          const got: [string, string][] = [];
+          let batches = 0;
+          for await (const batch of tree.entryBatches(r)) {
+            batches++;
+            expect(batch.keys.length).toBeGreaterThan(0);
+            expect(batch.values.length).toBe(batch.keys.length);
+            const buf = batch.keys[0]!.buffer;
+            expect(buf.byteLength).toBe(512);
+            batch.keys.forEach((k, i) => {
+              expect(k.buffer).toBe(buf);
+              expect(batch.values[i]!.buffer).toBe(buf);
+              got.push([hex(k), hex(batch.values[i]!)]);
+            });
+          }
+          expect(got).toEqual(modelRange(model, r));
+          expect(got).toEqual(await treeRange(tree, r));
+          if (batches > 1) multi++;
+        }
+      }
+    }
+    expect(multi).toBeGreaterThan(10);
+    await tree.check();
+  });
+
+  it('validates the range at the call, like entries()', () => {
+    const tree = BTree.create(new MemoryPageStore(512));
+    expect(() => tree.entryBatches({ gt: 'a' as unknown as Uint8Array })).toThrow(InvalidArgumentError);
+    expect(() => tree.entries({ gt: 'a' as unknown as Uint8Array })).toThrow(InvalidArgumentError);
+  });
+
+  it('continues after the last key of a batch when the tree changed: ordered, no duplicates, every stable key', async () => {
+    for (const reverse of [false, true]) {
+      const { tree, model } = await filled(512, 3000, 6 * 512);
+      const stable = new Set(model.keys());
+      const everSeen = new Set(model.keys());
+      const out: string[] = [];
+      let i = 0;
+      for await (const { keys } of tree.entryBatches({ reverse })) {
+        for (const k of keys) out.push(hex(k));
+        for (let j = 0; j < 6; j++) {
+          const victim = key4(((i * 31 + j * 977) * 7919) % 1_000_003);
+          const fresh = key4(((i * 131 + j * 17 + 7) * 104729) % 1_000_003);
+          if (j % 2 === 0) {
+            await tree.delete(victim);
+            stable.delete(hex(victim));
+          } else {
+            await tree.put(fresh, val(j, 20 + j * 10));
+            everSeen.add(hex(fresh));
+          }
+        }
+        await tree.get(key4(i * 13));
+        i++;
+      }
+      const sorted = [...out].sort();
+      if (reverse) sorted.reverse();
+      expect(out).toEqual(sorted);
+      expect(new Set(out).size).toBe(out.length);
+      for (const k of stable) expect(out).toContain(k);
+      for (const k of out) expect(everSeen.has(k)).toBe(true);
+      await tree.check();
+    }
+  });
+
+  it('an abandoned batch cursor releases its pins', async () => {
+    const { tree } = await filled(512, 2000, 4 * 512);
+    await tree.flush();
+    for await (const _b of tree.entryBatches()) break;
+    for (let i = 0; i < 200; i++) await tree.get(key4(i));
+    expect(tree.cachedBytes).toBeLessThanOrEqual(4 * 512);
   });
 });
 

@@ -7,7 +7,7 @@ import { expectSameContent, hex, type Model, modelRange, treeRange } from './hel
  * Model test: random operations against a sorted Map (keys as hex strings), under several page sizes and a
  * cache of only a few pages, so that every operation loads and evicts pages. Each run ends with check().
  * Operations: numRuns x up to maxOps (uniform length) per page size: about 5k in CI, about 110k with VDE_LONG=1
- * (each "fill" op adds up to maxFill puts on top).
+ * (each "fill" and "run" op adds up to maxFill puts on top).
  */
 const LONG = process.env.VDE_LONG !== undefined && process.env.VDE_LONG !== '';
 
@@ -23,7 +23,11 @@ type Op =
   | { t: 'cachedDel'; k: Uint8Array; noise: Uint8Array[] }
   | { t: 'parallel'; ks: Uint8Array[]; vlen: number }
   | { t: 'fill'; n: number; tag: number; vlen: number; stride: number }
-  | { t: 'delMany'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number };
+  | { t: 'delMany'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number }
+  | { t: 'run'; n: number; tag: number; vlen: number; descending: boolean; cached: boolean; start: number; edge: boolean }
+  | { t: 'view'; k: Uint8Array }
+  | { t: 'batches'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number; mutate: boolean }
+  | { t: 'check' };
 
 function opArb(maxKey: number, maxValue: number, maxFill: number): fc.Arbitrary<Op> {
   // Small alphabet so that keys collide, share prefixes and include 0x00 / 0xff edges.
@@ -62,6 +66,22 @@ function opArb(maxKey: number, maxValue: number, maxFill: number): fc.Arbitrary<
       }),
     },
     { weight: 1, arbitrary: fc.record({ t: fc.constant('delMany' as const), ...range }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        t: fc.constant('run' as const),
+        n: fc.integer({ min: 1, max: maxFill }),
+        tag: fc.nat(3),
+        vlen,
+        descending: fc.boolean(),
+        cached: fc.boolean(),
+        start: fc.nat(0xffff),
+        edge: fc.boolean(),
+      }),
+    },
+    { weight: 4, arbitrary: fc.record({ t: fc.constant('view' as const), k: key }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('batches' as const), ...range, mutate: fc.boolean() }) },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('check' as const) }) },
   );
 }
 
@@ -155,6 +175,75 @@ async function run(pageSize: number, cachePages: number, ops: Op[]): Promise<voi
         }
         break;
       }
+      case 'run': {
+        // Consecutive keys, ascending or descending: among the other keys (first byte 1, between the short keys'
+        // 0x01 and 0x02), or after every other key (six 0xff bytes first: on the right edge of the tree). Exercises
+        // the append split, run-aware splits and in-place separator inserts. Through put, or through putCached as
+        // the engine does.
+        for (let i = 0; i < op.n; i++) {
+          const j = (op.start + (op.descending ? op.n - 1 - i : i)) & 0xffff;
+          const k = op.edge
+            ? Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, op.tag, j >> 8, j & 0xff)
+            : Uint8Array.of(1, 0x10 + op.tag, j >> 8, j & 0xff);
+          const v = value(op.vlen, i & 0xff);
+          if (op.cached) {
+            for (;;) {
+              const r = tree.putCached(k, v);
+              if (r.done) {
+                expect(h(r.previous)).toBe(prev(k));
+                break;
+              }
+              await tree.prefetch(k);
+            }
+          } else {
+            expect(h(await tree.put(k, v))).toBe(prev(k));
+          }
+          model.set(hex(k), v);
+        }
+        break;
+      }
+      case 'view': {
+        const v = tree.getCachedView(op.k);
+        if (v !== undefined) expect(v === null ? undefined : hex(v)).toBe(prev(op.k));
+        // After a get() the path is cached (a cache of a few pages still holds one path right after).
+        expect(h(await tree.get(op.k))).toBe(prev(op.k));
+        const again = tree.getCachedView(op.k);
+        if (again !== undefined) expect(again === null ? undefined : hex(again)).toBe(prev(op.k));
+        break;
+      }
+      case 'batches': {
+        const r = makeRange(op);
+        const expected = modelRange(model, r);
+        if (!op.mutate) {
+          const got: [string, string][] = [];
+          for await (const { keys, values } of tree.entryBatches(r)) {
+            expect(keys.length).toBeGreaterThan(0);
+            expect(values.length).toBe(keys.length);
+            keys.forEach((k, i) => got.push([hex(k), hex(values[i]!)]));
+          }
+          expect(got).toEqual(expected);
+        } else {
+          // Delete each batch's last key while holding the batch: the next batch continues after it.
+          const seen: string[] = [];
+          for await (const { keys } of tree.entryBatches(r)) {
+            for (const k of keys) seen.push(hex(k));
+            const last = keys[keys.length - 1]!;
+            const lastHex = hex(last);
+            expect(h(await tree.delete(last.slice()))).toBe(prev(last));
+            model.delete(lastHex);
+          }
+          // In order, no duplicates, and every key of the range that was not deleted was seen.
+          const sorted = [...seen].sort();
+          if (op.reverse) sorted.reverse();
+          expect(seen).toEqual(sorted);
+          expect(new Set(seen).size).toBe(seen.length);
+          if (r.limit === undefined || r.limit < 0) expect(seen).toEqual(expected.map(([k]) => k));
+        }
+        break;
+      }
+      case 'check':
+        await tree.check();
+        break;
       case 'delMany': {
         // Deleting a whole range empties many pages: merges, borrows and root collapses.
         const r = makeRange(op);
