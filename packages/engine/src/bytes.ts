@@ -119,3 +119,24 @@ export class ByteWriter {
     return this.#buf.subarray(0, this.length);
   }
 }
+
+const SLAB_BYTES = 64 * 1024;
+const SLAB_MAX = 4096;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+/**
+ * A new zeroed byte array like `new Uint8Array(n)`, but small ones are carved out of a shared 64 KiB buffer:
+ * creating an ArrayBuffer per small record cost more than encoding it. A slab is never reused, only dropped once
+ * every view of it is garbage, so a view never sees another's bytes change.
+ */
+export function newBytes(n: number): Uint8Array {
+  if (n > SLAB_MAX) return new Uint8Array(n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  slabUsed += (n + 7) & ~7;
+  return out;
+}

@@ -21,10 +21,11 @@ import {
 import { BTree, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
+import { newBytes } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
-import { ObjectIo, type ObjectData, type WrittenObject, inlineObject, normalizeData } from './object-io.js';
+import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
 import { Reclaimer } from './reclaimer.js';
@@ -34,8 +35,8 @@ import {
   type ObjectRecord,
   decodeIndirect,
   encodeIndirect,
-  encodeRecord,
   etagOf,
+  writeRecord,
   parseMetadata,
   recordBytesFor,
   recordKind,
@@ -83,6 +84,8 @@ interface PreparedPut extends IndexChange {
   keyBytes: Uint8Array;
   value: Uint8Array;
   record: ObjectRecord;
+  /** The PUT log payload when `value` is a view of it (encoded once). */
+  payload?: Uint8Array;
   /** Blocks this version owns: its extents and its indirect run. */
   owned: Extent[];
 }
@@ -387,10 +390,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
     const info = await this.#withLogSpace(logBytes, signal, () =>
       this.#withWriteLocks([key], signal, async () => {
-        const put = await this.#preparePut(key, keyBytes, source, meta, signal);
+        const prepared = this.#preparePut(key, keyBytes, source, meta, signal);
+        const put = prepared instanceof Promise ? await prepared : prepared;
         try {
           throwIfAborted(signal);
-          await this.#append(LOG_PUT, encodePut(keyBytes, put.value));
+          await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
         } catch (err) {
           if (!this.#poisoned) this.#allocator.free(put.owned);
           throw err;
@@ -450,14 +454,33 @@ export class VirtualDiskEngine implements AsyncDisposable {
         async () => {
           const puts = new Map<number, PreparedPut>();
           try {
-            const settled = await Promise.allSettled(
-              ops.map((op) => (op.type === 'put' ? this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined) : Promise.resolve(undefined))),
-            );
-            settled.forEach((s, i) => {
-              if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
+            const prepared = ops.map((op) => {
+              if (op.type !== 'put') return undefined;
+              try {
+                return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
+              } catch (err) {
+                return rejected(err);
+              }
             });
-            for (const s of settled) if (s.status === 'rejected') throw s.reason;
-            for (const op of ops) await this.#index.prefetch(op.keyBytes);
+            const allSync = !prepared.some((p) => p instanceof Promise);
+            if (allSync) {
+              prepared.forEach((p, i) => {
+                if (p) puts.set(i, p as PreparedPut);
+              });
+            } else {
+              // Settle every preparation before failing, so each one's blocks are known and freed.
+              const settled = await Promise.allSettled(prepared.map((p) => Promise.resolve(p)));
+              settled.forEach((s, i) => {
+                if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
+              });
+              for (const s of settled) if (s.status === 'rejected') throw s.reason;
+            }
+            // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
+            // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
+            for (const op of ops) {
+              if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes) !== undefined) continue;
+              await this.#index.prefetch(op.keyBytes);
+            }
             const logOps: LogOp[] = ops.map((op, i) =>
               op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
             );
@@ -476,7 +499,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
   // ─── public read API ──────────────────────────────────────────────────────────────────────────────────────
 
   /** The object's bytes; `ERR_VDE_NOT_FOUND` if the key does not exist. */
-  async retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
+  retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
+    // Fast path: an inline object whose index path is cached is read in one synchronous run (no await, no reader
+    // registration: no block is read, and the bytes are copied before anything else can run).
+    if (options.signal === undefined) {
+      try {
+        const found = this.#cachedRecord(this.#index, key);
+        if (found === null) return Promise.reject(notFound(key));
+        if (found?.inline) return Promise.resolve(this.#io.readInline(found as ObjectRecord & { inline: Uint8Array }, `object ${key}`));
+      } catch (err) {
+        return rejected(err);
+      }
+    }
     return this.#read(this.#index, key, options);
   }
 
@@ -485,11 +519,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     return this.#readStream(this.#index, key, options);
   }
 
-  async exists(key: string): Promise<boolean> {
+  exists(key: string): Promise<boolean> {
+    try {
+      const found = this.#cachedRecord(this.#index, key);
+      if (found !== undefined) return Promise.resolve(found !== null);
+    } catch (err) {
+      return rejected(err);
+    }
     return this.#exists(this.#index, key);
   }
 
-  async stat(key: string): Promise<ObjectInfo> {
+  stat(key: string): Promise<ObjectInfo> {
+    try {
+      const found = this.#cachedRecord(this.#index, key);
+      if (found === null) return Promise.reject(notFound(key));
+      if (found !== undefined) return Promise.resolve(infoOf(key, found));
+    } catch (err) {
+      return rejected(err);
+    }
     return this.#stat(this.#index, key);
   }
 
@@ -868,8 +915,31 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
   }
 
-  /** Writes a version's data (and indirect record) and builds its index value. The key's stripe is held. */
-  async #preparePut(
+  /**
+   * Writes a version's data (and indirect record) and builds its index value. The key's stripe is held.
+   * A small in-memory object whose index path is cached is prepared synchronously (no write, no await): the
+   * previous version's creation time comes from a view of the cached leaf.
+   */
+  #preparePut(
+    key: string,
+    keyBytes: Uint8Array,
+    source: Uint8Array | AsyncIterable<unknown>,
+    meta: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): PreparedPut | Promise<PreparedPut> {
+    if (source instanceof Uint8Array && this.#allocator.freeCount >= this.#reserveBlocks()) {
+      const view = this.#index.getCachedView(keyBytes);
+      if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
+        if (source.byteLength <= this.#inlineLimit(keyBytes, meta)) {
+          const createdMs = view ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
+          return this.#encodePut(key, keyBytes, { size: source.byteLength, crc: crc32(source), inline: source }, meta, createdMs);
+        }
+      }
+    }
+    return this.#preparePutAsync(key, keyBytes, source, meta, signal);
+  }
+
+  async #preparePutAsync(
     key: string,
     keyBytes: Uint8Array,
     source: Uint8Array | AsyncIterable<unknown>,
@@ -882,42 +952,59 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const prevValue = await this.#index.get(keyBytes);
     const prevRecord = prevValue ? this.#io.recordOf(prevValue, `object ${key}`) : undefined;
     const prev = prevRecord instanceof Promise ? await prevRecord : prevRecord;
-    const maxValue = this.#maxValue(keyBytes);
     const inlineLimit = Math.max(-1, this.#inlineLimit(keyBytes, meta));
-    // Small in-memory objects are inlined without a write (and without an await).
+    // Small in-memory objects are inlined without a write. Their bytes need no copy: the record is encoded from
+    // them in the same synchronous run.
     const written: WrittenObject =
       source instanceof Uint8Array && source.byteLength <= inlineLimit
-        ? inlineObject(source)
+        ? { size: source.byteLength, crc: crc32(source), inline: source }
         : await this.#io.write(source, inlineLimit, signal);
-    const owned = written.extents ? [...written.extents] : [];
+    const direct = this.#encodePut(key, keyBytes, written, meta, prev?.createdMs);
+    if (direct.value.byteLength <= this.#maxValue(keyBytes)) return direct;
+    // Too large for one index entry (many extents or large metadata): the record goes to its own blocks.
+    const full = direct.value;
+    const owned = direct.owned;
+    try {
+      const bs = this.#device.blockSize;
+      const blocks = Math.ceil(full.byteLength / bs);
+      const [run] = await this.#allocateContiguous(blocks);
+      const padded = new Uint8Array(blocks * bs);
+      padded.set(full);
+      await this.#device.write(run.start, padded);
+      owned.push(run);
+      const value = encodeIndirect({ start: run.start, blocks, length: full.byteLength, crc: crc32(full) });
+      return { key, keyBytes, value, record: direct.record, owned };
+    } catch (err) {
+      if (owned.length > 0) this.#allocator.free(owned);
+      throw err;
+    }
+  }
+
+  /**
+   * Builds the record of a written version and its PUT log payload (u16 key length, key, record) in one buffer;
+   * the index value is a view of the payload. The caller moves a record too large for an index entry out of line.
+   */
+  #encodePut(key: string, keyBytes: Uint8Array, written: WrittenObject, meta: Uint8Array, createdMs: number | undefined): PreparedPut {
     const now = Date.now();
     const record: ObjectRecord = {
       size: written.size,
-      createdMs: prev?.createdMs ?? now,
+      createdMs: createdMs ?? now,
       modifiedMs: now,
       crc: written.crc,
       nonce: (Math.random() * 0x1_0000_0000) >>> 0,
       metadata: meta,
-      ...(written.inline ? { inline: written.inline } : {}),
-      ...(written.extents ? { extents: written.extents } : {}),
     };
-    let value = encodeRecord(record);
-    if (value.byteLength > maxValue) {
-      try {
-        const bs = this.#device.blockSize;
-        const blocks = Math.ceil(value.byteLength / bs);
-        const [run] = await this.#allocateContiguous(blocks);
-        const padded = new Uint8Array(blocks * bs);
-        padded.set(value);
-        await this.#device.write(run.start, padded);
-        owned.push(run);
-        value = encodeIndirect({ start: run.start, blocks, length: value.byteLength, crc: crc32(value) });
-      } catch (err) {
-        if (owned.length > 0) this.#allocator.free(owned);
-        throw err;
-      }
-    }
-    return { key, keyBytes, value, record, owned };
+    if (written.extents) record.extents = written.extents;
+    else if (written.inline) record.inline = written.inline;
+    const recordBytes = recordBytesFor(meta.byteLength, written.inline?.byteLength ?? 0, written.extents?.length ?? 0);
+    const kl = keyBytes.byteLength;
+    const payload = newBytes(2 + kl + recordBytes);
+    payload[0] = kl & 0xff;
+    payload[1] = kl >>> 8;
+    payload.set(keyBytes, 2);
+    writeRecord(payload, 2 + kl, record);
+    const owned = written.extents ? [...written.extents] : [];
+    return { key, keyBytes, value: payload.subarray(2 + kl), payload, record, owned };
   }
 
   /** Applies a logged put to the index. An index failure after the log append poisons the engine. */
@@ -1171,6 +1258,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
   }
 
+  /**
+   * The synchronous part of a read: the key's direct record when its whole index path is cached, `null` when the
+   * key is absent, `undefined` when the caller must take the async path (pages to load, an indirect record, a batch
+   * being applied, the engine closed). The record's views point into the cached page: use them before any await.
+   */
+  #cachedRecord(tree: BTree, key: string): ObjectRecord | null | undefined {
+    if (this.#closed || this.#closing || (this.#applyBarrier && tree === this.#index)) return undefined;
+    const view = tree.getCachedView(encodeKey(key, this.#maxKeyBytes));
+    if (view === undefined || view === null) return view;
+    if (view[0] === KIND_INDIRECT) return undefined;
+    return this.#io.recordOf(view, `object ${key}`) as ObjectRecord;
+  }
+
   #endRead(reader: number): void {
     this.#reclaimer.endRead(reader);
     if (!this.#opts.readOnly && !this.#closed) this.#applyFrees(this.#reclaimer.takeEligible(this.#sb.generation));
@@ -1179,7 +1279,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #read(tree: BTree, key: string, options: ReadOptions): Promise<Uint8Array> {
     throwIfAborted(options.signal);
     const found = await this.#lookup(tree, key);
-    if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+    if (!found) throw notFound(key);
     try {
       return await this.#io.read(found.record, `object ${key}`);
     } finally {
@@ -1230,30 +1330,129 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #list(tree: BTree, options: ListOptions): AsyncIterable<ObjectInfo> {
     this.#checkOpen();
     const range = listRange(options);
-    const io = this.#io;
-    const beginRead = (): number => this.#reclaimer.beginRead();
-    const endRead = (r: number): void => this.#endRead(r);
-    const barrier = (): Promise<void> | undefined => (tree === this.#index ? this.#applyBarrier : undefined);
-    return {
-      async *[Symbol.asyncIterator](): AsyncGenerator<ObjectInfo> {
-        const pending = barrier();
-        if (pending) await pending;
-        const reader = beginRead();
-        try {
-          for await (const [k, v] of tree.entries(range)) {
-            const key = decodeKey(k);
-            const rec = io.recordOf(v, `object ${key}`);
-            yield infoOf(key, rec instanceof Promise ? await rec : rec);
-          }
-        } finally {
-          endRead(reader);
-        }
-      },
+    const reader: ListReader = {
+      io: this.#io,
+      tree,
+      barrier: () => (tree === this.#index ? this.#applyBarrier : undefined),
+      beginRead: () => this.#reclaimer.beginRead(),
+      endRead: (r) => this.#endRead(r),
     };
+    return { [Symbol.asyncIterator]: () => new InfoIterator(reader, range) };
+  }
+}
+
+// ─── list ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+interface ListReader {
+  io: ObjectIo;
+  tree: BTree;
+  barrier(): Promise<void> | undefined;
+  beginRead(): number;
+  endRead(reader: number): void;
+}
+
+/**
+ * The iterator behind `list()`. It takes one leaf's worth of entries at a time from the index (copies, consistent
+ * as `BTree.entryBatches` describes) and hands them out without an await per entry. A reader registration covers
+ * each index read and each indirect record load, never the time the caller holds the iterator, so an abandoned
+ * iterator holds no blocks.
+ */
+class InfoIterator implements AsyncIterator<ObjectInfo> {
+  readonly #r: ListReader;
+  readonly #range: KeyRange;
+  #batches: AsyncIterator<{ keys: Uint8Array[]; values: Uint8Array[] }> | undefined;
+  #keys: Uint8Array[] = [];
+  #values: Uint8Array[] = [];
+  #i = 0;
+  #done = false;
+
+  constructor(r: ListReader, range: KeyRange) {
+    this.#r = r;
+    this.#range = range;
+  }
+
+  next(): Promise<IteratorResult<ObjectInfo>> {
+    if (this.#i < this.#keys.length) {
+      const i = this.#i++;
+      try {
+        const key = decodeKey(this.#keys[i]!);
+        const value = this.#values[i]!;
+        if (value[0] !== KIND_INDIRECT) return Promise.resolve({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
+        return this.#indirect(key, value);
+      } catch (err) {
+        return this.#fail(err);
+      }
+    }
+    return this.#nextBatch();
+  }
+
+  return(): Promise<IteratorResult<ObjectInfo>> {
+    this.#finish();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  async #indirect(key: string, value: Uint8Array): Promise<IteratorResult<ObjectInfo>> {
+    const reader = this.#r.beginRead();
+    try {
+      return { value: infoOf(key, await this.#r.io.loadRecord(value, `object ${key}`)), done: false };
+    } catch (err) {
+      this.#finish();
+      throw err;
+    } finally {
+      this.#r.endRead(reader);
+    }
+  }
+
+  async #nextBatch(): Promise<IteratorResult<ObjectInfo>> {
+    for (;;) {
+      if (this.#done) return { value: undefined, done: true };
+      const pending = this.#r.barrier();
+      if (pending) await pending;
+      const reader = this.#r.beginRead();
+      let step: IteratorResult<{ keys: Uint8Array[]; values: Uint8Array[] }>;
+      try {
+        this.#batches ??= this.#r.tree.entryBatches(this.#range);
+        step = await this.#batches.next();
+      } catch (err) {
+        return this.#fail(err);
+      } finally {
+        this.#r.endRead(reader);
+      }
+      if (step.done) {
+        this.#finish();
+        return { value: undefined, done: true };
+      }
+      this.#keys = step.value.keys;
+      this.#values = step.value.values;
+      this.#i = 0;
+      if (this.#keys.length > 0) return this.next();
+    }
+  }
+
+  #fail(err: unknown): Promise<never> {
+    this.#finish();
+    return rejected(err);
+  }
+
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#keys = [];
+    this.#values = [];
+    this.#batches?.return?.()?.catch(() => undefined);
   }
 }
 
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** A rejected promise for an error caught from our own code (always an Error). */
+function rejected(err: unknown): Promise<never> {
+  return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+}
+
+function notFound(key: string): NotFoundError {
+  return new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+}
 
 function infoOf(key: string, r: ObjectRecord): ObjectInfo {
   return {

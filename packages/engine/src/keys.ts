@@ -9,7 +9,19 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 /** Validates a key and returns its UTF-8 bytes. `limit` is the smaller of 1,024 and what the index page holds. */
 export function encodeKey(key: unknown, limit: number): Uint8Array {
   if (typeof key !== 'string') throw new InvalidKeyError(`key must be a string, got ${typeof key}`);
-  if (key.length === 0) throw new InvalidKeyError('key must not be empty');
+  const n = key.length;
+  if (n === 0) throw new InvalidKeyError('key must not be empty');
+  if (n <= limit) {
+    // ASCII keys (nearly all) encode in a plain loop: one UTF-8 byte per code unit, nothing to validate.
+    const out = new Uint8Array(n);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[i] = c;
+    }
+    if (i === n) return out;
+  }
   if (!isWellFormed(key)) throw new InvalidKeyError('key holds a lone surrogate (not valid UTF-16)');
   const bytes = encoder.encode(key);
   if (bytes.byteLength > limit) {
@@ -19,6 +31,17 @@ export function encodeKey(key: unknown, limit: number): Uint8Array {
 }
 
 export function decodeKey(bytes: Uint8Array): string {
+  const n = bytes.length;
+  if (n <= 128) {
+    let ascii = true;
+    for (let i = 0; i < n; i++) {
+      if (bytes[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
   return decoder.decode(bytes);
 }
 
@@ -45,13 +68,15 @@ function isWellFormed(s: string): boolean {
 }
 
 /** Validates metadata (string → string, at most 64 KiB encoded) and returns its encoding (JSON, UTF-8). */
+const NO_METADATA = new Uint8Array(0);
+
 export function encodeMetadata(metadata: unknown): Uint8Array {
-  if (metadata === undefined) return new Uint8Array(0);
+  if (metadata === undefined) return NO_METADATA;
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
     throw new InvalidArgumentError('metadata must be an object of string values');
   }
   const entries = Object.entries(metadata as Record<string, unknown>);
-  if (entries.length === 0) return new Uint8Array(0);
+  if (entries.length === 0) return NO_METADATA;
   for (const [k, v] of entries) {
     if (typeof v !== 'string') throw new InvalidArgumentError(`metadata value of ${JSON.stringify(k)} must be a string`);
     if (!isWellFormed(k) || !isWellFormed(v)) throw new InvalidArgumentError('metadata holds a lone surrogate');

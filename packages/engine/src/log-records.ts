@@ -9,15 +9,26 @@ export const LOG_BATCH = 3;
 export type LogOp = { type: 'put'; key: Uint8Array; record: Uint8Array } | { type: 'del'; key: Uint8Array };
 
 export function encodePut(key: Uint8Array, record: Uint8Array): Uint8Array {
-  return new ByteWriter(2 + key.byteLength + record.byteLength).u16(key.byteLength).bytes(key).bytes(record).finish();
+  const out = new Uint8Array(2 + key.byteLength + record.byteLength);
+  out[0] = key.byteLength & 0xff;
+  out[1] = key.byteLength >>> 8;
+  out.set(key, 2);
+  out.set(record, 2 + key.byteLength);
+  return out;
 }
 
 export function encodeDel(key: Uint8Array): Uint8Array {
-  return new ByteWriter(2 + key.byteLength).u16(key.byteLength).bytes(key).finish();
+  const out = new Uint8Array(2 + key.byteLength);
+  out[0] = key.byteLength & 0xff;
+  out[1] = key.byteLength >>> 8;
+  out.set(key, 2);
+  return out;
 }
 
 export function encodeBatch(ops: readonly LogOp[]): Uint8Array {
-  const w = new ByteWriter(64).u32(ops.length);
+  let size = 4;
+  for (const op of ops) size += 3 + op.key.byteLength + (op.type === 'put' ? 4 + op.record.byteLength : 0);
+  const w = new ByteWriter(size).u32(ops.length);
   for (const op of ops) {
     w.u8(op.type === 'put' ? 1 : 2)
       .u16(op.key.byteLength)

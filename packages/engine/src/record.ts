@@ -37,22 +37,57 @@ export function recordBytesFor(metadataBytes: number, inlineBytes: number, exten
 }
 
 export function encodeRecord(r: ObjectRecord): Uint8Array {
-  const w = new ByteWriter(HEADER + r.metadata.byteLength + (r.inline?.byteLength ?? 4 + 12 * (r.extents?.length ?? 0)));
-  w.u8(r.extents ? KIND_EXTENTS : KIND_INLINE)
-    .u64(r.size)
-    .u64(r.createdMs)
-    .u64(r.modifiedMs)
-    .u32(r.crc)
-    .u32(r.nonce)
-    .u32(r.metadata.byteLength)
-    .bytes(r.metadata);
+  const out = new Uint8Array(recordBytesFor(r.metadata.byteLength, r.inline?.byteLength ?? 0, r.extents?.length ?? 0));
+  writeRecord(out, 0, r);
+  return out;
+}
+
+/** Writes `r` at `out[offset..]` (exactly `recordBytesFor(...)` bytes; see FORMAT.md "Object record"). */
+export function writeRecord(out: Uint8Array, offset: number, r: ObjectRecord): void {
+  let o = offset;
+  out[o] = r.extents ? KIND_EXTENTS : KIND_INLINE;
+  wr64(out, o + 1, r.size);
+  wr64(out, o + 9, r.createdMs);
+  wr64(out, o + 17, r.modifiedMs);
+  wr32(out, o + 25, r.crc);
+  wr32(out, o + 29, r.nonce);
+  wr32(out, o + 33, r.metadata.byteLength);
+  o += HEADER;
+  out.set(r.metadata, o);
+  o += r.metadata.byteLength;
   if (r.extents) {
-    w.u32(r.extents.length);
-    for (const e of r.extents) w.u64(e.start).u32(e.count);
-  } else {
-    w.bytes(r.inline ?? new Uint8Array(0));
+    wr32(out, o, r.extents.length);
+    o += 4;
+    for (const e of r.extents) {
+      wr64(out, o, e.start);
+      wr32(out, o + 8, e.count);
+      o += 12;
+    }
+  } else if (r.inline) {
+    out.set(r.inline, o);
   }
-  return w.finish();
+}
+
+function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
+
+function wr64(b: Uint8Array, o: number, v: number): void {
+  wr32(b, o, v >>> 0);
+  wr32(b, o + 4, Math.floor(v / 0x1_0000_0000));
+}
+
+function rd32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+
+function rd64(b: Uint8Array, o: number, what: string): number {
+  const hi = rd32(b, o + 4);
+  if (hi >= 1 << 21) throw new CorruptionError(what, `integer at offset ${o} is out of range`);
+  return hi * 0x1_0000_0000 + rd32(b, o);
 }
 
 export function encodeIndirect(p: IndirectPointer): Uint8Array {
@@ -79,28 +114,35 @@ export function decodeIndirect(bytes: Uint8Array, what: string, blockCount: numb
 
 /** Decodes a kind 1 or 2 record; every length is checked against the bytes present and the device size. */
 export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number, blockSize: number): ObjectRecord {
-  const r = new ByteReader(bytes, what);
-  const kind = r.u8();
+  const len = bytes.byteLength;
+  if (len < HEADER) throw new CorruptionError(what, `truncated: a record needs ${HEADER} bytes, got ${len}`);
+  const kind = bytes[0]!;
   if (kind !== KIND_INLINE && kind !== KIND_EXTENTS) throw new CorruptionError(what, `unexpected record kind ${kind}`);
-  const size = r.u64();
-  const createdMs = r.u64();
-  const modifiedMs = r.u64();
-  const crc = r.u32();
-  const nonce = r.u32();
-  const metaLen = r.u32();
-  const metadata = r.take(metaLen);
+  const size = rd64(bytes, 1, what);
+  const createdMs = rd64(bytes, 9, what);
+  const modifiedMs = rd64(bytes, 17, what);
+  const crc = rd32(bytes, 25);
+  const nonce = rd32(bytes, 29);
+  const metaLen = rd32(bytes, 33);
+  let o = HEADER;
+  if (metaLen > len - o) throw new CorruptionError(what, `truncated: metadata of ${metaLen} bytes at offset ${o} of ${len}`);
+  const metadata = bytes.subarray(o, o + metaLen);
+  o += metaLen;
   if (kind === KIND_INLINE) {
-    const inline = r.take(size);
-    if (r.remaining !== 0) throw new CorruptionError(what, 'trailing bytes after inline data');
-    return { size, createdMs, modifiedMs, crc, nonce, metadata, inline };
+    if (size > len - o) throw new CorruptionError(what, `truncated: inline data of ${size} bytes at offset ${o} of ${len}`);
+    if (size !== len - o) throw new CorruptionError(what, 'trailing bytes after inline data');
+    return { size, createdMs, modifiedMs, crc, nonce, metadata, inline: bytes.subarray(o, len) };
   }
-  const count = r.u32();
-  if (count * 12 !== r.remaining) throw new CorruptionError(what, `extent count ${count} does not match the record length`);
+  if (len - o < 4) throw new CorruptionError(what, `truncated: no extent count at offset ${o} of ${len}`);
+  const count = rd32(bytes, o);
+  o += 4;
+  if (count * 12 !== len - o) throw new CorruptionError(what, `extent count ${count} does not match the record length`);
   const extents: Extent[] = [];
   let blocks = 0;
   for (let i = 0; i < count; i++) {
-    const start = r.u64();
-    const n = r.u32();
+    const start = rd64(bytes, o, what);
+    const n = rd32(bytes, o + 8);
+    o += 12;
     if (n < 1 || start + n > blockCount) throw new CorruptionError(what, `extent ${start}+${n} is outside the container`);
     extents.push({ start, count: n });
     blocks += n;
@@ -130,6 +172,12 @@ export function parseMetadata(bytes: Uint8Array, what: string): Record<string, s
   return out;
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+function hex32(v: number): string {
+  return HEX[v >>> 24]! + HEX[(v >>> 16) & 0xff]! + HEX[(v >>> 8) & 0xff]! + HEX[v & 0xff]!;
+}
+
 export function etagOf(r: ObjectRecord): string {
-  return `${r.crc.toString(16).padStart(8, '0')}${r.nonce.toString(16).padStart(8, '0')}`;
+  return hex32(r.crc) + hex32(r.nonce);
 }

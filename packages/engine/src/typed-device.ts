@@ -10,7 +10,7 @@ export function typedDevice(device: BlockDevice): BlockDevice {
   const typed = (what: string) => (err: unknown): never => {
     throw toIoError(err, what);
   };
-  return {
+  const wrapped: BlockDevice = {
     get blockSize() {
       return device.blockSize;
     },
@@ -27,4 +27,9 @@ export function typedDevice(device: BlockDevice): BlockDevice {
     grow: (blockCount) => device.grow(blockCount).catch(typed(`growing to ${blockCount} blocks`)),
     close: () => device.close().catch(typed('close')),
   };
+  const writeDurable = device.writeDurable?.bind(device);
+  if (writeDurable) {
+    wrapped.writeDurable = (blockNo, data) => writeDurable(blockNo, data).catch(typed(`durable write of block ${blockNo}`));
+  }
+  return wrapped;
 }
