@@ -179,7 +179,8 @@ export class FileBlockDevice implements BlockDevice {
    * `write(blockNo, data)` then `sync()`, in one positioned write on an `O_DSYNC` descriptor when that is
    * equivalent: when no completed write is unsynced and the file size is the synced size. Otherwise (or where
    * `O_DSYNC` is unavailable) it calls `write` then `sync`. When it resolves, `data`, every write that resolved
-   * before the call and the file size are durable. A failure poisons the device as a failed `sync()` does.
+   * before the call and the file size are durable. An I/O failure on either path poisons the device as a failed
+   * `sync()` does (argument, closed, read-only and poisoned checks throw first and poison nothing).
    */
   async writeDurable(blockNo: number, data: Uint8Array): Promise<void> {
     this.#checkWritable();
@@ -192,8 +193,14 @@ export class FileBlockDevice implements BlockDevice {
     // Decided synchronously: the writes that completed before this point are all we must cover (the ones that
     // completed before the call are among them).
     if (handle === null || this.#completedWrites !== this.#syncedWrites || this.#fileSizeBytes !== this.#syncedSizeBytes) {
-      await this.write(blockNo, data);
-      await this.sync();
+      try {
+        await this.write(blockNo, data);
+      } catch (err) {
+        // Same contract on both paths: a writeDurable that fails leaves the device poisoned.
+        this.#poisonWith(err);
+        throw err;
+      }
+      await this.sync(); // poisons on failure
       return;
     }
     await this.#track(this.#writeDurableFully(handle, data, blockNo * this.blockSize), true);

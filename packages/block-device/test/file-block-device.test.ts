@@ -410,6 +410,15 @@ describe('FileBlockDevice.writeDurable', () => {
     expect(sameBytes(await dev.read(0, 1), block(512, 0xaa))).toEqual({ equal: true });
   });
 
+  it('a failed write on the fallback path poisons too (one contract for both paths)', async () => {
+    const { dev } = await ready();
+    await dev.write(1, block(512, 1)); // unsynced: the next writeDurable falls back
+    Object.assign(fileHandleOf(dev), { write: () => Promise.reject(Object.assign(new Error('no space'), { code: 'ENOSPC' })) });
+    await expect(dev.writeDurable(2, block(512, 2))).rejects.toBeInstanceOf(FullError);
+    await expect(dev.sync()).rejects.toBeInstanceOf(PoisonedError);
+    await expect(dev.writeDurable(3, block(512, 3))).rejects.toBeInstanceOf(PoisonedError);
+  });
+
   it('after a failed sync it rejects with PoisonedError and writes nothing', async () => {
     const { dev } = await ready();
     Object.assign(fileHandleOf(dev), { datasync: () => Promise.reject(eio()) });

@@ -1,7 +1,11 @@
 // Benchmark: durable WAL appends of 1 KiB records on a real file, with 1 and with 64 concurrent appenders, beside
 // a raw `write + datasync` loop of 1 KiB in the same run. Build first: `npx tsc -b packages/wal`.
 // Run: `npx pnpm@10.34.9 --filter @vde/wal bench` (BENCH_SECONDS: time per workload, default 4; BENCH_ROUNDS: slices,
-// default 24; BENCH_DEVICE=local: a bare FileHandle device instead of FileBlockDevice).
+// default 24; BENCH_DEVICE=local: a bare FileHandle device instead of FileBlockDevice; BENCH_FLOOR=1: also run,
+// interleaved with the rest, the lone appender's I/O with no log code: one 4 KiB O_DSYNC write per record at
+// advancing offsets, as FileBlockDevice.writeDurable issues it. Its ratio is not a target; it shows how much of a gap
+// is the log and how much the disk.)
+import { constants } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +91,31 @@ async function rawWorkload(dir) {
   };
 }
 
+/** The one-appender WAL's I/O without the WAL: a 4 KiB O_DSYNC write per record, at advancing block offsets. */
+async function floorWorkload(dir) {
+  const path = join(dir, 'floor.bin');
+  const setup = await open(path, 'w+');
+  await setup.write(new Uint8Array(REGION_BLOCKS * BLOCK), 0, REGION_BLOCKS * BLOCK, 0);
+  await setup.sync();
+  await setup.close();
+  const handle = await open(path, constants.O_RDWR | constants.O_DSYNC);
+  const block = new Uint8Array(BLOCK).fill(5);
+  let n = 0;
+  return {
+    async slice(end) {
+      let done = 0;
+      while (performance.now() < end) {
+        await handle.write(block, 0, BLOCK, (2 + (n % (REGION_BLOCKS / 2))) * BLOCK);
+        n++;
+        done++;
+      }
+      return done;
+    },
+    stats: () => ({ syncsPerRecord: 1, meanBatch: 1 }),
+    close: () => handle.close(),
+  };
+}
+
 async function walWorkload(dir, name, writers) {
   const { device, kind } = await openDevice(join(dir, `${name}.vde`));
   const wal = await WriteAheadLog.create(device, { startBlock: 0, blockCount: REGION_BLOCKS });
@@ -130,6 +159,7 @@ try {
     { name: 'WAL, 1 appender, durable 1 KiB', w: await walWorkload(dir, 'one', 1) },
     { name: 'WAL, 64 appenders, durable 1 KiB', w: await walWorkload(dir, 'many', 64) },
   ];
+  if (process.env.BENCH_FLOOR) workloads.push({ name: 'floor: O_DSYNC write 4 KiB, advancing (no log)', w: await floorWorkload(dir) });
   const totals = workloads.map(() => ({ records: 0, ms: 0 }));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [i, { w }] of workloads.entries()) {
@@ -144,6 +174,7 @@ try {
     '1.00x raw',
     `${fmt(perSecond[1] / perSecond[0], 2)}x raw (target >= 0.9)`,
     `${fmt(perSecond[2] / perSecond[1], 1)}x 1 appender (target >= 20)`,
+    `${fmt(perSecond[3] / perSecond[0], 2)}x raw; 1 appender is ${fmt(perSecond[1] / perSecond[3], 2)}x this`,
   ];
   console.log(`device: ${workloads[1].w.kind}, block 4096, ${ROUNDS} interleaved rounds, ${SECONDS} s per workload, tmp dir ${tmpdir()}`);
   console.log('| Workload | Records/s | Syncs/record | Mean batch | Ratio |');
