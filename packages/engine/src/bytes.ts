@@ -1,3 +1,4 @@
+import { markAsUntransferable } from 'node:worker_threads';
 import { CorruptionError } from '@vde/block-device';
 
 const TWO32 = 2 ** 32;
@@ -122,21 +123,48 @@ export class ByteWriter {
 
 const SLAB_BYTES = 64 * 1024;
 const SLAB_MAX = 4096;
-let slab = new ArrayBuffer(SLAB_BYTES);
-let slabUsed = 0;
 
 /**
- * A new zeroed byte array like `new Uint8Array(n)`, but small ones are carved out of a shared 64 KiB buffer:
- * creating an ArrayBuffer per small record cost more than encoding it. A slab is never reused, only dropped once
- * every view of it is garbage, so a view never sees another's bytes change.
+ * Small byte arrays carved out of shared 64 KiB buffers, like Node's own Buffer pool: on Node 20 creating an
+ * ArrayBuffer for a 150-byte record cost 1.6-3.3 µs, a view of a slab about 0.1 µs (measured in one process).
+ * A slab is never reused, only dropped once every view of it is garbage, so a view never sees another's bytes
+ * change; slabs are marked untransferable so that no caller can detach one under the other views.
  */
-export function newBytes(n: number): Uint8Array {
-  if (n > SLAB_MAX) return new Uint8Array(n);
-  if (slabUsed + n > SLAB_BYTES) {
-    slab = new ArrayBuffer(SLAB_BYTES);
-    slabUsed = 0;
+class Slabs {
+  #slab = Slabs.#fresh();
+  #used = 0;
+
+  static #fresh(): ArrayBuffer {
+    const slab = new ArrayBuffer(SLAB_BYTES);
+    markAsUntransferable(slab);
+    return slab;
   }
-  const out = new Uint8Array(slab, slabUsed, n);
-  slabUsed += (n + 7) & ~7;
+
+  /** A new zeroed array of `n` bytes (its own ArrayBuffer when larger than 4 KiB). */
+  alloc(n: number): Uint8Array {
+    if (n > SLAB_MAX) return new Uint8Array(n);
+    if (this.#used + n > SLAB_BYTES) {
+      this.#slab = Slabs.#fresh();
+      this.#used = 0;
+    }
+    const out = new Uint8Array(this.#slab, this.#used, n);
+    this.#used += (n + 7) & ~7;
+    return out;
+  }
+}
+
+/** The engine's own short-lived encodings (log payloads, index values). */
+const internal = new Slabs();
+/** Bytes handed to callers (retrieved values): a separate pool, so nothing a caller does reaches ours. */
+const external = new Slabs();
+
+export function newBytes(n: number): Uint8Array {
+  return internal.alloc(n);
+}
+
+/** A caller-owned copy of `bytes` (small ones share a pool, as Node's Buffers do). */
+export function copyOut(bytes: Uint8Array): Uint8Array {
+  const out = external.alloc(bytes.byteLength);
+  out.set(bytes);
   return out;
 }

@@ -21,7 +21,7 @@ import {
 import { BTree, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
-import { newBytes } from './bytes.js';
+import { copyOut, newBytes } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
@@ -40,6 +40,7 @@ import {
   parseMetadata,
   recordBytesFor,
   recordKind,
+  verifiedInlineData,
 } from './record.js';
 import { Snapshot, type SnapshotHost } from './snapshot.js';
 import { typedDevice } from './typed-device.js';
@@ -504,9 +505,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // registration: no block is read, and the bytes are copied before anything else can run).
     if (options.signal === undefined) {
       try {
-        const found = this.#cachedRecord(this.#index, key);
-        if (found === null) return Promise.reject(notFound(key));
-        if (found?.inline) return Promise.resolve(this.#io.readInline(found as ObjectRecord & { inline: Uint8Array }, `object ${key}`));
+        const view = this.#cachedView(this.#index, key);
+        if (view === null) return Promise.reject(notFound(key));
+        if (view !== undefined) {
+          const data = verifiedInlineData(view);
+          if (data !== undefined) return Promise.resolve(copyOut(data));
+          // Not a plain inline record, or a bad one: the full decode and verifying read give the exact answer.
+          if (view[0] !== KIND_INDIRECT) {
+            const found = this.#io.recordOf(view, `object ${key}`) as ObjectRecord;
+            if (found.inline) return Promise.resolve(this.#io.readInline(found as ObjectRecord & { inline: Uint8Array }, `object ${key}`));
+          }
+        }
       } catch (err) {
         return rejected(err);
       }
@@ -1264,11 +1273,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * being applied, the engine closed). The record's views point into the cached page: use them before any await.
    */
   #cachedRecord(tree: BTree, key: string): ObjectRecord | null | undefined {
-    if (this.#closed || this.#closing || (this.#applyBarrier && tree === this.#index)) return undefined;
-    const view = tree.getCachedView(encodeKey(key, this.#maxKeyBytes));
+    const view = this.#cachedView(tree, key);
     if (view === undefined || view === null) return view;
     if (view[0] === KIND_INDIRECT) return undefined;
     return this.#io.recordOf(view, `object ${key}`) as ObjectRecord;
+  }
+
+  /** The key's index value as a view of the cached leaf (see #cachedRecord), null if absent, undefined if unknown. */
+  #cachedView(tree: BTree, key: string): Uint8Array | null | undefined {
+    if (this.#closed || this.#closing || (this.#applyBarrier && tree === this.#index)) return undefined;
+    return tree.getCachedView(encodeKey(key, this.#maxKeyBytes));
   }
 
   #endRead(reader: number): void {

@@ -1,5 +1,6 @@
 import type { Extent } from '@vde/allocator';
 import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, TooLargeError, crc32 } from '@vde/block-device';
+import { copyOut } from './bytes.js';
 import {
   type ObjectRecord,
   KIND_INDIRECT,
@@ -197,7 +198,7 @@ export class ObjectIo {
   /** An inline object's bytes (a copy), checksum verified. Synchronous: no block is read. */
   readInline(rec: ObjectRecord & { inline: Uint8Array }, what: string): Uint8Array {
     this.#verify(rec, crc32(rec.inline), what);
-    return rec.inline.slice();
+    return copyOut(rec.inline);
   }
 
   /** Reads a whole object and verifies its checksum. */

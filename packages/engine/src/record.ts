@@ -1,5 +1,5 @@
 import type { Extent } from '@vde/allocator';
-import { CorruptionError } from '@vde/block-device';
+import { CorruptionError, crc32 } from '@vde/block-device';
 import { ByteReader, ByteWriter } from './bytes.js';
 import { decodeUtf8 } from './keys.js';
 
@@ -151,6 +151,21 @@ export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number
     throw new CorruptionError(what, `extents hold ${blocks} blocks for ${size} bytes`);
   }
   return { size, createdMs, modifiedMs, crc, nonce, metadata, extents };
+}
+
+/**
+ * The data of a well-formed inline record whose checksum matches (a view of `bytes`), or undefined for anything
+ * else: another kind, a malformed record or a checksum mismatch, which the caller hands to `decodeRecord` and the
+ * verifying read to get the precise error. The hot path of a cached read: no record object is built.
+ */
+export function verifiedInlineData(bytes: Uint8Array): Uint8Array | undefined {
+  const len = bytes.byteLength;
+  if (len < HEADER || bytes[0] !== KIND_INLINE || rd32(bytes, 5) !== 0) return undefined;
+  const size = rd32(bytes, 1);
+  const start = HEADER + rd32(bytes, 33);
+  if (start + size !== len) return undefined;
+  const data = bytes.subarray(start, len);
+  return crc32(data) === rd32(bytes, 25) ? data : undefined;
 }
 
 export function parseMetadata(bytes: Uint8Array, what: string): Record<string, string> {
