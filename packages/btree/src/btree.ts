@@ -1118,7 +1118,7 @@ export class BTree {
     const b = p.buf;
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * pos);
     if (u16(b, off + 4) === key.length) {
-      copyBytes(b, off + BRANCH_ENTRY_HEADER, key, 0, key.length);
+        copyBytes(b, off + BRANCH_ENTRY_HEADER, key, 0, key.length);
       return;
     }
     const child = u32(b, off);
@@ -1612,12 +1612,21 @@ function childAt(p: Page, i: number): number {
   return u32(p.buf, u16(p.buf, HEADER_BYTES + SLOT_BYTES * i));
 }
 
-/** Index of the child whose subtree may hold `key`: last i >= 1 with key[i] <= key, else 0. */
+/**
+ * Index of the child whose subtree may hold `key`: last i >= 1 with key[i] <= key, else 0. A page receiving
+ * ascending inserts at its end (its insert hint, Page.run) is probed at its last key first, so sequential
+ * inserts cost one comparison there.
+ */
 function branchSearch(p: Page, key: Uint8Array): number {
   const b = p.buf;
   const kl = key.length;
   let lo = 1;
   let hi = p.count - 1;
+  if (p.run > 0 && p.lastIns === hi && hi >= 1) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * hi);
+    if (compareRange(b, off + BRANCH_ENTRY_HEADER, u16(b, off + 4), key, 0, kl) <= 0) return hi;
+    hi--;
+  }
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
@@ -1642,12 +1651,19 @@ function branchSearchBefore(p: Page, key: Uint8Array): number {
   return lo - 1;
 }
 
-/** Index of `key` in a leaf, or -(insertion point + 1). */
+/** Index of `key` in a leaf, or -(insertion point + 1). Probes the last key first like branchSearch. */
 function leafSearch(p: Page, key: Uint8Array): number {
   const b = p.buf;
   const kl = key.length;
   let lo = 0;
   let hi = p.count - 1;
+  if (p.run > 0 && p.lastIns === hi && hi >= 0) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * hi);
+    const c = compareRange(b, off + LEAF_ENTRY_HEADER, u16(b, off), key, 0, kl);
+    if (c === 0) return hi;
+    if (c < 0) return -(hi + 2);
+    hi--;
+  }
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * mid);
