@@ -389,21 +389,49 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const source = normalizeData(data);
     throwIfAborted(signal);
     const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
-    const info = await this.#withLogSpace(logBytes, signal, () =>
-      this.#withWriteLocks([key], signal, async () => {
-        const prepared = this.#preparePut(key, keyBytes, source, meta, signal);
-        const put = prepared instanceof Promise ? await prepared : prepared;
+    // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
+    // and closure the helpers add is a measurable share of a small store.
+    const reserving = this.#reserveLog(logBytes, signal);
+    if (reserving) await reserving;
+    let info: ObjectInfo;
+    try {
+      const opts = signal ? { signal } : undefined;
+      let gate: { release(): void };
+      try {
+        gate = await this.#gate.shared(opts);
+      } catch (err) {
+        mapLockError(err);
+      }
+      try {
+        let region: { release(): void };
         try {
-          throwIfAborted(signal);
-          await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+          region = await this.#stripes.acquire(key, opts);
         } catch (err) {
-          if (!this.#poisoned) this.#allocator.free(put.owned);
-          throw err;
+          mapLockError(err);
         }
-        await this.#apply([put]);
-        return infoOf(key, put.record);
-      }),
-    );
+        try {
+          this.#checkWritable();
+          const prepared = this.#preparePut(key, keyBytes, source, meta, signal);
+          const put = prepared instanceof Promise ? await prepared : prepared;
+          try {
+            throwIfAborted(signal);
+            await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+          } catch (err) {
+            if (!this.#poisoned) this.#allocator.free(put.owned);
+            throw err;
+          }
+          const applying = this.#apply([put]);
+          if (applying) await applying;
+          info = infoOf(key, put.record);
+        } finally {
+          region.release();
+        }
+      } finally {
+        gate.release();
+      }
+    } finally {
+      this.#walReserved -= logBytes;
+    }
     this.#afterWrite();
     return info;
   }
@@ -881,20 +909,32 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * (which would deadlock against the checkpoint that frees the space).
    */
   async #withLogSpace<T>(bytes: number, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    if (bytes > this.#wal.capacityBytes / 2) {
-      throw new TooLargeError(`the operation needs ${bytes} bytes of log; the log holds ${this.#wal.capacityBytes} (raise walSizeBytes)`);
-    }
-    while (this.#wal.usedBytes + this.#walReserved + bytes > this.#wal.capacityBytes) {
-      throwIfAborted(signal);
-      this.#checkWritable();
-      await this.#triggerCheckpoint();
-    }
-    this.#walReserved += bytes;
+    const reserving = this.#reserveLog(bytes, signal);
+    if (reserving) await reserving;
     try {
       return await fn();
     } finally {
       this.#walReserved -= bytes;
     }
+  }
+
+  /** Reserves `bytes` of log space (synchronously when it is free); the caller gives it back when done. */
+  #reserveLog(bytes: number, signal: AbortSignal | undefined): void | Promise<void> {
+    if (bytes > this.#wal.capacityBytes / 2) {
+      throw new TooLargeError(`the operation needs ${bytes} bytes of log; the log holds ${this.#wal.capacityBytes} (raise walSizeBytes)`);
+    }
+    if (this.#wal.usedBytes + this.#walReserved + bytes <= this.#wal.capacityBytes) {
+      this.#walReserved += bytes;
+      return;
+    }
+    return (async () => {
+      while (this.#wal.usedBytes + this.#walReserved + bytes > this.#wal.capacityBytes) {
+        throwIfAborted(signal);
+        this.#checkWritable();
+        await this.#triggerCheckpoint();
+      }
+      this.#walReserved += bytes;
+    })();
   }
 
   async #withWriteLocks<T>(keys: string[], signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
@@ -1023,10 +1063,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * was evicted meanwhile, the rest are applied with page loads in between. The previous versions' blocks are
    * deferred afterwards. An index failure after the log append poisons the engine.
    */
-  async #apply(changes: readonly IndexChange[]): Promise<void> {
+  #apply(changes: readonly IndexChange[]): void | Promise<void> {
     const previous: (Uint8Array | undefined)[] = [];
+    let i = 0;
     try {
-      let i = 0;
       for (; i < changes.length; i++) {
         const c = changes[i]!;
         const r = c.value ? this.#index.putCached(c.keyBytes, c.value) : this.#index.deleteCached(c.keyBytes);
@@ -1034,26 +1074,67 @@ export class VirtualDiskEngine implements AsyncDisposable {
         this.#count(c, r.previous);
         previous.push(r.previous);
       }
-      if (i < changes.length) {
-        // Slow path: pages must be loaded between changes. Readers wait at the barrier until the whole batch is in.
-        let open!: () => void;
-        const barrier = new Promise<void>((resolve) => (open = resolve));
-        this.#applyBarrier = barrier;
-        try {
-          for (; i < changes.length; i++) {
-            const c = changes[i]!;
-            const p = c.value ? await this.#index.put(c.keyBytes, c.value) : await this.#index.delete(c.keyBytes);
-            this.#count(c, p);
-            previous.push(p);
-          }
-        } finally {
-          if (this.#applyBarrier === barrier) this.#applyBarrier = undefined;
-          open();
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+    if (i === changes.length) return this.#deferPrevious(changes, previous);
+    return this.#applySlow(changes, previous, i);
+  }
+
+  /** The rest of a batch whose paths were not all cached: pages are loaded between changes. */
+  async #applySlow(changes: readonly IndexChange[], previous: (Uint8Array | undefined)[], from: number): Promise<void> {
+    try {
+      // Readers wait at the barrier until the whole batch is in.
+      let open!: () => void;
+      const barrier = new Promise<void>((resolve) => (open = resolve));
+      this.#applyBarrier = barrier;
+      try {
+        for (let i = from; i < changes.length; i++) {
+          const c = changes[i]!;
+          const p = c.value ? await this.#index.put(c.keyBytes, c.value) : await this.#index.delete(c.keyBytes);
+          this.#count(c, p);
+          previous.push(p);
         }
+      } finally {
+        if (this.#applyBarrier === barrier) this.#applyBarrier = undefined;
+        open();
       }
-      for (const [j, p] of previous.entries()) {
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+    await this.#deferPrevious(changes, previous);
+  }
+
+  /** Defers the blocks of the versions the changes replaced; synchronous unless one of them is an indirect record. */
+  #deferPrevious(changes: readonly IndexChange[], previous: readonly (Uint8Array | undefined)[]): void | Promise<void> {
+    try {
+      for (let j = 0; j < previous.length; j++) {
+        const p = previous[j];
         if (!p) continue;
         const found = this.#ownedBlocks(p, `previous version of ${changes[j]!.key}`);
+        if (found instanceof Promise) return this.#deferRest(changes, previous, j, found);
+        this.#reclaimer.defer(found, this.#sb.generation);
+      }
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    }
+  }
+
+  async #deferRest(
+    changes: readonly IndexChange[],
+    previous: readonly (Uint8Array | undefined)[],
+    j: number,
+    first: Promise<Extent[]>,
+  ): Promise<void> {
+    try {
+      this.#reclaimer.defer(await first, this.#sb.generation);
+      for (let k = j + 1; k < previous.length; k++) {
+        const p = previous[k];
+        if (!p) continue;
+        const found = this.#ownedBlocks(p, `previous version of ${changes[k]!.key}`);
         this.#reclaimer.defer(found instanceof Promise ? await found : found, this.#sb.generation);
       }
     } catch (err) {
