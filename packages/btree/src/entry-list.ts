@@ -158,7 +158,9 @@ export function writePage(dst: Uint8Array, level: number, list: EntryList, from:
 
 /** dst[dOff ..] = src[sOff .. sOff + len): a loop for short runs (a subarray view costs more than it saves). */
 export function copyBytes(dst: Uint8Array, dOff: number, src: Uint8Array, sOff: number, len: number): void {
-  if (len <= 32) {
+  if (len > 32 && sOff === 0 && len === src.length) {
+    dst.set(src, dOff);
+  } else if (len <= 32) {
     for (let i = 0; i < len; i++) dst[dOff + i] = src[sOff + i]!;
   } else {
     dst.set(src.subarray(sOff, sOff + len), dOff);
