@@ -48,16 +48,16 @@ export interface StripedWriteLockStats {
 /**
  * A grant. Its identity is the token: a stripe is freed only by the region that `holders` says owns it. A region of
  * one stripe (the common case) keeps it in `stripe` and shares the table's frozen one-element array for `stripes`.
+ *
+ * Made by `newRegion`, never with `new`: see there. Its four fields are all it has (they fit in the object).
  */
 class Region implements WriteRegion {
-  released = false;
-  constructor(
-    readonly table: StripeTable,
-    /** The only stripe, or -1 when the region has `many` stripes (or none). */
-    readonly stripe: number,
-    /** The stripes of an `acquireMany` region (frozen, ascending), or null for a one-stripe region. */
-    readonly many: readonly number[] | null,
-  ) {}
+  declare readonly table: StripeTable;
+  /** The only stripe, or -1 when the region has `many` stripes (or none). */
+  declare readonly stripe: number;
+  /** The stripes of an `acquireMany` region (frozen, ascending), or null for a one-stripe region. */
+  declare readonly many: readonly number[] | null;
+  declare released: boolean;
 
   get stripes(): readonly number[] {
     return this.many ?? this.table.singleton(this.stripe);
@@ -111,6 +111,24 @@ class StripeWaiter implements Cancellable, Settler<WriteRegion> {
 
 function noop(): void {}
 
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+const regionPrototype = Region.prototype;
+
+/**
+ * A new region. `Object.create` plus four stores, not `new Region(...)`: an object made this way has a map that
+ * V8's optimizing compiler can see (at least on Node 20), so `Promise.resolve(region)` in `acquire` skips the
+ * "is it a thenable?" lookup of `region.then` along the prototype chain. That lookup was the single largest cost
+ * of an uncontended `acquire` in the CPU profile. Four properties fit in the object itself (no backing store).
+ */
+function newRegion(table: StripeTable, stripe: number, many: readonly number[] | null): Region {
+  const region = Object.create(regionPrototype) as Writable<Region>;
+  region.table = table;
+  region.stripe = stripe;
+  region.many = many;
+  region.released = false;
+  return region;
+}
+
 /** The mutable state behind a `StripedWriteLock`, shared with its regions and waiters. */
 class StripeTable {
   readonly holders: (Region | null)[];
@@ -139,7 +157,7 @@ class StripeTable {
 
   /** Fast path: one free stripe, granted in this call. */
   grantFree(stripe: number): Region {
-    const region = new Region(this, stripe, null);
+    const region = newRegion(this, stripe, null);
     this.holders[stripe] = region;
     if (++this.held > this.peakHeld) this.peakHeld = this.held;
     this.acquisitions++;
@@ -296,9 +314,16 @@ export class StripedWriteLock implements AsyncDisposable {
     if (options === undefined) {
       if (table.disposed) return Promise.reject(new LockDisposedError());
       const stripe = fnv1a32(key) & this.#mask;
-      if (table.holders[stripe] === null) return Promise.resolve(table.grantFree(stripe));
+      if (table.holders[stripe] === null) {
+        const region = newRegion(table, stripe, null);
+        const granted = Promise.resolve<WriteRegion>(region);
+        table.holders[stripe] = region;
+        if (++table.held > table.peakHeld) table.peakHeld = table.held;
+        table.acquisitions++;
+        return granted;
+      }
       // Held: queue. No signal, no timer, so nothing to arm.
-      const w = new StripeWaiter(new Region(table, stripe, null));
+      const w = new StripeWaiter(newRegion(table, stripe, null));
       table.enqueue(stripe, w);
       return w.promise;
     }
@@ -310,7 +335,7 @@ export class StripedWriteLock implements AsyncDisposable {
     const stripe = fnv1a32(key) & this.#mask;
     if (table.holders[stripe] === null) return Promise.resolve(table.grantFree(stripe));
     if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0)); // try-lock: not free now
-    const w = new StripeWaiter(new Region(table, stripe, null));
+    const w = new StripeWaiter(newRegion(table, stripe, null));
     table.enqueue(stripe, w);
     w.armed = arm(w, signal, timeoutMs);
     return w.promise;
@@ -340,7 +365,7 @@ export class StripedWriteLock implements AsyncDisposable {
     const signal = options?.signal;
     if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
     const many = Object.freeze(Array.from(set).sort((a, b) => a - b));
-    const w = new StripeWaiter(new Region(table, -1, many));
+    const w = new StripeWaiter(newRegion(table, -1, many));
     if (table.advance(w, many)) {
       w.settled = true;
       return Promise.resolve(w.region);
