@@ -135,12 +135,13 @@ class Slabs {
   #used = 0;
 
   static #fresh(): ArrayBuffer {
-    const slab = new ArrayBuffer(SLAB_BYTES);
+    // Uninitialized, like Buffer.allocUnsafe: a zeroed 64 KiB ArrayBuffer cost 16-26 µs, this 3-6 µs.
+    const slab = Buffer.allocUnsafeSlow(SLAB_BYTES).buffer;
     markAsUntransferable(slab);
     return slab;
   }
 
-  /** A new zeroed array of `n` bytes (its own ArrayBuffer when larger than 4 KiB). */
+  /** A new array of `n` UNINITIALIZED bytes (its own zeroed ArrayBuffer when larger than 4 KiB): write all of them. */
   alloc(n: number): Uint8Array {
     if (n > SLAB_MAX) return new Uint8Array(n);
     if (this.#used + n > SLAB_BYTES) {
@@ -158,6 +159,7 @@ const internal = new Slabs();
 /** Bytes handed to callers (retrieved values): a separate pool, so nothing a caller does reaches ours. */
 const external = new Slabs();
 
+/** `n` uninitialized bytes for an encoding that writes every one of them. */
 export function newBytes(n: number): Uint8Array {
   return internal.alloc(n);
 }
