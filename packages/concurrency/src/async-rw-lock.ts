@@ -11,7 +11,7 @@
  * Invariant: after every operation the head of the queue (if any) cannot be granted yet.
  */
 import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
-import { arm, checkOptions, disarm, pendingInto, type AcquireOptions, type Armed, type Cancellable, type Settler } from './waiter.js';
+import { arm, checkOptions, disarm, type AcquireOptions, type Armed, type Cancellable } from './waiter.js';
 
 export type RwMode = 'shared' | 'exclusive';
 
@@ -56,19 +56,22 @@ class Guard implements RwGuard {
 }
 
 /** A queued request; `armed` is null unless it has a signal or a timeout. */
-class RwWaiter implements Cancellable, Settler<RwGuard> {
+class RwWaiter implements Cancellable {
   prev: RwWaiter | null = null;
   next: RwWaiter | null = null;
   settled = false;
   armed: Armed | null = null;
-  resolve: (guard: RwGuard) => void = noop;
-  reject: (error: unknown) => void = noop;
+  resolve!: (guard: RwGuard) => void;
+  reject!: (error: unknown) => void;
   readonly promise: Promise<RwGuard>;
   constructor(
     readonly mode: RwMode,
     private readonly state: RwState,
   ) {
-    this.promise = pendingInto(this);
+    this.promise = new Promise<RwGuard>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
   }
 
   cancel(error: LockError): void {
@@ -96,8 +99,6 @@ class RwWaiter implements Cancellable, Settler<RwGuard> {
     }
   }
 }
-
-function noop(): void {}
 
 class RwState {
   sharedHolders = 0;

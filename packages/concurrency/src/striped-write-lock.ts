@@ -15,7 +15,7 @@
  */
 import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
 import { fnv1a32 } from './fnv1a.js';
-import { arm, checkOptions, disarm, pendingInto, type AcquireOptions, type Armed, type Cancellable, type Settler } from './waiter.js';
+import { arm, checkOptions, disarm, type AcquireOptions, type Armed, type Cancellable } from './waiter.js';
 
 /** Stripe counts above this would allocate large tables for no benefit (2^20 = 1,048,576). */
 const MAX_STRIPES = 1 << 20;
@@ -88,28 +88,30 @@ class Region implements WriteRegion {
  * granted is made up front, so the grant resolves the promise with an object that already exists. `armed` is null
  * unless the caller passed a signal or a timeout.
  */
-class StripeWaiter implements Cancellable, Settler<WriteRegion> {
+class StripeWaiter implements Cancellable {
   /** How many stripes of `region.many` it holds (a one-stripe request holds nothing while it waits). */
   taken = 0;
-  /** The stripe whose queue it is in, or -1. */
+  /** The stripe whose queue it is in; -1 once granted or cancelled (a waiting request is always in a queue). */
   queuedOn = -1;
   prev: StripeWaiter | null = null;
   next: StripeWaiter | null = null;
-  settled = false;
   armed: Armed | null = null;
-  resolve: (region: WriteRegion) => void = noop;
-  reject: (error: unknown) => void = noop;
+  resolve!: (region: WriteRegion) => void;
+  reject!: (error: unknown) => void;
   readonly promise: Promise<WriteRegion>;
   constructor(readonly region: Region) {
-    this.promise = pendingInto(this);
+    // An inline executor: V8 inlines it into the Promise constructor (a shared named function is called instead).
+    this.promise = new Promise<WriteRegion>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
   }
 
+  /** Abort or timeout: a no-op once the request left its queue (granted or cancelled). */
   cancel(error: LockError): void {
-    if (!this.settled) this.region.table.cancel(this, error);
+    if (this.queuedOn >= 0) this.region.table.cancel(this, error);
   }
 }
-
-function noop(): void {}
 
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 const regionPrototype = Region.prototype;
@@ -217,7 +219,6 @@ class StripeTable {
       if (!this.advance(w, many)) return; // queued on its next stripe
     }
     this.contended++;
-    w.settled = true;
     if (w.armed !== null) {
       disarm(w.armed);
       w.armed = null;
@@ -228,7 +229,6 @@ class StripeTable {
   /** Takes `w` out of its queue, rejects it, and gives back the stripes it took (each to its own next waiter). */
   cancel(w: StripeWaiter, error: LockError): void {
     if (w.queuedOn >= 0) this.dequeue(w.queuedOn, w);
-    w.settled = true;
     if (w.armed !== null) {
       disarm(w.armed);
       w.armed = null;
@@ -366,10 +366,7 @@ export class StripedWriteLock implements AsyncDisposable {
     if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
     const many = Object.freeze(Array.from(set).sort((a, b) => a - b));
     const w = new StripeWaiter(newRegion(table, -1, many));
-    if (table.advance(w, many)) {
-      w.settled = true;
-      return Promise.resolve(w.region);
-    }
+    if (table.advance(w, many)) return Promise.resolve(w.region); // all free (or no keys): granted now
     const timeoutMs = options?.timeoutMs;
     if (timeoutMs === 0) {
       // Try-lock: not all free right now, so give up at once (and give back the stripes already taken).

@@ -1,7 +1,7 @@
 /**
  * What both locks share: the acquire options, their validation, the cancellation plumbing of a queued request
  * (abort listener + timeout timer, armed when it queues and disarmed the moment it is granted or cancelled, so a
- * granted request leaves no listener or timer behind), and the pending promise of a queued request.
+ * granted request leaves no listener or timer behind).
  *
  * Thread safety: everything here runs synchronously; a waiter is cancelled from an `abort` event or a timer
  * callback, each of which runs to completion before any other lock code.
@@ -99,28 +99,4 @@ export function arm(target: Cancellable, signal: AbortSignal | undefined, timeou
 export function disarm(armed: Armed): void {
   if (armed.onAbort !== undefined) armed.signal!.removeEventListener('abort', armed.onAbort);
   if (armed.timer !== undefined) clearTimeout(armed.timer);
-}
-
-// `new Promise(capture)` hands its resolving functions over in these two slots: one shared executor instead of a
-// closure (and a context) allocated for every queued request. Read them right after the constructor returns.
-let capturedResolve: ((value: never) => void) | undefined;
-let capturedReject: ((error: unknown) => void) | undefined;
-function capture(resolve: (value: never) => void, reject: (error: unknown) => void): void {
-  capturedResolve = resolve;
-  capturedReject = reject;
-}
-
-/** The resolving functions of a pending promise, kept by a queued request. */
-export interface Settler<T> {
-  resolve: (value: T) => void;
-  reject: (error: unknown) => void;
-}
-
-/** A new pending promise whose resolving functions are stored in `into` (`Promise.withResolvers()` on Node >= 22). */
-export function pendingInto<T>(into: Settler<T>): Promise<T> {
-  const promise = new Promise<T>(capture as (resolve: (value: T) => void, reject: (error: unknown) => void) => void);
-  into.resolve = capturedResolve as (value: T) => void;
-  into.reject = capturedReject!;
-  capturedResolve = capturedReject = undefined;
-  return promise;
 }
