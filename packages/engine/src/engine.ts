@@ -39,7 +39,9 @@ import {
   writeRecord,
   parseMetadata,
   recordBytesFor,
+  recordFields,
   recordKind,
+  type RecordFields,
   verifiedInlineData,
 } from './record.js';
 import { Snapshot, type SnapshotHost } from './snapshot.js';
@@ -1472,6 +1474,8 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       try {
         const key = decodeKey(this.#keys[i]!);
         const value = this.#values[i]!;
+        const fields = recordFields(value);
+        if (fields) return Promise.resolve({ value: infoOf(key, fields), done: false });
         if (value[0] !== KIND_INDIRECT) return Promise.resolve({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
         return this.#indirect(key, value);
       } catch (err) {
@@ -1549,14 +1553,14 @@ function notFound(key: string): NotFoundError {
   return new NotFoundError(`no object with key ${JSON.stringify(key)}`);
 }
 
-function infoOf(key: string, r: ObjectRecord): ObjectInfo {
+function infoOf(key: string, r: RecordFields): ObjectInfo {
   return {
     key,
     size: r.size,
     created: new Date(r.createdMs),
     modified: new Date(r.modifiedMs),
     etag: etagOf(r),
-    metadata: parseMetadata(r.metadata, `object ${key}`),
+    metadata: r.metadata.byteLength === 0 ? {} : parseMetadata(r.metadata, `object ${key}`),
   };
 }
 

@@ -153,6 +153,37 @@ export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number
   return { size, createdMs, modifiedMs, crc, nonce, metadata, extents };
 }
 
+/** What `ObjectInfo` needs of a record. */
+export type RecordFields = Pick<ObjectRecord, 'size' | 'createdMs' | 'modifiedMs' | 'crc' | 'nonce' | 'metadata'>;
+
+/**
+ * The info fields of a well-formed kind 1 or 2 record, or undefined for anything else (the caller then decodes it
+ * fully to get the record or the precise error). Checks the same lengths as `decodeRecord` but builds no view of
+ * the data and no extent list: the hot path of `list()`. Extent ranges are checked when the object is read.
+ */
+export function recordFields(bytes: Uint8Array): RecordFields | undefined {
+  const len = bytes.byteLength;
+  const kind = bytes[0];
+  if (len < HEADER || (kind !== KIND_INLINE && kind !== KIND_EXTENTS)) return undefined;
+  const sizeHi = rd32(bytes, 5);
+  const createdHi = rd32(bytes, 13);
+  const modifiedHi = rd32(bytes, 21);
+  if (sizeHi >= 1 << 21 || createdHi >= 1 << 21 || modifiedHi >= 1 << 21) return undefined;
+  const size = sizeHi * 0x1_0000_0000 + rd32(bytes, 1);
+  const metaLen = rd32(bytes, 33);
+  const rest = len - HEADER - metaLen;
+  if (rest < 0) return undefined;
+  if (kind === KIND_INLINE ? rest !== size : rest < 4 || rd32(bytes, HEADER + metaLen) * 12 !== rest - 4) return undefined;
+  return {
+    size,
+    createdMs: createdHi * 0x1_0000_0000 + rd32(bytes, 9),
+    modifiedMs: modifiedHi * 0x1_0000_0000 + rd32(bytes, 17),
+    crc: rd32(bytes, 25),
+    nonce: rd32(bytes, 29),
+    metadata: bytes.subarray(HEADER, HEADER + metaLen),
+  };
+}
+
 /**
  * The data of a well-formed inline record whose checksum matches (a view of `bytes`), or undefined for anything
  * else: another kind, a malformed record or a checksum mismatch, which the caller hands to `decodeRecord` and the
@@ -193,6 +224,6 @@ function hex32(v: number): string {
   return HEX[v >>> 24]! + HEX[(v >>> 16) & 0xff]! + HEX[(v >>> 8) & 0xff]! + HEX[v & 0xff]!;
 }
 
-export function etagOf(r: ObjectRecord): string {
+export function etagOf(r: RecordFields): string {
   return hex32(r.crc) + hex32(r.nonce);
 }
