@@ -7,7 +7,9 @@
  * inside this module, so each one is atomic. Grants resolve promises, whose continuations run later as microtasks.
  *
  * Invariants (checked by the tests):
- * - `holders[s]` is null, or the one region that owns stripe `s` (granted, or being assembled by `acquireMany`).
+ * - `busy[s]` is 1 while a region owns stripe `s` (granted, or being assembled by `acquireMany`), else 0; `held` is
+ *   the number of ones.
+ * - A region frees its stripes at most once (its `released` flag), and only stripes it owns.
  * - A stripe's queue is non-empty only while the stripe is held (release hands the stripe straight to the head).
  * - An unsettled request sits in exactly one queue: the one of the first stripe it still lacks.
  * - `acquireMany` takes its stripes in ascending order, so requests wait only for higher-numbered stripes than any
@@ -46,8 +48,10 @@ export interface StripedWriteLockStats {
 }
 
 /**
- * A grant. Its identity is the token: a stripe is freed only by the region that `holders` says owns it. A region of
- * one stripe (the common case) keeps it in `stripe` and shares the table's frozen one-element array for `stripes`.
+ * A grant. It frees its stripes once: `released` turns true on the first `release()` (or when its request is
+ * cancelled before the grant), and every later call returns at once, so a stale region never frees a stripe that
+ * another region now holds. A region of one stripe (the common case) keeps it in `stripe` and shares the table's
+ * frozen one-element array for `stripes`.
  *
  * Made by `newRegion`, never with `new`: see there. Its four fields are all it has (they fit in the object).
  */
@@ -68,10 +72,10 @@ class Region implements WriteRegion {
     this.released = true;
     const { table, many } = this;
     if (many === null) {
-      table.free(this.stripe, this);
+      table.free(this.stripe);
       return;
     }
-    for (let i = 0; i < many.length; i++) table.free(many[i]!, this);
+    for (let i = 0; i < many.length; i++) table.free(many[i]!);
   }
 
   [Symbol.dispose](): void {
@@ -95,6 +99,8 @@ class StripeWaiter implements Cancellable {
   queuedOn = -1;
   prev: StripeWaiter | null = null;
   next: StripeWaiter | null = null;
+  /** Meaningful on the head of a queue only: the queue's last waiter. */
+  last: StripeWaiter | null = null;
   armed: Armed | null = null;
   resolve!: (region: WriteRegion) => void;
   reject!: (error: unknown) => void;
@@ -133,9 +139,17 @@ function newRegion(table: StripeTable, stripe: number, many: readonly number[] |
 
 /** The mutable state behind a `StripedWriteLock`, shared with its regions and waiters. */
 class StripeTable {
-  readonly holders: (Region | null)[];
+  /**
+   * 1 while stripe `s` is owned, else 0. A flag rather than the owning region: storing a new object into this
+   * long-lived array would cost a write barrier on every grant, and `released` already guards against stale frees.
+   */
+  readonly busy: Uint8Array;
+  /**
+   * The first waiter of each stripe's queue; the head keeps the queue's tail (`last`). Only the head is stored in
+   * this long-lived array: a store of a new object into an old one costs a write barrier, and this way a queue
+   * costs one such store however long it gets.
+   */
   readonly heads: (StripeWaiter | null)[];
-  readonly tails: (StripeWaiter | null)[];
   /** Frozen `[s]` arrays, made on first use and shared by every one-stripe region of stripe `s`. */
   readonly singletons: (readonly number[] | null)[];
   held = 0;
@@ -147,9 +161,8 @@ class StripeTable {
 
   constructor(stripeCount: number) {
     // Packed (not holey) arrays: `Array.from` fills every slot.
-    this.holders = Array.from({ length: stripeCount }, () => null);
+    this.busy = new Uint8Array(stripeCount);
     this.heads = Array.from({ length: stripeCount }, () => null);
-    this.tails = Array.from({ length: stripeCount }, () => null);
     this.singletons = Array.from({ length: stripeCount }, () => null);
   }
 
@@ -160,7 +173,7 @@ class StripeTable {
   /** Fast path: one free stripe, granted in this call. */
   grantFree(stripe: number): Region {
     const region = newRegion(this, stripe, null);
-    this.holders[stripe] = region;
+    this.busy[stripe] = 1;
     if (++this.held > this.peakHeld) this.peakHeld = this.held;
     this.acquisitions++;
     return region;
@@ -171,15 +184,14 @@ class StripeTable {
    * one. Returns true when it holds them all (granted; the caller settles the promise).
    */
   advance(w: StripeWaiter, many: readonly number[]): boolean {
-    const { holders } = this;
-    const { region } = w;
+    const { busy } = this;
     while (w.taken < many.length) {
       const s = many[w.taken]!;
-      if (holders[s] !== null) {
+      if (busy[s] !== 0) {
         this.enqueue(s, w);
         return false;
       }
-      holders[s] = region;
+      busy[s] = 1;
       if (++this.held > this.peakHeld) this.peakHeld = this.held;
       w.taken++;
     }
@@ -188,30 +200,29 @@ class StripeTable {
   }
 
   /**
-   * Frees `stripe` if `region` owns it. With a queue, the stripe goes straight to the head waiter (the held count
+   * Frees `stripe`, which the caller owns. With a queue, the stripe goes straight to the head waiter (the held count
    * does not change), which is granted in this call when that was the last stripe it lacked.
    */
-  free(stripe: number, region: Region): void {
-    if (this.holders[stripe] !== region) return; // not ours (any more): never free someone else's stripe
+  free(stripe: number): void {
     const w = this.heads[stripe] as StripeWaiter | null;
     if (w === null) {
-      this.holders[stripe] = null;
+      this.busy[stripe] = 0;
       this.held--;
       return;
     }
     // Dequeue the head.
     const next = w.next;
     this.heads[stripe] = next;
-    if (next === null) this.tails[stripe] = null;
-    else {
+    if (next !== null) {
       next.prev = null;
+      next.last = w.last;
       w.next = null;
     }
+    w.last = null;
     w.queuedOn = -1;
     this.waiters--;
-    // Hand over.
+    // Hand over: the stripe stays busy.
     const granted = w.region;
-    this.holders[stripe] = granted;
     const many = granted.many;
     if (many === null) this.acquisitions++;
     else {
@@ -237,25 +248,36 @@ class StripeTable {
     const { region } = w;
     region.released = true;
     const many = region.many;
-    if (many !== null) for (let i = 0; i < w.taken; i++) this.free(many[i]!, region);
+    if (many !== null) for (let i = 0; i < w.taken; i++) this.free(many[i]!);
   }
 
   enqueue(stripe: number, w: StripeWaiter): void {
     w.queuedOn = stripe;
-    const tail = this.tails[stripe] as StripeWaiter | null;
-    w.prev = tail;
-    if (tail === null) this.heads[stripe] = w;
-    else tail.next = w;
-    this.tails[stripe] = w;
+    const head = this.heads[stripe] as StripeWaiter | null;
+    if (head === null) {
+      w.last = w;
+      this.heads[stripe] = w;
+    } else {
+      const tail = head.last!;
+      w.prev = tail;
+      tail.next = w;
+      head.last = w;
+    }
     this.waiters++;
   }
 
   dequeue(stripe: number, w: StripeWaiter): void {
-    if (w.prev === null) this.heads[stripe] = w.next;
-    else w.prev.next = w.next;
-    if (w.next === null) this.tails[stripe] = w.prev;
-    else w.next.prev = w.prev;
-    w.prev = w.next = null;
+    const { prev, next } = w;
+    if (prev === null) {
+      // The head: its successor (if any) becomes the head and keeps the tail.
+      this.heads[stripe] = next;
+      if (next !== null) next.last = w.last;
+    } else {
+      prev.next = next;
+      if (next === null) (this.heads[stripe] as StripeWaiter).last = prev;
+    }
+    if (next !== null) next.prev = prev;
+    w.prev = w.next = w.last = null;
     w.queuedOn = -1;
     this.waiters--;
   }
@@ -314,10 +336,10 @@ export class StripedWriteLock implements AsyncDisposable {
     if (options === undefined) {
       if (table.disposed) return Promise.reject(new LockDisposedError());
       const stripe = fnv1a32(key) & this.#mask;
-      if (table.holders[stripe] === null) {
+      if (table.busy[stripe] === 0) {
         const region = newRegion(table, stripe, null);
         const granted = Promise.resolve<WriteRegion>(region);
-        table.holders[stripe] = region;
+        table.busy[stripe] = 1;
         if (++table.held > table.peakHeld) table.peakHeld = table.held;
         table.acquisitions++;
         return granted;
@@ -333,7 +355,7 @@ export class StripedWriteLock implements AsyncDisposable {
     const { signal, timeoutMs } = options;
     if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
     const stripe = fnv1a32(key) & this.#mask;
-    if (table.holders[stripe] === null) return Promise.resolve(table.grantFree(stripe));
+    if (table.busy[stripe] === 0) return Promise.resolve(table.grantFree(stripe));
     if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0)); // try-lock: not free now
     const w = new StripeWaiter(newRegion(table, stripe, null));
     table.enqueue(stripe, w);
