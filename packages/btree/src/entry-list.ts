@@ -181,8 +181,9 @@ export const SPLIT_DESC = 3;
  * page's first entry has no key), and both pages keep at least two entries. Both pages fit `capacity` and hold
  * at least `minFill` bytes, except the right page of SPLIT_APPEND (allowed under-full on the right edge of the
  * tree, see BTree.check()). A policy that cannot meet this falls back to SPLIT_EVEN, which minimizes the larger
- * page (both at least a quarter full for a list that overflows by at most one entry, as entries are at most
- * half a page).
+ * page among the cuts that leave both pages at the minimum fill. For leaves such a cut always exists (entries
+ * are at most half a page and the list overflows by at most one entry); for branches, with separators of up to
+ * a third of a page, contrived key sizes can leave none, and then one page may end up under the minimum fill.
  */
 export function splitPoint(list: EntryList, policy: number, at: number, capacity: number, minFill: number): number {
   const n = list.n;
@@ -232,18 +233,29 @@ export function splitPoint(list: EntryList, policy: number, at: number, capacity
       if (ok(left, right)) return s;
     }
   }
+  // Even: the smallest larger page among the cuts that leave both pages at the minimum fill (for a branch, the
+  // key that moves up counts on neither side, so the most even cut can leave one side under it); if no cut
+  // does, the smallest larger page.
   let best = -1;
   let bestMax = Infinity;
+  let bestFilled = -1;
+  let bestFilledMax = Infinity;
   let left = leaf ? 0 : -list.lens[0]!;
   for (let s = 1; s <= hi; s++) {
     left += list.cost(s - 1);
     if (s < lo) continue;
-    const m = Math.max(left, rightOf(s, left));
+    const right = rightOf(s, left);
+    const m = Math.max(left, right);
     if (m < bestMax) {
       bestMax = m;
       best = s;
     }
+    if (m < bestFilledMax && ok(left, right)) {
+      bestFilledMax = m;
+      bestFilled = s;
+    }
   }
+  if (bestFilled >= 0) return bestFilled;
   if (bestMax > capacity) throw new Error(`btree split: halves of ${bestMax} bytes do not fit a page (internal error)`);
   return best;
 }

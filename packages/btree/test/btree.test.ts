@@ -173,6 +173,32 @@ describe('structure', () => {
     await expectSameContent(tree, new Map());
   });
 
+  it('a branch split keeps both halves at the minimum fill when a long separator moves up', async () => {
+    // Found by the model test: the most even cut of the root left one half under the minimum fill (the key that
+    // moves up counts on neither side).
+    const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 2 * 512 });
+    const rep = (b: number, n: number): Uint8Array => new Uint8Array(n).fill(b);
+    const fill = async (n: number, tag: number, vlen: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await tree.put(Uint8Array.of(1, tag, i >> 8, i & 0xff), val(i, vlen));
+    };
+    const puts: [Uint8Array, number][] = [
+      [Uint8Array.of(0), 3],
+      [rep(1, 78), 39],
+      [rep(2, 32), 31],
+      [Uint8Array.of(1, 2), 47],
+    ];
+    for (const [k, n] of puts) await tree.put(k, val(0, n));
+    await fill(71, 3, 6);
+    for (const [k, n] of [[Uint8Array.of(2), 63], [Uint8Array.of(127), 21], [Uint8Array.of(2, 0, 0, 0, 0), 4], [Uint8Array.of(1, 127), 83]] as const) {
+      await tree.put(k, val(0, n));
+    }
+    await fill(268, 2, 10);
+    for (const [k, n] of [[rep(1, 150), 15], [rep(1, 155), 7], [Uint8Array.of(0, 0), 17], [new Uint8Array(0), 22], [rep(1, 80), 17], [Uint8Array.of(0, 0, 0, 0), 27]] as const) {
+      await tree.put(k, val(0, n));
+      await tree.check();
+    }
+  });
+
   it('reports stats, dirty and cached bytes; the clean cache stays within its bound', async () => {
     const { store, tree } = await filled(512, 2000, 16 * 512);
     expect(tree.dirtyBytes).toBe(tree.stats().dirtyPages * 512);
