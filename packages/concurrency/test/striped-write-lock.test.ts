@@ -180,6 +180,36 @@ describe('cancellation', () => {
     expect(lock.stats()).toMatchObject({ held: 0, acquisitions: 2, contended: 1 });
   });
 
+  it('keeps FIFO order when waiters leave from the tail, the middle and the head, and new ones join', async () => {
+    const lock = new StripedWriteLock();
+    const keys = keysOnStripe(lock, 11, 8);
+    const holder = await lock.acquire(keys[0]!);
+    const order: number[] = [];
+    const controllers = keys.map(() => new AbortController());
+    const request = (i: number): Promise<void> =>
+      lock.acquire(keys[i]!, { signal: controllers[i]!.signal }).then(
+        (r) => {
+          order.push(i);
+          r.release();
+        },
+        () => order.push(-i),
+      );
+    const pending = [1, 2, 3, 4].map(request);
+    controllers[4]!.abort(); // the tail
+    controllers[2]!.abort(); // the middle
+    pending.push(request(5)); // joins behind the new tail (3)
+    controllers[1]!.abort(); // the head
+    pending.push(request(6));
+    controllers[6]!.abort(); // the tail again
+    pending.push(request(7));
+    expect(lock.stats().waiters).toBe(3); // 3, 5, 7
+    holder.release();
+    await Promise.all(pending);
+    expect(order.filter((i) => i > 0)).toEqual([3, 5, 7]);
+    expect(order.filter((i) => i < 0).sort()).toEqual([-1, -2, -4, -6].sort());
+    expect(lock.stats()).toMatchObject({ held: 0, waiters: 0, acquisitions: 4, contended: 3 });
+  });
+
   it('removes the abort listener and clears the timer once granted', async () => {
     vi.useFakeTimers();
     const lock = new StripedWriteLock();
