@@ -1,5 +1,6 @@
 // Benchmark of @vde/concurrency against async-mutex and async-lock, in the same process, side by side.
 // Build first: `npx tsc -b packages/concurrency`, then `npx pnpm@10.34.9 --filter @vde/concurrency bench`.
+// (`bench` runs `node --expose-gc bench/run.js`; BENCH_MS and BENCH_ROUNDS tune it.)
 //
 // Scenarios (each library does exactly the same work):
 // - uncontended: one caller, `acquire` then `release`, in a loop, over 1,024 rotating keys.
@@ -8,17 +9,25 @@
 // async-mutex gets 64 `Mutex`es indexed by the same FNV-1a mapping as StripedWriteLock(64), so stripe collisions
 // between the 64 keys hit both alike (the 64 worker keys fall on 42 distinct stripes of 64); async-lock is keyed by
 // the key itself (no collisions at all). The 1024-stripe row gives both striped locks 1024 stripes (64 distinct).
+//
+// Method (the machine is shared and noisy, so every number is relative to a neighbour in time): each scenario runs
+// every library once to warm up, then ROUNDS rounds; a round measures each library for MS ms, in an order that
+// rotates from round to round (nobody always runs right after the same library), with a full GC before each
+// measurement when `gc` is exposed (nobody pays for the previous library's garbage). The table shows each library's
+// median ops/s and, for the ratios, the median over rounds of the ratio measured within the round; the line under
+// the table lists every round's ratio to async-lock.
 import { Mutex } from 'async-mutex';
 import AsyncLock from 'async-lock';
 import { StripedWriteLock, fnv1a32 } from '../dist/index.js';
 
-const MS = Number(process.env.BENCH_MS ?? 700); // measuring time per scenario and round
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3); // the table shows the median round
+const MS = Number(process.env.BENCH_MS ?? 300); // measuring time per library, scenario and round
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9); // the table shows medians over the rounds
 const WORKERS = 64;
 const KEYS = Array.from({ length: 1024 }, (_, i) => `object/${i}`);
 
 /** @param {() => Promise<number>} once runs for about MS and returns the operations done */
 async function measure(once) {
+  globalThis.gc?.();
   const start = performance.now();
   const ops = await once();
   return (ops * 1000) / (performance.now() - start);
@@ -114,18 +123,34 @@ const scenarios = [
   ['64 workers, distinct keys, 1024 stripes', [['@vde/concurrency', () => workersVde(1024)], ['async-mutex', () => workersMutex(1024)], ['async-lock', workersAsyncLock]]],
 ];
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const fmt = (n) => Math.round(n).toLocaleString('en-US');
 
-console.log(`node ${process.version}, ${MS} ms per run, median of ${ROUNDS} rounds (libraries interleaved)\n`);
+const gcNote = globalThis.gc ? 'GC before each run' : 'no --expose-gc';
+console.log(`node ${process.version}, ${MS} ms per run, ${ROUNDS} rounds, order rotated per round, ${gcNote}\n`);
 console.log('| scenario | @vde/concurrency ops/s | async-mutex ops/s | async-lock ops/s | vs async-mutex | vs async-lock |');
 console.log('|---|---:|---:|---:|---:|---:|');
+const perRound = [];
 for (const [name, runs] of scenarios) {
-  const results = new Map(runs.map(([lib]) => [lib, []]));
+  const results = runs.map(() => []);
   for (const [, fn] of runs) await fn(); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
-    for (const [lib, fn] of runs) results.get(lib).push(await measure(fn));
+    for (let k = 0; k < runs.length; k++) {
+      const i = (r + k) % runs.length;
+      results[i][r] = await measure(runs[i][1]);
+    }
   }
-  const [vde, mutex, alock] = runs.map(([lib]) => median(results.get(lib)));
-  console.log(`| ${name} | ${fmt(vde)} | ${fmt(mutex)} | ${fmt(alock)} | ${(vde / mutex).toFixed(2)}x | ${(vde / alock).toFixed(2)}x |`);
+  const [vde, mutex, alock] = results;
+  const vsMutex = vde.map((v, r) => v / mutex[r]);
+  const vsLock = vde.map((v, r) => v / alock[r]);
+  perRound.push(`${name}: ${vsLock.map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `| ${name} | ${fmt(median(vde))} | ${fmt(median(mutex))} | ${fmt(median(alock))} | ` +
+      `${median(vsMutex).toFixed(2)}x | ${median(vsLock).toFixed(2)}x |`,
+  );
 }
+console.log(`\n@vde/concurrency / async-lock in each round:\n${perRound.join('\n')}`);
