@@ -11,7 +11,7 @@
 // the key itself (no collisions at all). The 1024-stripe row gives both striped locks 1024 stripes (64 distinct).
 //
 // Method (the machine is shared and noisy, so every number is relative to a neighbour in time): each scenario runs
-// every library once to warm up, then ROUNDS rounds; a round measures each library for MS ms, in an order that
+// every library twice to warm up, then ROUNDS rounds; a round measures each library for MS ms, in an order that
 // rotates from round to round (nobody always runs right after the same library), with a full GC before each
 // measurement when `gc` is exposed (nobody pays for the previous library's garbage). The table shows each library's
 // median ops/s and, for the ratios, the median over rounds of the ratio measured within the round; the line under
@@ -137,7 +137,7 @@ console.log('|---|---:|---:|---:|---:|---:|');
 const perRound = [];
 for (const [name, runs] of scenarios) {
   const results = runs.map(() => []);
-  for (const [, fn] of runs) await fn(); // warm-up
+  for (let w = 0; w < 2; w++) for (const [, fn] of runs) await fn(); // warm-up (twice: after one, round 1 was an outlier)
   for (let r = 0; r < ROUNDS; r++) {
     for (let k = 0; k < runs.length; k++) {
       const i = (r + k) % runs.length;
