@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CorruptionError, InvalidArgumentError, ReadOnlyError, TooLargeError, crc32 } from '@vde/block-device';
-import { BTree, MemoryPageStore, type PageStore } from '@vde/btree';
+import { BTree, type KeyRange, MemoryPageStore, type PageStore } from '@vde/btree';
 import { expectSameContent, hex, type Model, modelRange, treeRange, utf8 } from './helpers.js';
 
 const key4 = (i: number): Uint8Array => Uint8Array.of(i >>> 24, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff);
@@ -812,7 +812,7 @@ describe('entryBatches', () => {
     for (const r0 of base) {
       for (const reverse of [false, true]) {
         for (const limit of [undefined, -1, 0, 1, 7, 100]) {
-          const r = { ...r0, reverse, limit };
+          const r: KeyRange = { ...r0, reverse, ...(limit === undefined ? {} : { limit }) };
           const got: [string, string][] = [];
           let batches = 0;
           for await (const batch of tree.entryBatches(r)) {
