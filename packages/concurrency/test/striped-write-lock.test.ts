@@ -192,7 +192,9 @@ describe('cancellation', () => {
           order.push(i);
           r.release();
         },
-        () => order.push(-i),
+        () => {
+          order.push(-i);
+        },
       );
     const pending = [1, 2, 3, 4].map(request);
     controllers[4]!.abort(); // the tail
