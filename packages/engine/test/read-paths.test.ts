@@ -33,6 +33,7 @@ describe('read paths', () => {
     expect(await vde.exists('k/missing')).toBe(false);
     await expectCode(vde.retrieve(''), 'ERR_VDE_INVALID_KEY');
     await expectCode(vde.retrieve('\ud800'), 'ERR_VDE_INVALID_KEY');
+    await expectCode(vde.retrieve('k/0000', null as never), 'ERR_VDE_INVALID_ARGUMENT');
     // The returned bytes are the caller's: changing them changes nothing stored.
     const first = await vde.retrieve('k/0000');
     first.fill(0);
