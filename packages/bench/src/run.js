@@ -146,12 +146,14 @@ const stores = {
   },
   lmdb: {
     label: 'lmdb',
-    durable: 'open({ path }) default sync commits; concurrent put() promises are batched into one transaction by lmdb-js',
+    durable:
+      'put() awaited until its `flushed` promise (separateFlushed: true): lmdb-js on Linux defaults to overlappingSync, where put() resolves at commit, before the fsync; concurrent put() promises are batched into one transaction by lmdb-js',
     bulk: 'transactionSync() of 1,000 putSync() each (one durable commit per transaction)',
     async open(dir) {
-      const db = openLmdb({ path: dir, encoding: 'binary' });
+      const db = openLmdb({ path: dir, encoding: 'binary', separateFlushed: true });
       return {
-        put: (k, v) => db.put(k, v),
+        // Durable like the others: resolve once the commit holding this put is flushed, not merely committed.
+        put: (k, v) => db.put(k, v).flushed,
         async bulk(entries) {
           for (let i = 0; i < entries.length; i += BULK_CHUNK) {
             db.transactionSync(() => {
