@@ -36,7 +36,8 @@ const COUNTS = {
   w3: scale(200_000),
   r1: scale(100_000),
   l1: QUICK ? 8 : 64,
-  s: scale(2000),
+  /** S is W2 on each engine: the same 10,000 stores (in 8 alternating slices), with 64 stripes and with 1. */
+  s: scale(10_000),
   raw: scale(1000),
   rawSeqBytes: (QUICK ? 32 : 256) << 20,
 };
