@@ -18,6 +18,8 @@ import { open as openLmdb } from 'lmdb';
 import { VirtualDiskEngine } from '@vde/engine';
 
 const { values: argv } = parseArgs({
+  // `pnpm bench -- --quick` hands the script a literal `--` before the flags: drop it.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
   options: {
     quick: { type: 'boolean' },
     growth: { type: 'boolean' },
