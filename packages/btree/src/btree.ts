@@ -290,7 +290,7 @@ export class BTree {
         let p = cache.lookup(this.#rootNo);
         let missing = p === undefined ? this.#rootNo : -1;
         while (p !== undefined && !p.leaf) {
-          const childNo = childAt(p, branchSearch(p, key));
+          const childNo = childAt(p, readBranchSearch(p, key));
           const c: Page | undefined = cache.lookup(childNo);
           if (c === undefined) {
             missing = childNo;
@@ -300,7 +300,7 @@ export class BTree {
           p = c;
         }
         if (missing < 0 && p !== undefined) {
-          const i = leafSearch(p, key);
+          const i = readLeafSearch(p, key);
           return i < 0 ? undefined : leafValueCopy(p, i);
         }
         (pins ??= []).push(await this.#loadPinned(missing));
@@ -325,12 +325,12 @@ export class BTree {
     let p = cache.lookup(this.#rootNo);
     if (p === undefined) return undefined;
     while (!p.leaf) {
-      const c: Page | undefined = cache.lookup(childAt(p, branchSearch(p, key)));
+      const c: Page | undefined = cachedChild(cache, p, readBranchSearch(p, key));
       if (c === undefined) return undefined;
       if (c.level !== p.level - 1) throw this.#levelError(c, p);
       p = c;
     }
-    const i = leafSearch(p, key);
+    const i = readLeafSearch(p, key);
     if (i < 0) return null;
     const b = p.buf;
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
@@ -1673,6 +1673,152 @@ function leafSearch(p: Page, key: Uint8Array): number {
     else return mid;
   }
   return -(lo + 1);
+}
+
+// ------------------------------------------------------------------------------ search index (reads only)
+
+/**
+ * The page's search index (Page.ixKeys) if it is valid, else null. A read that finds none records the version it
+ * saw and builds one on the second read of the same version, so pages that change between reads never pay for one.
+ * Valid means: built from this page at its current `version` (every change of a page's keys or slots bumps it in
+ * the same synchronous run, see PageCache.markDirty), with the same `count` and the same buffer.
+ *
+ * Layout: one Int32Array, fingerprints of keys first..count-1 at their indexes (a branch's entry 0 has no key),
+ * then the Page.ixPrefix bytes that every key starts with (for a branch: keys 1..count-1). A fingerprint is the
+ * 4 key bytes after that prefix (zero-padded, big-endian, top bit flipped so that signed order is byte order): it
+ * is monotone in key order, fp(a) < fp(b) implies a < b, and equal fingerprints need a full key comparison.
+ */
+function searchIndex(p: Page): Int32Array | null {
+  if (p.ixVersion === p.version && p.ixCount === p.count && p.ixBuf === p.buf) return p.ixKeys;
+  if (p.ixSeen !== p.version) {
+    p.ixSeen = p.version;
+    return null;
+  }
+  const b = p.buf;
+  const n = p.count;
+  const leaf = p.leaf;
+  const first = leaf ? 0 : 1;
+  const hdr = leaf ? LEAF_ENTRY_HEADER : BRANCH_ENTRY_HEADER;
+  const lenAt = leaf ? 0 : 4;
+  let plen = 0;
+  let a = 0;
+  if (n > first) {
+    a = u16(b, HEADER_BYTES + SLOT_BYTES * first);
+    const z = u16(b, HEADER_BYTES + SLOT_BYTES * (n - 1));
+    const la = u16(b, a + lenAt);
+    const lz = u16(b, z + lenAt);
+    const m = la < lz ? la : lz;
+    while (plen < m && b[a + hdr + plen] === b[z + hdr + plen]) plen++;
+  }
+  const x = new Int32Array(n + plen);
+  for (let i = 0; i < plen; i++) x[n + i] = b[a + hdr + i]!;
+  for (let i = first; i < n; i++) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+    x[i] = fingerprint(b, off + hdr + plen, u16(b, off + lenAt) - plen);
+  }
+  p.ixKeys = x;
+  p.ixVersion = p.version;
+  p.ixCount = n;
+  p.ixPrefix = plen;
+  p.ixBuf = b;
+  if (!leaf) p.kids = new Array<Page | undefined>(n);
+  return x;
+}
+
+/**
+ * The cached child of branch `p` at entry `i`, as `cache.lookup(childAt(p, i))` (same hit counting), through
+ * `p.kids` when it remembers that child: a remembered page is used only while it is cached under the number entry
+ * i holds now (a cached page is the cache's page of its number, so this is exactly what lookup would return).
+ */
+function cachedChild(cache: PageCache, p: Page, i: number): Page | undefined {
+  const no = childAt(p, i);
+  const kids = p.kids;
+  if (kids !== null && i < kids.length) {
+    const c = kids[i];
+    if (c !== undefined && c.cached && c.no === no) {
+      cache.touch(c);
+      return c;
+    }
+    const d = cache.lookup(no);
+    kids[i] = d;
+    return d;
+  }
+  return cache.lookup(no);
+}
+
+/** The 4 bytes at b[o, o + n) (n may be smaller: zero-padded), big-endian, top bit flipped: signed order = byte order. */
+function fingerprint(b: Uint8Array, o: number, n: number): number {
+  if (n >= 4) return ((b[o]! ^ 0x80) << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
+  let v = 0;
+  for (let i = 0; i < 4; i++) v = (v << 8) | (i < n ? b[o + i]! : 0);
+  return v ^ -0x80000000;
+}
+
+/**
+ * -1 when `key` sorts before every key that starts with the prefix x[n, n + plen), 1 when after every one, 0 when
+ * it starts with it.
+ */
+function comparePrefix(key: Uint8Array, x: Int32Array, n: number, plen: number): number {
+  const kl = key.length;
+  const m = kl < plen ? kl : plen;
+  for (let i = 0; i < m; i++) {
+    const d = key[i]! - x[n + i]!;
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return kl < plen ? -1 : 0;
+}
+
+/** leafSearch through the page's search index when it has a valid one (same result). */
+function readLeafSearch(p: Page, key: Uint8Array): number {
+  const fp = p.count === 0 ? null : searchIndex(p);
+  if (fp === null) return leafSearch(p, key);
+  const n = p.count;
+  const plen = p.ixPrefix;
+  const c0 = comparePrefix(key, fp, n, plen);
+  if (c0 !== 0) return c0 < 0 ? -1 : -(n + 1);
+  const kl = key.length;
+  const fk = fingerprint(key, plen, kl - plen);
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (fp[mid]! < fk) lo = mid + 1;
+    else hi = mid;
+  }
+  const b = p.buf;
+  for (; lo < n && fp[lo] === fk; lo++) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * lo);
+    const c = compareRange(b, off + LEAF_ENTRY_HEADER + plen, u16(b, off) - plen, key, plen, kl - plen);
+    if (c === 0) return lo;
+    if (c > 0) break;
+  }
+  return -(lo + 1);
+}
+
+/** branchSearch through the page's search index when it has a valid one (same result). */
+function readBranchSearch(p: Page, key: Uint8Array): number {
+  const fp = p.count <= 1 ? null : searchIndex(p);
+  if (fp === null) return branchSearch(p, key);
+  const n = p.count;
+  const plen = p.ixPrefix;
+  const c0 = comparePrefix(key, fp, n, plen);
+  if (c0 !== 0) return c0 < 0 ? 0 : n - 1;
+  const kl = key.length;
+  const fk = fingerprint(key, plen, kl - plen);
+  let lo = 1;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (fp[mid]! < fk) lo = mid + 1;
+    else hi = mid;
+  }
+  // Entries before lo are below key; of those with key's fingerprint, the ones <= key come first.
+  const b = p.buf;
+  for (; lo < n && fp[lo] === fk; lo++) {
+    const off = u16(b, HEADER_BYTES + SLOT_BYTES * lo);
+    if (compareRange(b, off + BRANCH_ENTRY_HEADER + plen, u16(b, off + 4) - plen, key, plen, kl - plen) > 0) break;
+  }
+  return lo - 1;
 }
 
 /** First index whose key is >= key (strict: > key). */
