@@ -22,7 +22,7 @@ import { BTree, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { copyOut, newBytes } from './bytes.js';
-import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeMetadata, encodeUtf8 } from './keys.js';
+import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
@@ -1366,7 +1366,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** The key's index value as a view of the cached leaf (see #cachedRecord), null if absent, undefined if unknown. */
   #cachedView(tree: BTree, key: string): Uint8Array | null | undefined {
     if (this.#closed || this.#closing || (this.#applyBarrier && tree === this.#index)) return undefined;
-    return tree.getCachedView(encodeKey(key, this.#maxKeyBytes));
+    // The key bytes are a shared scratch array: getCachedView is synchronous and keeps nothing of the key.
+    return tree.getCachedView(encodeKeyScratch(key, this.#maxKeyBytes));
   }
 
   #endRead(reader: number): void {

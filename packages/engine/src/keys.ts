@@ -30,6 +30,27 @@ export function encodeKey(key: unknown, limit: number): Uint8Array {
   return bytes;
 }
 
+const SCRATCH_KEY_MAX = 64;
+const scratchKeys: Uint8Array[] = [];
+
+/**
+ * `encodeKey` into an array shared by every call with a key of the same length (ASCII keys of up to 64 bytes;
+ * others get a fresh array). Only for a synchronous lookup that does not keep the key: the bytes change at the
+ * next call. Saves an allocation per cached read.
+ */
+export function encodeKeyScratch(key: unknown, limit: number): Uint8Array {
+  if (typeof key !== 'string') return encodeKey(key, limit);
+  const n = key.length;
+  if (n === 0 || n > SCRATCH_KEY_MAX || n > limit) return encodeKey(key, limit);
+  const out = (scratchKeys[n] ??= new Uint8Array(n));
+  for (let i = 0; i < n; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x80) return encodeKey(key, limit);
+    out[i] = c;
+  }
+  return out;
+}
+
 export function decodeKey(bytes: Uint8Array): string {
   const n = bytes.length;
   if (n <= 128) {

@@ -196,7 +196,52 @@ export function verifiedInlineData(bytes: Uint8Array): Uint8Array | undefined {
   const start = HEADER + rd32(bytes, 33);
   if (start + size !== len) return undefined;
   const data = bytes.subarray(start, len);
-  return crc32(data) === rd32(bytes, 25) ? data : undefined;
+  const crc = size <= SMALL_CRC_BYTES ? crc32Small(bytes, start, size) : crc32(data);
+  return crc === rd32(bytes, 25) ? data : undefined;
+}
+
+/**
+ * Up to this many bytes, `crc32Small` (JavaScript) is faster than Node's native `zlib.crc32`, whose call and
+ * argument checks cost more than the loop: 100 B took 120-150 ns against 300-530 ns, 256 B about the same
+ * (measured on Node 20 in one process).
+ */
+export const SMALL_CRC_BYTES = 192;
+
+/** Tables of CRC-32 (IEEE, as zlib) for slicing by 8: table t at [256 t, 256 t + 256). */
+const CRC_TABLES = ((): Int32Array => {
+  const t = new Int32Array(256 * 8);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  for (let n = 0; n < 256; n++) {
+    for (let k = 1; k < 8; k++) t[k * 256 + n] = (t[(k - 1) * 256 + n]! >>> 8) ^ t[t[(k - 1) * 256 + n]! & 0xff]!;
+  }
+  return t;
+})();
+
+/** CRC-32 of b[off, off + len), the same value as `crc32(b.subarray(off, off + len))`; meant for short ranges. */
+export function crc32Small(b: Uint8Array, off: number, len: number): number {
+  const t = CRC_TABLES;
+  let c = -1;
+  let i = off;
+  const end = off + len;
+  const end8 = off + (len & ~7);
+  for (; i < end8; i += 8) {
+    const a = c ^ (b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24));
+    c =
+      t[1792 + (a & 0xff)]! ^
+      t[1536 + ((a >>> 8) & 0xff)]! ^
+      t[1280 + ((a >>> 16) & 0xff)]! ^
+      t[1024 + (a >>> 24)]! ^
+      t[768 + b[i + 4]!]! ^
+      t[512 + b[i + 5]!]! ^
+      t[256 + b[i + 6]!]! ^
+      t[b[i + 7]!]!;
+  }
+  for (; i < end; i++) c = t[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
 }
 
 export function parseMetadata(bytes: Uint8Array, what: string): Record<string, string> {
