@@ -333,7 +333,7 @@ export class BTree {
     const i = readLeafSearch(p, key);
     if (i < 0) return null;
     const b = p.buf;
-    const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
+    const off = foundOffset >= 0 ? foundOffset : u16(b, HEADER_BYTES + SLOT_BYTES * i);
     const start = off + LEAF_ENTRY_HEADER + u16(b, off);
     return b.subarray(start, start + u16(b, off + 2));
   }
@@ -1683,12 +1683,13 @@ function leafSearch(p: Page, key: Uint8Array): number {
  * Valid means: built from this page at its current `version` (every change of a page's keys or slots bumps it in
  * the same synchronous run, see PageCache.markDirty), with the same `count` and the same buffer.
  *
- * Layout: one Int32Array, fingerprints of keys first..count-1 at their indexes (a branch's entry 0 has no key),
- * then the Page.ixPrefix bytes that every key starts with (for a branch: keys 1..count-1). A fingerprint is the
- * 4 key bytes after that prefix (zero-padded, big-endian, top bit flipped so that signed order is byte order): it
- * is monotone in key order, fp(a) < fp(b) implies a < b, and equal fingerprints need a full key comparison.
+ * Layout: one Float64Array; at the index of each key (entries first..count-1: a branch's entry 0 has no key) its
+ * fingerprint * 65536 + its slot's entry offset, then the Page.ixPrefix bytes that every key starts with (for a
+ * branch: keys 1..count-1). A fingerprint is the 4 key bytes after that prefix (zero-padded, big-endian, an
+ * unsigned 32-bit number): it is monotone in key order, fp(a) < fp(b) implies a < b, and equal fingerprints need
+ * a full key comparison. fp * 65536 + offset is exact (below 2^48) and orders like fp.
  */
-function searchIndex(p: Page): Int32Array | null {
+function searchIndex(p: Page): Float64Array | null {
   if (p.ixVersion === p.version && p.ixCount === p.count && p.ixBuf === p.buf) return p.ixKeys;
   if (p.ixSeen !== p.version) {
     p.ixSeen = p.version;
@@ -1710,11 +1711,11 @@ function searchIndex(p: Page): Int32Array | null {
     const m = la < lz ? la : lz;
     while (plen < m && b[a + hdr + plen] === b[z + hdr + plen]) plen++;
   }
-  const x = new Int32Array(n + plen);
+  const x = new Float64Array(n + plen);
   for (let i = 0; i < plen; i++) x[n + i] = b[a + hdr + i]!;
   for (let i = first; i < n; i++) {
     const off = u16(b, HEADER_BYTES + SLOT_BYTES * i);
-    x[i] = fingerprint(b, off + hdr + plen, u16(b, off + lenAt) - plen);
+    x[i] = fingerprint(b, off + hdr + plen, u16(b, off + lenAt) - plen) * 65536 + off;
   }
   p.ixKeys = x;
   p.ixVersion = p.version;
@@ -1746,19 +1747,19 @@ function cachedChild(cache: PageCache, p: Page, i: number): Page | undefined {
   return cache.lookup(no);
 }
 
-/** The 4 bytes at b[o, o + n) (n may be smaller: zero-padded), big-endian, top bit flipped: signed order = byte order. */
+/** The 4 bytes at b[o, o + n) (n may be smaller: zero-padded) as a big-endian unsigned number. */
 function fingerprint(b: Uint8Array, o: number, n: number): number {
-  if (n >= 4) return ((b[o]! ^ 0x80) << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!;
+  if (n >= 4) return b[o]! * 0x1000000 + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
   let v = 0;
-  for (let i = 0; i < 4; i++) v = (v << 8) | (i < n ? b[o + i]! : 0);
-  return v ^ -0x80000000;
+  for (let i = 0; i < 4; i++) v = v * 256 + (i < n ? b[o + i]! : 0);
+  return v;
 }
 
 /**
  * -1 when `key` sorts before every key that starts with the prefix x[n, n + plen), 1 when after every one, 0 when
  * it starts with it.
  */
-function comparePrefix(key: Uint8Array, x: Int32Array, n: number, plen: number): number {
+function comparePrefix(key: Uint8Array, x: Float64Array, n: number, plen: number): number {
   const kl = key.length;
   const m = kl < plen ? kl : plen;
   for (let i = 0; i < m; i++) {
@@ -1768,8 +1769,15 @@ function comparePrefix(key: Uint8Array, x: Int32Array, n: number, plen: number):
   return kl < plen ? -1 : 0;
 }
 
-/** leafSearch through the page's search index when it has a valid one (same result). */
+/** Entry offset of the key the last readLeafSearch found through an index (-1: not found that way). */
+let foundOffset = -1;
+
+/**
+ * leafSearch through the page's search index when it has a valid one (same result). Sets foundOffset to the
+ * found entry's offset when the index found it, else to -1.
+ */
 function readLeafSearch(p: Page, key: Uint8Array): number {
+  foundOffset = -1;
   const fp = p.count === 0 ? null : searchIndex(p);
   if (fp === null) return leafSearch(p, key);
   const n = p.count;
@@ -1777,7 +1785,7 @@ function readLeafSearch(p: Page, key: Uint8Array): number {
   const c0 = comparePrefix(key, fp, n, plen);
   if (c0 !== 0) return c0 < 0 ? -1 : -(n + 1);
   const kl = key.length;
-  const fk = fingerprint(key, plen, kl - plen);
+  const fk = fingerprint(key, plen, kl - plen) * 65536;
   let lo = 0;
   let hi = n;
   while (lo < hi) {
@@ -1786,10 +1794,13 @@ function readLeafSearch(p: Page, key: Uint8Array): number {
     else hi = mid;
   }
   const b = p.buf;
-  for (; lo < n && fp[lo] === fk; lo++) {
-    const off = u16(b, HEADER_BYTES + SLOT_BYTES * lo);
+  for (; lo < n && fp[lo]! < fk + 65536; lo++) {
+    const off = fp[lo]! - fk;
     const c = compareRange(b, off + LEAF_ENTRY_HEADER + plen, u16(b, off) - plen, key, plen, kl - plen);
-    if (c === 0) return lo;
+    if (c === 0) {
+      foundOffset = off;
+      return lo;
+    }
     if (c > 0) break;
   }
   return -(lo + 1);
@@ -1804,7 +1815,7 @@ function readBranchSearch(p: Page, key: Uint8Array): number {
   const c0 = comparePrefix(key, fp, n, plen);
   if (c0 !== 0) return c0 < 0 ? 0 : n - 1;
   const kl = key.length;
-  const fk = fingerprint(key, plen, kl - plen);
+  const fk = fingerprint(key, plen, kl - plen) * 65536;
   let lo = 1;
   let hi = n;
   while (lo < hi) {
@@ -1814,8 +1825,8 @@ function readBranchSearch(p: Page, key: Uint8Array): number {
   }
   // Entries before lo are below key; of those with key's fingerprint, the ones <= key come first.
   const b = p.buf;
-  for (; lo < n && fp[lo] === fk; lo++) {
-    const off = u16(b, HEADER_BYTES + SLOT_BYTES * lo);
+  for (; lo < n && fp[lo]! < fk + 65536; lo++) {
+    const off = fp[lo]! - fk;
     if (compareRange(b, off + BRANCH_ENTRY_HEADER + plen, u16(b, off + 4) - plen, key, plen, kl - plen) > 0) break;
   }
   return lo - 1;

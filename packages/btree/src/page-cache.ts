@@ -22,13 +22,13 @@ export class Page {
   lastIns = -2;
   run = 0;
   /**
-   * Search index of this page's keys (memory only, built by btree.ts `buildSearchIndex`): `ixKeys[i]` is the
-   * fingerprint of key i, then come the `ixPrefix` bytes of the prefix all keys share. Valid while `ixVersion`,
+   * Search index of this page's keys (memory only, built by btree.ts `buildSearchIndex`): `ixKeys[i]` holds the
+   * fingerprint and the entry offset of key i, then come the `ixPrefix` bytes of the prefix all keys share. Valid while `ixVersion`,
    * `ixCount` and `ixBuf` match `version`, `count` and `buf`. `ixSeen` is the version at which a read last found
    * no valid index (the index is built at the second read of one version: pages that change between reads never
    * pay for one).
    */
-  ixKeys: Int32Array | null = null;
+  ixKeys: Float64Array | null = null;
   ixVersion = -1;
   ixCount = 0;
   ixPrefix = 0;
