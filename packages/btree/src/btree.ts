@@ -1369,6 +1369,7 @@ export class BTree {
     // resolves, and a mutation meanwhile first gives it a copy of its own (#own; #install never recycles it).
     const snap = toWrite.map((p) => {
       sealPage(p.buf);
+      buildSearchIndex(p);
       p.lent = true;
       return { p, no: p.no, version: p.version, img: p.buf };
     });
@@ -1587,6 +1588,7 @@ export class BTree {
       if (p === undefined) {
         const info = validatePage(no, buf, this.#lim, true);
         p = new Page(no, buf, info.leaf, info.level, info.count, info.heapStart, info.used);
+        buildSearchIndex(p);
         p.pins = 1;
         cache.insert(p);
         return p;
@@ -1695,6 +1697,15 @@ function searchIndex(p: Page): Float64Array | null {
     p.ixSeen = p.version;
     return null;
   }
+  return buildSearchIndex(p);
+}
+
+/**
+ * Builds the search index of `p` (see searchIndex). Also called where the whole page was just read anyway, so
+ * that building it costs no cache misses: after a flush sealed the page (its checksum read every byte) and after a
+ * load validated it.
+ */
+function buildSearchIndex(p: Page): Float64Array {
   const b = p.buf;
   const n = p.count;
   const leaf = p.leaf;
