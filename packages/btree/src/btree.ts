@@ -1454,6 +1454,10 @@ export class BTree {
       if (cached !== undefined && (cached.count !== info.count || cached.used !== info.used || cached.heapStart !== info.heapStart || cached.level !== info.level)) {
         throw new CorruptionError(what, 'cached header fields disagree with the page (internal error)');
       }
+      // The read path's remembered children hold cached pages only (else they would keep evicted pages alive).
+      if (cached?.kids?.some((k) => k !== undefined && !k.cached)) {
+        throw new CorruptionError(what, 'remembers a child page that is no longer cached (internal error)');
+      }
       if (!isRoot && info.level !== it.level) {
         throw new CorruptionError(what, `level ${info.level}, expected ${it.level}`);
       }
@@ -1752,7 +1756,14 @@ function cachedChild(cache: PageCache, p: Page, i: number): Page | undefined {
       return c;
     }
     const d = cache.lookup(no);
-    kids[i] = d;
+    if (d !== undefined) {
+      // A page is held by at most one array: the entry it leaves (if still its own) is cleared first.
+      const old = d.heldBy;
+      if (old !== null && old[d.heldAt] === d) old[d.heldAt] = undefined;
+      kids[i] = d;
+      d.heldBy = kids;
+      d.heldAt = i;
+    }
     return d;
   }
   return cache.lookup(no);

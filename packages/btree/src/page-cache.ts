@@ -36,9 +36,16 @@ export class Page {
   ixSeen = -1;
   /**
    * Branch pages with a search index: child Page objects by entry index, as last looked up (memory only). An entry
-   * is used only if that page is still cached under the number the entry holds now (`BTree` `cachedChild`).
+   * is used only if that page is still cached under the number the entry holds now (`BTree` `cachedChild`); a page
+   * that leaves the cache is cleared from the array (see `heldBy`).
    */
   kids: (Page | undefined)[] | null = null;
+  /**
+   * The `kids` array (and its index) that holds this page, if any: the cache clears that entry when the page leaves
+   * it (evicted or removed), so a branch never keeps an uncached page (and its buffer) alive.
+   */
+  heldBy: (Page | undefined)[] | null = null;
+  heldAt = 0;
   /** `buf` is being written by a flush: it must not change until the write resolves (BTree #own). */
   lent = false;
   /** Looked up since eviction last passed it (second-chance bit, see PageCache). */
@@ -56,6 +63,15 @@ export class Page {
     this.count = count;
     this.heapStart = heapStart;
     this.used = used;
+  }
+}
+
+/** Clears the `kids` entry that holds `p` (it is leaving the cache). */
+function release(p: Page): void {
+  const k = p.heldBy;
+  if (k !== null) {
+    if (k[p.heldAt] === p) k[p.heldAt] = undefined;
+    p.heldBy = null;
   }
 }
 
@@ -128,6 +144,7 @@ export class PageCache {
   remove(p: Page): void {
     if (!p.cached) return;
     this.#map.delete(p.no);
+    release(p);
     p.cached = false;
     if (p.next !== null) this.#unlink(p);
     if (p.dirty) {
@@ -187,6 +204,7 @@ export class PageCache {
         continue;
       }
       this.#map.delete(victim.no);
+      release(victim);
       victim.cached = false;
       this.evictions++;
     }

@@ -186,6 +186,27 @@ describe('search index of pages (reads)', () => {
     }
   });
 
+  it('remembered child pages never keep evicted pages alive (check() verifies it)', async () => {
+    const store = new MemoryPageStore(512);
+    const tree = BTree.create(store, { cacheSizeBytes: 12 * 512 });
+    const key = (i: number): Uint8Array => Uint8Array.of(0x6b, (i >> 8) & 0xff, i & 0xff);
+    for (let i = 0; i < 3000; i++) await tree.put(key(i * 7 % 3000), Uint8Array.of(i & 0xff, 1, 2, 3));
+    const { freedPages } = await tree.flush();
+    for (const p of freedPages) store.free(p);
+    // Reads through getCachedView fill the branches' remembered children; get() loads pages and evicts others.
+    let viewed = 0;
+    for (let r = 0; r < 3; r++) {
+      for (let i = 0; i < 3000; i += 1 + r) {
+        const k = key((i * 37) % 3000);
+        expect(await tree.get(k)).toBeDefined();
+        for (let j = 0; j < 3; j++) if (tree.getCachedView(k) !== undefined) viewed++;
+      }
+    }
+    expect(viewed).toBeGreaterThan(1000);
+    expect(tree.stats().evictions).toBeGreaterThan(100);
+    await tree.check();
+  });
+
   describe.each([
     { pageSize: 512, maxOps: 40, runs: LONG ? 600 : 60 },
     { pageSize: 4096, maxOps: 30, runs: LONG ? 200 : 15 },
