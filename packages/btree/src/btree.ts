@@ -318,24 +318,34 @@ export class BTree {
    * THE VIEW IS NOT A COPY. It is valid only until the next mutation of this tree (put, delete, putCached,
    * deleteCached, bulkLoad; a flush may also relocate pages) or the next await, whichever comes first: after that
    * its bytes may belong to another entry or another page. Read it (or copy it) at once, and never write to it.
+   *
+   * `forUpdate`: the caller is about to change this key (e.g. to read the version it replaces). The lookup then
+   * does not count towards building the pages' read search indexes, which the update would invalidate at once.
    */
-  getCachedView(key: Uint8Array): Uint8Array | null | undefined {
+  getCachedView(key: Uint8Array, forUpdate = false): Uint8Array | null | undefined {
     this.#checkKey(key);
     const cache = this.#cache;
     let p = cache.lookup(this.#rootNo);
     if (p === undefined) return undefined;
-    while (!p.leaf) {
-      const c: Page | undefined = cachedChild(cache, p, readBranchSearch(p, key));
-      if (c === undefined) return undefined;
-      if (c.level !== p.level - 1) throw this.#levelError(c, p);
-      p = c;
+    // A lookup made to update the key uses the pages' search indexes but does not count towards building one: the
+    // pages on its path are about to change, and an index built now would be thrown away by the update.
+    buildOnRead = !forUpdate;
+    try {
+      while (!p.leaf) {
+        const c: Page | undefined = cachedChild(cache, p, readBranchSearch(p, key));
+        if (c === undefined) return undefined;
+        if (c.level !== p.level - 1) throw this.#levelError(c, p);
+        p = c;
+      }
+      const i = readLeafSearch(p, key);
+      if (i < 0) return null;
+      const b = p.buf;
+      const off = foundOffset >= 0 ? foundOffset : u16(b, HEADER_BYTES + SLOT_BYTES * i);
+      const start = off + LEAF_ENTRY_HEADER + u16(b, off);
+      return b.subarray(start, start + u16(b, off + 2));
+    } finally {
+      buildOnRead = true;
     }
-    const i = readLeafSearch(p, key);
-    if (i < 0) return null;
-    const b = p.buf;
-    const off = foundOffset >= 0 ? foundOffset : u16(b, HEADER_BYTES + SLOT_BYTES * i);
-    const start = off + LEAF_ENTRY_HEADER + u16(b, off);
-    return b.subarray(start, start + u16(b, off + 2));
   }
 
   /**
@@ -1697,6 +1707,7 @@ function leafSearch(p: Page, key: Uint8Array): number {
  */
 function searchIndex(p: Page): Float64Array | null {
   if (p.ixVersion === p.version && p.ixCount === p.count && p.ixBuf === p.buf) return p.ixKeys;
+  if (!buildOnRead) return null;
   if (p.ixSeen !== p.version) {
     p.ixSeen = p.version;
     return null;
@@ -1793,6 +1804,8 @@ function comparePrefix(key: Uint8Array, x: Float64Array, n: number, plen: number
 
 /** Entry offset of the key the last readLeafSearch found through an index (-1: not found that way). */
 let foundOffset = -1;
+/** False while `getCachedView(key, true)` runs: reads use valid search indexes but do not build any (searchIndex). */
+let buildOnRead = true;
 
 /**
  * leafSearch through the page's search index when it has a valid one (same result). Sets foundOffset to the

@@ -76,11 +76,14 @@ async function run(pageSize: number, ops: Op[]): Promise<void> {
     return v === undefined ? undefined : hex(v);
   };
   const h = (v: Uint8Array | null | undefined): string | undefined => (v === undefined || v === null ? undefined : hex(v));
-  /** Reads each key three times through getCachedView (the second builds the index, the third uses it) and once through get. */
+  /**
+   * Reads each key three times through getCachedView (the second builds the index, the third uses it), once
+   * through getCachedView(k, true) (uses a valid index, never builds one) and once through get.
+   */
   const probe = async (keys: Uint8Array[]): Promise<void> => {
     for (const k of keys) {
-      for (let i = 0; i < 3; i++) {
-        const v = tree.getCachedView(k);
+      for (let i = 0; i < 4; i++) {
+        const v = tree.getCachedView(k, i === 0);
         if (v !== undefined) expect(h(v), `view of ${hex(k)}`).toBe(expected(k));
       }
       expect(h(await tree.get(k)), `get of ${hex(k)}`).toBe(expected(k));

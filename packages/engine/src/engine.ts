@@ -509,7 +509,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
             // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
             // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
             for (const op of ops) {
-              if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes) !== undefined) continue;
+              if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes, true) !== undefined) continue;
               await this.#index.prefetch(op.keyBytes);
             }
             const logOps: LogOp[] = ops.map((op, i) =>
@@ -980,7 +980,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     signal: AbortSignal | undefined,
   ): PreparedPut | Promise<PreparedPut> {
     if (source instanceof Uint8Array && this.#allocator.freeCount >= this.#reserveBlocks()) {
-      const view = this.#index.getCachedView(keyBytes);
+      const view = this.#index.getCachedView(keyBytes, true);
       if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
         if (source.byteLength <= this.#inlineLimit(keyBytes, meta)) {
           const createdMs = view ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
