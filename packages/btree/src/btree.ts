@@ -1821,13 +1821,7 @@ function readLeafSearch(p: Page, key: Uint8Array): number {
   if (c0 !== 0) return c0 < 0 ? -1 : -(n + 1);
   const kl = key.length;
   const fk = fingerprint(key, plen, kl - plen) * 65536;
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (fp[mid]! < fk) lo = mid + 1;
-    else hi = mid;
-  }
+  let lo = fpLowerBound(fp, 0, n, fk);
   const b = p.buf;
   for (; lo < n && fp[lo]! < fk + 65536; lo++) {
     const off = fp[lo]! - fk;
@@ -1841,6 +1835,16 @@ function readLeafSearch(p: Page, key: Uint8Array): number {
   return -(lo + 1);
 }
 
+/** The first index in [lo, hi) whose search-index value is >= fk (hi if none). */
+function fpLowerBound(fp: Float64Array, lo: number, hi: number, fk: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (fp[mid]! < fk) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** branchSearch through the page's search index when it has a valid one (same result). */
 function readBranchSearch(p: Page, key: Uint8Array): number {
   const fp = p.count <= 1 ? null : searchIndex(p);
@@ -1851,13 +1855,7 @@ function readBranchSearch(p: Page, key: Uint8Array): number {
   if (c0 !== 0) return c0 < 0 ? 0 : n - 1;
   const kl = key.length;
   const fk = fingerprint(key, plen, kl - plen) * 65536;
-  let lo = 1;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (fp[mid]! < fk) lo = mid + 1;
-    else hi = mid;
-  }
+  let lo = fpLowerBound(fp, 1, n, fk);
   // Entries before lo are below key; of those with key's fingerprint, the ones <= key come first.
   const b = p.buf;
   for (; lo < n && fp[lo]! < fk + 65536; lo++) {
