@@ -39,7 +39,7 @@ import {
   writeRecord,
   parseMetadata,
   recordBytesFor,
-  recordFields,
+  objectInfoOf,
   recordKind,
   type RecordFields,
   verifiedInlineData,
@@ -1476,8 +1476,8 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       try {
         const key = decodeKey(this.#keys[i]!);
         const value = this.#values[i]!;
-        const fields = recordFields(value);
-        if (fields) return Promise.resolve({ value: infoOf(key, fields), done: false });
+        const info = objectInfoOf(key, value);
+        if (info) return Promise.resolve({ value: info, done: false });
         if (value[0] !== KIND_INDIRECT) return Promise.resolve({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
         return this.#indirect(key, value);
       } catch (err) {

@@ -2,6 +2,7 @@ import type { Extent } from '@vde/allocator';
 import { CorruptionError, crc32 } from '@vde/block-device';
 import { ByteReader, ByteWriter } from './bytes.js';
 import { decodeUtf8 } from './keys.js';
+import type { ObjectInfo } from './types.js';
 
 /**
  * Object record: the index value of a key (layout in FORMAT.md, "Object record").
@@ -157,11 +158,12 @@ export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number
 export type RecordFields = Pick<ObjectRecord, 'size' | 'createdMs' | 'modifiedMs' | 'crc' | 'nonce' | 'metadata'>;
 
 /**
- * The info fields of a well-formed kind 1 or 2 record, or undefined for anything else (the caller then decodes it
+ * The `ObjectInfo` of a well-formed kind 1 or 2 record, or undefined for anything else (the caller then decodes it
  * fully to get the record or the precise error). Checks the same lengths as `decodeRecord` but builds no view of
- * the data and no extent list: the hot path of `list()`. Extent ranges are checked when the object is read.
+ * the data, no extent list and no intermediate record object: the hot path of `list()`. Extent ranges are checked
+ * when the object is read. Field for field the same object as the engine's `infoOf` of the decoded record.
  */
-export function recordFields(bytes: Uint8Array): RecordFields | undefined {
+export function objectInfoOf(key: string, bytes: Uint8Array): ObjectInfo | undefined {
   const len = bytes.byteLength;
   const kind = bytes[0];
   if (len < HEADER || (kind !== KIND_INLINE && kind !== KIND_EXTENTS)) return undefined;
@@ -175,12 +177,12 @@ export function recordFields(bytes: Uint8Array): RecordFields | undefined {
   if (rest < 0) return undefined;
   if (kind === KIND_INLINE ? rest !== size : rest < 4 || rd32(bytes, HEADER + metaLen) * 12 !== rest - 4) return undefined;
   return {
+    key,
     size,
-    createdMs: createdHi * 0x1_0000_0000 + rd32(bytes, 9),
-    modifiedMs: modifiedHi * 0x1_0000_0000 + rd32(bytes, 17),
-    crc: rd32(bytes, 25),
-    nonce: rd32(bytes, 29),
-    metadata: bytes.subarray(HEADER, HEADER + metaLen),
+    created: new Date(createdHi * 0x1_0000_0000 + rd32(bytes, 9)),
+    modified: new Date(modifiedHi * 0x1_0000_0000 + rd32(bytes, 17)),
+    etag: hex32(rd32(bytes, 25)) + hex32(rd32(bytes, 29)),
+    metadata: metaLen === 0 ? {} : parseMetadata(bytes.subarray(HEADER, HEADER + metaLen), `object ${key}`),
   };
 }
 
