@@ -41,6 +41,9 @@ const COUNTS = {
   /** S is W2 on each engine: the same 10,000 stores (in 8 alternating slices), with 64 stripes and with 1. */
   s: scale(10_000),
   raw: scale(1000),
+  /** Untimed warm-up of each store before its measurements (see warmUp). */
+  warmWrites: scale(4000),
+  warmBulk: scale(20_000),
   rawSeqBytes: (QUICK ? 32 : 256) << 20,
 };
 const WRITERS = 64;
@@ -245,6 +248,34 @@ async function withStore(name, options, fn) {
     await store.close();
     await fsp.rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Untimed warm-up, the same for every store, on a throw-away store in its own directory: durable writes by 64
+ * writers (one at a time for a synchronous store), a relaxed bulk load, random gets and a full list. What it
+ * measures away is start-up cost, not steady-state work: VDE and the JavaScript layers of the others are compiled
+ * by V8 while they run, and without it VDE's W2 (the first workload with 64 writers) spent about half a second of
+ * one core compiling (V8 --trace-opt: 540 ms of optimizing compiles during a 10,000-store W2 after a 2,000-store
+ * start). Native engines get the same warm-up (their JavaScript bindings, their caches for a new file).
+ */
+async function warmUp(name) {
+  const n = COUNTS.warmWrites;
+  await withStore(name, {}, async (s) => {
+    await concurrent(n, s.sequential ? 1 : WRITERS, (i) => s.put(key('warm/', i), value1k));
+  });
+  const m = COUNTS.warmBulk;
+  const values = randomBytes(m * 100);
+  const entries = Array.from({ length: m }, (_, i) => [key('warm-bulk/', i), values.subarray(i * 100, i * 100 + 100)]);
+  await withStore(name, { durable: false }, async (s) => {
+    await s.bulk(entries);
+    const random = prng(7);
+    if (name === 'vde' || name === 'level') {
+      await concurrent(m, WRITERS, () => s.get(entries[Math.floor(random() * m)][0]));
+    } else {
+      for (let i = 0; i < m; i++) s.get(entries[Math.floor(random() * m)][0]);
+    }
+    await s.list();
+  });
 }
 
 /**
@@ -538,7 +569,7 @@ async function comparison() {
   console.log(`write+fdatasync ${fmt(results.raw.datasync.opsPerSec)}/s, sequential ${fmt(results.raw.sequential.mibPerSec)} MiB/s`);
 
   for (const name of names) {
-    process.stdout.write(`${stores[name].label}: W1 … `);
+    process.stdout.write(`${stores[name].label}: warm-up, W1 … `);
     const r = { errors: {} };
     // A workload that throws is recorded as failed (with its error) and the run goes on: a benchmark must not
     // hide a failure, and one failing store must not hide the others' numbers.
@@ -551,6 +582,7 @@ async function comparison() {
         return undefined;
       }
     };
+    await attempt('warm-up', () => warmUp(name));
     r.w1 = await attempt('W1', () => w1(name));
     process.stdout.write(`${fmt(r.w1?.opsPerSec)}/s · W2 … `);
     r.w2 = await attempt('W2', () => w2(name));

@@ -28,7 +28,7 @@ export {
   type LinearizabilityOptions,
   type LinearizabilityResult,
 } from './linearizability.js';
-export { CuttingDevice, TypedErrorDevice } from './device-wrappers.js';
+export { CuttingDevice, DurableCuttingDevice, TypedErrorDevice } from './device-wrappers.js';
 export { runPowerCutSweep, type PowerCutSweepOptions, type PowerCutSweepReport, type PowerCutResult } from './power-cut-sweep.js';
 export {
   runCorruptionSweep,

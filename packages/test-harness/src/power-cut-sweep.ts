@@ -1,5 +1,5 @@
 import { MemoryBlockDevice } from '@vde/block-device';
-import { CuttingDevice } from './device-wrappers.js';
+import { CuttingDevice, DurableCuttingDevice } from './device-wrappers.js';
 import { FaultyBlockDevice } from './faulty-block-device.js';
 import { OutcomeModel } from './outcome-model.js';
 import { SeededRandom } from './random.js';
@@ -50,7 +50,8 @@ export interface PowerCutSweepReport {
 /**
  * The power-cut sweep: for each seed, a store on a `FaultyBlockDevice` (over a `MemoryBlockDevice`) gets some
  * checkpointed state, then `writers` concurrent writers overwrite and delete shared keys while the power is cut at
- * a seeded write or sync (`CuttingDevice`: unsynced writes kept, dropped or torn per sector). The image is reopened:
+ * a seeded write or sync (`CuttingDevice`: unsynced writes kept, dropped or torn per sector; odd seeds use a
+ * `DurableCuttingDevice`, whose `writeDurable` lets the log keep two batches in flight). The image is reopened:
  * every acknowledged write must be there and whole, nothing else half there, and `check()` must pass.
  */
 export async function runPowerCutSweep(options: PowerCutSweepOptions): Promise<PowerCutSweepReport> {
@@ -93,7 +94,8 @@ async function powerCutOnce(options: PowerCutSweepOptions, seed: number): Promis
   await setup.checkpoint?.();
   await setup.close();
   result.cutAt = 1 + rnd.int(options.maxCutOp ?? 150);
-  const dev = new CuttingDevice(base, result.cutAt, seed);
+  // Odd seeds run on a device with writeDurable (two log batches may then be in flight), even seeds without it.
+  const dev = (seed & 1) === 1 ? new DurableCuttingDevice(base, result.cutAt, seed) : new CuttingDevice(base, result.cutAt, seed);
   let store: StoreHandle | undefined;
   try {
     store = await adapter.open(dev);

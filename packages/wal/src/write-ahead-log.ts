@@ -62,6 +62,10 @@ export interface WalStats {
   maxBatch: number;
   /** Bytes the log wrote: batches (with padding) and headers. */
   bytesWritten: number;
+  /** Batches started while another durable batch was still in flight (see "Group commit" in the README). */
+  overlappedBatches: number;
+  /** Batches started before the end of the turn because a write's worth of durable records was queued. */
+  eagerBatches: number;
 }
 
 export interface AppendOptions {
@@ -95,6 +99,10 @@ interface LogState {
 }
 
 const MIN_REGION_BLOCKS = HEADER_BLOCKS + 2;
+/** Most durable batches in flight at once (see `#pump`). */
+const MAX_IN_FLIGHT = 2;
+/** Queued durable bytes that start a batch at once (beside a durable batch in flight) instead of at the end of the turn. */
+const EAGER_BYTES = 32 * 1024;
 
 /**
  * A write-ahead log in a fixed region of a block device, with group commit and torn-tail recovery.
@@ -134,8 +142,16 @@ export class WriteAheadLog {
   readonly #tailInfo: WalTailInfo;
 
   #queue: PendingAppend[] = [];
+  /** Record bytes (header + payload) of the appends in `#queue`. */
+  #queuedBytes = 0;
+  /** EAGER_BYTES, or a quarter of the record area if that is less (a small log must not wait for 32 KiB). */
+  readonly #eagerBytes: number;
   #syncWaiters: SyncWaiter[] = [];
-  #inFlight = false;
+  /** Batches written but not yet settled: up to MAX_IN_FLIGHT, more than one only when all are durable writes. */
+  #inFlight = 0;
+  /** Whether the batches in flight may have another started beside them (false when one of them is not durable). */
+  #inFlightPipelinable = false;
+  /** The last batch started; it settles after every earlier one (batches settle in order). */
   #currentBatch: Promise<void> = Promise.resolve();
   #pumpScheduled = false;
   #truncating: Promise<void> = Promise.resolve();
@@ -143,7 +159,7 @@ export class WriteAheadLog {
   #closing = false;
   #closePromise: Promise<void> | undefined;
 
-  readonly #stats = { records: 0, syncs: 0, batches: 0, maxBatch: 0, bytesWritten: 0 };
+  readonly #stats = { records: 0, syncs: 0, batches: 0, maxBatch: 0, bytesWritten: 0, overlappedBatches: 0, eagerBatches: 0 };
 
   private constructor(device: BlockDevice, region: WalRegion, state: LogState, extraSyncs: number, extraBytes: number) {
     this.#device = device;
@@ -151,6 +167,7 @@ export class WriteAheadLog {
     this.#bs = device.blockSize;
     this.#areaBlocks = region.blockCount - HEADER_BLOCKS;
     this.#areaBytes = this.#areaBlocks * this.#bs;
+    this.#eagerBytes = Math.min(EAGER_BYTES, Math.floor(this.#areaBytes / 4));
     this.#epoch = state.header.epoch;
     this.#generation = state.header.generation;
     this.#headLsn = state.header.headLsn;
@@ -338,7 +355,13 @@ export class WriteAheadLog {
     const durable = options.durable ?? true;
     return new Promise<number>((resolve, reject) => {
       this.#queue.push({ lsn, type, payload: copyOf(payload), durable, resolve, reject });
-      this.#schedulePump();
+      this.#queuedBytes += RECORD_HEADER_SIZE + payload.byteLength;
+      // A write's worth of durable appends is waiting: start its batch now rather than at the end of the turn, so
+      // that the writers still on their way overlap their work with this batch's write.
+      if (durable && this.#queuedBytes >= this.#eagerBytes && (this.#inFlight === 0 || this.#inFlightPipelinable)) {
+        if (this.#pump()) this.#stats.eagerBatches++;
+      }
+      else this.#schedulePump();
     });
   }
 
@@ -451,15 +474,16 @@ export class WriteAheadLog {
     await this.#truncating;
     for (;;) {
       if (this.#poisoned) break;
-      if (this.#inFlight) {
+      if (this.#inFlight > 0) {
         await this.#currentBatch;
         continue;
       }
       if (this.#queue.length > 0) {
         this.#pump();
-        if (this.#inFlight) continue;
+        if (this.#inFlight > 0) continue;
         const err = new ClosedError('the write-ahead log was closed while this append waited for space');
         for (const p of this.#queue.splice(0)) p.reject(err);
+        this.#queuedBytes = 0;
         continue;
       }
       if (this.#writtenLsn > this.#durableLsn) {
@@ -518,25 +542,48 @@ export class WriteAheadLog {
     else queueMicrotask(pump);
   }
 
-  /** Forms the next batch from the queue (as much as fits) and starts it, unless one is in flight. */
-  #pump(): void {
-    if (this.#inFlight || this.#poisoned) return;
+  /**
+   * Forms the next batch from the queue (as much as fits) and starts it. Up to MAX_IN_FLIGHT batches are in
+   * flight, and more than one only when all of them need a sync, go out in one piece and the device has
+   * `writeDurable`: each is then durable on its own when its write returns (disks serve several such writes at
+   * once), and each settles after the one before it (`#runBatch` awaits the previous batch), so acknowledgements
+   * stay in LSN order and `#durableLsn` only ever names a prefix of the log. Any other batch waits until nothing
+   * is in flight. A crash with an earlier write torn and a later one complete loses both: the scan stops at the
+   * torn record, and the later batch's records carry a `durableLsn` below it.
+   */
+  #pump(): boolean {
+    if (this.#poisoned || this.#inFlight >= MAX_IN_FLIGHT || (this.#inFlight > 0 && !this.#inFlightPipelinable)) return false;
     const freeBlocks = this.#areaBlocks - this.#usedBlocks();
     let bytes = 0;
     let count = 0;
+    let anyDurable = false;
     for (const p of this.#queue) {
       const next = bytes + RECORD_HEADER_SIZE + p.payload.byteLength;
       if (Math.ceil(next / this.#bs) > freeBlocks) break; // back-pressure: wait for truncate
       bytes = next;
       count++;
+      anyDurable ||= p.durable;
     }
-    const records = this.#queue.splice(0, count);
     const waitersNeedSync = this.#syncWaiters.length > 0;
-    if (records.length === 0 && !(waitersNeedSync && this.#writtenLsn > this.#durableLsn)) return;
-    const needSync = waitersNeedSync || records.some((r) => r.durable);
+    if (count === 0 && !(waitersNeedSync && this.#writtenLsn > this.#durableLsn)) return false;
+    const needSync = waitersNeedSync || anyDurable;
+    const pipelinable =
+      count > 0 && needSync && this.#device.writeDurable !== undefined && !this.#wraps(this.#nextBatchPos, Math.ceil(bytes / this.#bs));
+    // Not a batch that may overlap the one in flight: it waits; the pump runs again when that one settles.
+    if (this.#inFlight > 0 && !pipelinable) return false;
+    const records = this.#queue.splice(0, count);
+    this.#queuedBytes -= bytes;
     const buf = this.#formBatch(records, bytes);
-    this.#inFlight = true;
-    this.#currentBatch = this.#runBatch(records, buf, needSync);
+    if (this.#inFlight > 0) this.#stats.overlappedBatches++;
+    this.#inFlight++;
+    this.#inFlightPipelinable = pipelinable;
+    this.#currentBatch = this.#runBatch(records, buf, needSync, this.#currentBatch);
+    return true;
+  }
+
+  /** Whether `blocks` blocks written at virtual position `pos` would reach past the end of the area (two writes). */
+  #wraps(pos: number, blocks: number): boolean {
+    return (pos / this.#bs) % this.#areaBlocks + blocks > this.#areaBlocks;
   }
 
   /** Encodes `records` as one batch at #nextBatchPos and indexes them (synchronous: the chain is assigned here). */
@@ -569,12 +616,13 @@ export class WriteAheadLog {
    * call instead of write + sync: with FileBlockDevice, one O_DSYNC write); a failure of it fails every record
    * of the batch, as a failed write does, and poisons the log.
    */
-  async #runBatch(records: PendingAppend[], buf: Uint8Array, needSync: boolean): Promise<void> {
+  async #runBatch(records: PendingAppend[], buf: Uint8Array, needSync: boolean, previous: Promise<void>): Promise<void> {
     try {
       let synced = false;
       if (buf.byteLength > 0) {
         const pos = this.#nextBatchPos - buf.byteLength;
         const durableBlock = needSync && this.#device.writeDurable ? this.#unsplitBlock(pos, buf) : -1;
+        let failure: unknown;
         try {
           if (durableBlock >= 0) {
             await this.#device.writeDurable!(durableBlock, buf);
@@ -583,7 +631,17 @@ export class WriteAheadLog {
             await this.#writeArea(pos, buf);
           }
         } catch (err) {
-          this.#fail(toIoError(err, durableBlock >= 0 ? 'wal: durable batch write failed' : 'wal: batch write failed'), records);
+          failure = err;
+        }
+        // Settle in order: the batch before this one (still in flight when this one started) settles first. It
+        // never rejects; if it failed, the log is poisoned and this batch is not acknowledged either.
+        await previous;
+        if (failure !== undefined) {
+          this.#fail(toIoError(failure, durableBlock >= 0 ? 'wal: durable batch write failed' : 'wal: batch write failed'), records);
+          return;
+        }
+        if (this.#poisoned) {
+          for (const r of records) r.reject(this.#poisoned);
           return;
         }
         this.#writtenLsn = records[records.length - 1]!.lsn;
@@ -617,7 +675,7 @@ export class WriteAheadLog {
       }
       this.#syncWaiters = still;
     } finally {
-      this.#inFlight = false;
+      this.#inFlight--;
       // A batch of one means a lone writer: its next append should not wait a macrotask for company.
       if (!this.#poisoned) this.#schedulePump(records.length > 1);
     }
@@ -662,6 +720,7 @@ export class WriteAheadLog {
       { cause },
     );
     for (const p of this.#queue.splice(0)) p.reject(this.#poisoned);
+    this.#queuedBytes = 0;
     for (const w of this.#syncWaiters.splice(0)) w.reject(this.#poisoned);
   }
 }

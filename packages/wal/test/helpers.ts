@@ -66,6 +66,10 @@ export class RecordingDevice implements BlockDevice {
   release(): void {
     for (const r of this.#held.splice(0)) r();
   }
+  /** Releases only the call held last (to let a later batch finish before an earlier one). */
+  releaseLast(): void {
+    this.#held.pop()?.();
+  }
   get heldSyncs(): number {
     return this.#held.length;
   }

@@ -222,16 +222,19 @@ describe('writeDurable', () => {
     await wal.sync();
     expect(dev.events.map((e) => e.kind)).toEqual(['write-start', 'write-end', 'sync-start', 'sync-end']);
 
-    // A batch mixing relaxed and durable appends needs a sync: one writeDurable; every record resolves after it.
+    // A batch mixing relaxed and durable appends needs a sync: one writeDurable, which goes out beside the durable
+    // batch in flight; every record resolves after it.
     dev.events.length = 0;
     dev.holdSyncs = true;
     const first = wal.append(1, payloadOf(10, 7));
     await settle();
     const mixed = [wal.append(1, payloadOf(10, 8), { durable: false }), wal.append(1, payloadOf(10, 9))];
+    await settle();
+    expect(dev.heldSyncs).toBe(2);
     dev.holdSyncs = false;
     dev.release();
     expect(await Promise.all([first, ...mixed])).toEqual([7, 8, 9]);
-    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end', 'durable-start', 'durable-end']);
+    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-start', 'durable-end', 'durable-end']);
     expect(wal.durableLsn).toBe(9);
 
     // The durable image (a power cut that drops every unsynced write) holds all of them.
@@ -292,14 +295,18 @@ describe('writeDurable', () => {
         wal.append(1, payloadOf(10, 9), { durable: false }),
       ];
       const settled = Promise.allSettled([...batch, wal.sync()]);
-      faulty.failAfter(2, fault, { op }); // batch A's succeeds; batch B's fails
-      dev.release(); // A goes; B (the 6 + 1 appends above) is held before it starts
-      expect(await first).toBe(2);
       await settle();
-      expect(dev.heldSyncs).toBe(1);
-      const late = wal.append(1, payloadOf(10, 10)).catch((e: unknown) => e); // queued behind the failing batch
+      expect(dev.heldSyncs).toBe(2); // batch B (the 6 + 1 appends above) went out beside A, held before it starts
+      const late = wal.append(1, payloadOf(10, 10)).catch((e: unknown) => e); // queued: two batches are in flight
+      await settle();
+      expect(dev.heldSyncs).toBe(2);
+      faulty.failAfter(1, fault, { op }); // the next write (or sync) fails: batch B's
+      dev.releaseLast(); // B goes first and fails; it reports only after A, which is still held
+      await settle();
+      expect(wal.durableLsn).toBe(1);
       dev.holdSyncs = false;
-      dev.release();
+      dev.release(); // A goes and succeeds
+      expect(await first).toBe(2);
       const results = await settled;
       expect(results).toHaveLength(8);
       for (const r of results) {
@@ -317,9 +324,81 @@ describe('writeDurable', () => {
       expect(wal.durableLsn).toBe(2);
       await wal.close();
       const reopened = await WriteAheadLog.open(faulty.powerCut({ seed: 4, mode: 'drop-all' }), REGION);
-      expect(reopened.tailInfo.lastLsn).toBe(2);
+      // A failed write left nothing (the late append went out beside B, after it, and is cut off by B's gap). After
+      // a failed sync, B's bytes were written, and the late append's sync made them durable. Either way their waiters
+      // were told they failed, and recovery finds a prefix of the log that holds every acknowledged record.
+      expect(reopened.tailInfo.lastLsn).toBe(fault === 'ENOSPC' ? 2 : 10);
     });
   }
+});
+
+describe('two durable batches in flight', () => {
+  it('a second durable batch goes out while the first is in flight; acknowledgements stay in LSN order', async () => {
+    const faulty = new FaultyBlockDevice(memDevice());
+    const dev = new DurableRecordingDevice(faulty);
+    const wal = await WriteAheadLog.create(dev, REGION);
+    dev.events.length = 0;
+    dev.holdSyncs = true;
+    const order: number[] = [];
+    const track = (p: Promise<number>): Promise<number> => p.then((lsn) => (order.push(lsn), lsn));
+    const a = track(wal.append(1, payloadOf(100, 1)));
+    await settle();
+    const b = [track(wal.append(1, payloadOf(100, 2))), track(wal.append(1, payloadOf(100, 3)))];
+    await settle();
+    expect(dev.heldSyncs).toBe(2); // A and B are both in flight
+    const c = track(wal.append(1, payloadOf(100, 4)));
+    await settle();
+    expect(dev.heldSyncs).toBe(2); // never a third one: C waits
+    const starts = dev.events.filter((e) => e.kind === 'durable-start');
+    expect(starts).toHaveLength(2);
+    expect(starts[1]!.blockNo).toBe(starts[0]!.blockNo! + starts[0]!.blocks!); // B right after A, no shared block
+    dev.releaseLast(); // B finishes first ...
+    await settle();
+    expect(order).toEqual([]); // ... but is not acknowledged before A
+    expect(wal.durableLsn).toBe(0);
+    expect(dev.heldSyncs).toBe(1);
+    dev.holdSyncs = false;
+    dev.release();
+    expect(await Promise.all([a, ...b, c])).toEqual([1, 2, 3, 4]);
+    expect(order).toEqual([1, 2, 3, 4]);
+    expect(wal.durableLsn).toBe(4);
+    expect(wal.stats()).toMatchObject({ records: 4, batches: 3 });
+    await wal.close();
+  });
+
+  it('a power cut with the later batch durable and the earlier one not loses both, and the later never returns', async () => {
+    const faulty = new FaultyBlockDevice(memDevice());
+    const dev = new DurableRecordingDevice(faulty);
+    const wal = await WriteAheadLog.create(dev, REGION);
+    expect(await wal.append(1, payloadOf(200, 1))).toBe(1);
+    dev.holdSyncs = true;
+    void wal.append(1, payloadOf(200, 2)).catch(() => undefined); // batch A (LSN 2), held: never written
+    await settle();
+    const b = Promise.all([wal.append(1, payloadOf(200, 3)), wal.append(1, payloadOf(200, 4))]); // batch B
+    await settle();
+    expect(dev.heldSyncs).toBe(2);
+    dev.releaseLast(); // B is written and synced; A is not
+    await settle();
+    let bSettled = false;
+    void b.then(
+      () => (bSettled = true),
+      () => (bSettled = true),
+    );
+    await settle();
+    expect(bSettled).toBe(false); // B waits for A: not acknowledged
+    const cut = faulty.powerCut({ seed: 7, mode: 'drop-all' });
+    const reopened = await WriteAheadLog.open(cut, REGION); // no CorruptionError: B never claimed A durable
+    expect(reopened.tailInfo.lastLsn).toBe(1);
+    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([1]);
+    // The log continues at LSN 2 over A's blocks; B's stale records after them (same epoch, the LSNs that come
+    // next) must not be taken for its tail: their chain link names A's record, not the new one.
+    expect(await reopened.append(1, payloadOf(200, 99))).toBe(2);
+    await reopened.close();
+    const again = await WriteAheadLog.open(cut, REGION);
+    const replayed = await collect(again.replay());
+    expect(replayed.map((r) => r.lsn)).toEqual([1, 2]);
+    expect(replayed[1]!.payload).toEqual(payloadOf(200, 99));
+  });
 });
 
 describe('failures', () => {
