@@ -59,6 +59,16 @@ export interface EntryBatch {
   values: Uint8Array[];
 }
 
+/**
+ * One leaf's worth of `entryRuns()` output, without a view per entry: `bytes` is a private copy of the leaf and
+ * `offsets[i]` the byte offset of entry i in it, laid out as in the leaf page: u16 key length (LE), u16 value length
+ * (LE), the key, the value (see "Page format" in the README).
+ */
+export interface EntryRun {
+  bytes: Uint8Array;
+  offsets: number[];
+}
+
 export interface BTreeStats {
   /** Pages in the tree; exact for trees created in this process, after open() known only once check() ran (-1 before). */
   pages: number;
@@ -78,6 +88,8 @@ const MAX_PAGE_NO = 0xfffffffe;
 const MODE_KEYS = 0;
 const MODE_ENTRIES = 1;
 const MODE_COUNT = 2;
+/** Entry offsets into the leaf copy, no views (entryRuns). */
+const MODE_RAW = 3;
 
 // Leaf changes that take the slow path (#rebuild).
 const K_INSERT = 0;
@@ -142,6 +154,11 @@ function noteRemove(p: Page, pos: number): void {
   }
 }
 
+/** The key of the entry at `off` of a leaf copy (a view). */
+function rawKeyAt(bytes: Uint8Array, off: number): Uint8Array {
+  return bytes.subarray(off + 4, off + 4 + u16(bytes, off));
+}
+
 function resetHint(p: Page): void {
   p.lastIns = -2;
   p.run = 0;
@@ -151,6 +168,9 @@ function resetHint(p: Page): void {
 interface Batch {
   keys: Uint8Array[];
   values: Uint8Array[];
+  /** MODE_RAW: the leaf copy and the offsets of the entries taken from it. */
+  bytes: Uint8Array | null;
+  offsets: number[];
   counted: number;
   /** Last key taken from the leaf (a copy), or null when nothing was taken. */
   last: Uint8Array | null;
@@ -356,10 +376,18 @@ export class BTree {
    * instead of awaiting each one.
    */
   entryBatches(range?: KeyRange): AsyncIterableIterator<EntryBatch> {
-    return this.#batches(toBounds(range));
+    return this.#batches(toBounds(range), MODE_ENTRIES) as AsyncIterableIterator<EntryBatch>;
   }
 
-  async *#batches(b: Bounds): AsyncGenerator<EntryBatch> {
+  /**
+   * As `entryBatches`, but each leaf's entries come as offsets into one private copy of the leaf (`EntryRun`)
+   * instead of two views per entry: for scans that decode every entry anyway (the engine's `list()`).
+   */
+  entryRuns(range?: KeyRange): AsyncIterableIterator<EntryRun> {
+    return this.#batches(toBounds(range), MODE_RAW) as AsyncIterableIterator<EntryRun>;
+  }
+
+  async *#batches(b: Bounds, mode: number): AsyncGenerator<EntryBatch | EntryRun> {
     if (b.empty) return;
     let remaining = b.limit;
     let seek = b.reverse ? b.hi : b.lo;
@@ -367,21 +395,21 @@ export class BTree {
     const pins: Page[] = [];
     try {
       while (remaining > 0) {
-        const batch = await this.#readBatch(b, seek, strict, MODE_ENTRIES, remaining, pins);
+        const batch = await this.#readBatch(b, seek, strict, mode, remaining, pins);
         for (const p of pins) this.#cache.unpin(p);
         pins.length = 0;
-        const n = batch.keys.length;
+        const n = batch.counted;
         remaining -= n;
         let changed = false;
         if (n > 0) {
           const mod = this.#modCount;
-          yield { keys: batch.keys, values: batch.values };
+          yield mode === MODE_RAW ? { bytes: batch.bytes!, offsets: batch.offsets } : { keys: batch.keys, values: batch.values };
           changed = this.#modCount !== mod;
         }
         if (batch.done) return;
         if (changed) {
           // The tree changed while the caller held the batch: continue after its last key.
-          seek = batch.last;
+          seek = mode === MODE_RAW ? rawKeyAt(batch.bytes!, batch.offsets[n - 1]!) : batch.last;
           strict = true;
         } else {
           seek = batch.next;
@@ -492,7 +520,7 @@ export class BTree {
     const cache = this.#cache;
     let seek = seekIn;
     let strict = strictIn;
-    const batch: Batch = { keys: [], values: [], counted: 0, last: null, next: null, done: false };
+    const batch: Batch = { keys: [], values: [], bytes: null, offsets: [], counted: 0, last: null, next: null, done: false };
     for (;;) {
       let p = cache.lookup(this.#rootNo);
       if (p === undefined) return this.#rootNo;
@@ -524,6 +552,7 @@ export class BTree {
       // One copy of the leaf per batch; the keys and values handed out are views of it (a slice per entry costs
       // two allocations each and dominated scans).
       const copy = mode === MODE_COUNT ? buf : buf.slice();
+      batch.bytes = copy;
       if (!b.reverse) {
         let i = seek === null ? 0 : leafLowerBound(p, seek, strict);
         for (; i < p.count && batch.counted < max; i++) {
@@ -575,6 +604,11 @@ export class BTree {
     batch.counted++;
     if (mode === MODE_COUNT) {
       batch.last = null;
+      return;
+    }
+    if (mode === MODE_RAW) {
+      // The last key's view is made once per batch (#lastRawKey), only if the tree changes under the caller.
+      batch.offsets.push(off);
       return;
     }
     const key = buf.subarray(off + 4, off + 4 + kl);

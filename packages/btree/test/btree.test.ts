@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CorruptionError, InvalidArgumentError, ReadOnlyError, TooLargeError, crc32 } from '@vde/block-device';
 import { BTree, type KeyRange, MemoryPageStore, type PageStore } from '@vde/btree';
-import { expectSameContent, hex, type Model, modelRange, treeRange, utf8 } from './helpers.js';
+import { batchesOf, expectSameContent, hex, type Model, modelRange, treeRange, utf8 } from './helpers.js';
 
 const key4 = (i: number): Uint8Array => Uint8Array.of(i >>> 24, (i >>> 16) & 0xff, (i >>> 8) & 0xff, i & 0xff);
 const val = (i: number, len = 12): Uint8Array => new Uint8Array(len).fill(i & 0xff);
@@ -780,7 +780,10 @@ describe('getCachedView', () => {
   });
 });
 
-describe('entryBatches', () => {
+describe.each([
+  ['entryBatches', false],
+  ['entryRuns', true],
+])('%s', (_name, runs) => {
   async function rangeTree(): Promise<{ tree: BTree; model: Model }> {
     const tree = BTree.create(new MemoryPageStore(512), { cacheSizeBytes: 4 * 512 });
     const model: Model = new Map();
@@ -815,7 +818,7 @@ describe('entryBatches', () => {
           const r: KeyRange = { ...r0, reverse, ...(limit === undefined ? {} : { limit }) };
           const got: [string, string][] = [];
           let batches = 0;
-          for await (const batch of tree.entryBatches(r)) {
+          for await (const batch of batchesOf(tree, r, runs)) {
             batches++;
             expect(batch.keys.length).toBeGreaterThan(0);
             expect(batch.values.length).toBe(batch.keys.length);
@@ -840,6 +843,7 @@ describe('entryBatches', () => {
   it('validates the range at the call, like entries()', () => {
     const tree = BTree.create(new MemoryPageStore(512));
     expect(() => tree.entryBatches({ gt: 'a' as unknown as Uint8Array })).toThrow(InvalidArgumentError);
+    expect(() => tree.entryRuns({ gt: 'a' as unknown as Uint8Array })).toThrow(InvalidArgumentError);
     expect(() => tree.entries({ gt: 'a' as unknown as Uint8Array })).toThrow(InvalidArgumentError);
   });
 
@@ -850,7 +854,7 @@ describe('entryBatches', () => {
       const everSeen = new Set(model.keys());
       const out: string[] = [];
       let i = 0;
-      for await (const { keys } of tree.entryBatches({ reverse })) {
+      for await (const { keys } of batchesOf(tree, { reverse }, runs)) {
         for (const k of keys) out.push(hex(k));
         for (let j = 0; j < 6; j++) {
           const victim = key4(((i * 31 + j * 977) * 7919) % 1_000_003);
@@ -879,7 +883,7 @@ describe('entryBatches', () => {
   it('an abandoned batch cursor releases its pins', async () => {
     const { tree } = await filled(512, 2000, 4 * 512);
     await tree.flush();
-    for await (const _b of tree.entryBatches()) break;
+    for await (const _b of runs ? tree.entryRuns() : tree.entryBatches()) break;
     for (let i = 0; i < 200; i++) await tree.get(key4(i));
     expect(tree.cachedBytes).toBeLessThanOrEqual(4 * 512);
   });

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { BTree, KeyRange } from '@vde/btree';
+import type { BTree, EntryBatch, KeyRange } from '@vde/btree';
 
 export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 export const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -43,4 +43,26 @@ export async function expectSameContent(tree: BTree, model: Model): Promise<void
   expect(rev).toEqual(all.map(([k]) => k).reverse());
   expect(await tree.count()).toBe(model.size);
   await tree.check();
+}
+
+/**
+ * `tree.entryBatches(range)` or, with `runs`, `tree.entryRuns(range)` turned into the same shape (views of each
+ * run's leaf copy at its entry offsets): lets one test check both.
+ */
+export async function* batchesOf(tree: BTree, range: KeyRange | undefined, runs: boolean): AsyncGenerator<EntryBatch> {
+  if (!runs) {
+    yield* tree.entryBatches(range);
+    return;
+  }
+  for await (const { bytes, offsets } of tree.entryRuns(range)) {
+    const keys: Uint8Array[] = [];
+    const values: Uint8Array[] = [];
+    for (const off of offsets) {
+      const kl = bytes[off]! | (bytes[off + 1]! << 8);
+      const vl = bytes[off + 2]! | (bytes[off + 3]! << 8);
+      keys.push(bytes.subarray(off + 4, off + 4 + kl));
+      values.push(bytes.subarray(off + 4 + kl, off + 4 + kl + vl));
+    }
+    yield { keys, values };
+  }
 }

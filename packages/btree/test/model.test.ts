@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BTree, type KeyRange, MemoryPageStore } from '@vde/btree';
-import { expectSameContent, hex, type Model, modelRange, treeRange } from './helpers.js';
+import { batchesOf, expectSameContent, hex, type Model, modelRange, treeRange } from './helpers.js';
 
 /*
  * Model test: random operations against a sorted Map (keys as hex strings), under several page sizes and a
@@ -26,7 +26,7 @@ type Op =
   | { t: 'delMany'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number }
   | { t: 'run'; n: number; tag: number; vlen: number; descending: boolean; cached: boolean; start: number; edge: boolean }
   | { t: 'view'; k: Uint8Array }
-  | { t: 'batches'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number; mutate: boolean }
+  | { t: 'batches'; a: Uint8Array; b: Uint8Array; kinds: number; reverse: boolean; limit: number; mutate: boolean; runs: boolean }
   | { t: 'check' };
 
 function opArb(maxKey: number, maxValue: number, maxFill: number): fc.Arbitrary<Op> {
@@ -80,7 +80,7 @@ function opArb(maxKey: number, maxValue: number, maxFill: number): fc.Arbitrary<
       }),
     },
     { weight: 4, arbitrary: fc.record({ t: fc.constant('view' as const), k: key }) },
-    { weight: 3, arbitrary: fc.record({ t: fc.constant('batches' as const), ...range, mutate: fc.boolean() }) },
+    { weight: 3, arbitrary: fc.record({ t: fc.constant('batches' as const), ...range, mutate: fc.boolean(), runs: fc.boolean() }) },
     { weight: 1, arbitrary: fc.record({ t: fc.constant('check' as const) }) },
   );
 }
@@ -216,7 +216,7 @@ async function run(pageSize: number, cachePages: number, ops: Op[]): Promise<voi
         const expected = modelRange(model, r);
         if (!op.mutate) {
           const got: [string, string][] = [];
-          for await (const { keys, values } of tree.entryBatches(r)) {
+          for await (const { keys, values } of batchesOf(tree, r, op.runs)) {
             expect(keys.length).toBeGreaterThan(0);
             expect(values.length).toBe(keys.length);
             keys.forEach((k, i) => got.push([hex(k), hex(values[i]!)]));
@@ -225,7 +225,7 @@ async function run(pageSize: number, cachePages: number, ops: Op[]): Promise<voi
         } else {
           // Delete each batch's last key while holding the batch: the next batch continues after it.
           const seen: string[] = [];
-          for await (const { keys } of tree.entryBatches(r)) {
+          for await (const { keys } of batchesOf(tree, r, op.runs)) {
             for (const k of keys) seen.push(hex(k));
             const last = keys[keys.length - 1]!;
             const lastHex = hex(last);

@@ -18,11 +18,11 @@ import {
   VdeError,
   crc32,
 } from '@vde/block-device';
-import { BTree, type KeyRange } from '@vde/btree';
+import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { copyOut, newBytes } from './bytes.js';
-import { MAX_KEY_BYTES, decodeKey, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8 } from './keys.js';
+import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8 } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
@@ -39,6 +39,7 @@ import {
   writeRecord,
   parseMetadata,
   recordBytesFor,
+  objectInfoAt,
   objectInfoOf,
   recordKind,
   type RecordFields,
@@ -1451,17 +1452,21 @@ interface ListReader {
 }
 
 /**
- * The iterator behind `list()`. It takes one leaf's worth of entries at a time from the index (copies, consistent
- * as `BTree.entryBatches` describes) and hands them out without an await per entry. A reader registration covers
+ * The iterator behind `list()`. It takes one leaf's worth of entries at a time from the index (a copy of the leaf
+ * and the entries' offsets in it, consistent as `BTree.entryBatches` describes) and hands them out without an await
+ * per entry, and without a view per key or value. A reader registration covers
  * each index read and each indirect record load, never the time the caller holds the iterator, so an abandoned
  * iterator holds no blocks.
  */
+const EMPTY_BUFFER = Buffer.alloc(0);
+
 class InfoIterator implements AsyncIterator<ObjectInfo> {
   readonly #r: ListReader;
   readonly #range: KeyRange;
-  #batches: AsyncIterator<{ keys: Uint8Array[]; values: Uint8Array[] }> | undefined;
-  #keys: Uint8Array[] = [];
-  #values: Uint8Array[] = [];
+  #runs: AsyncIterator<EntryRun> | undefined;
+  /** The current leaf copy (a Buffer view, for decodeKeyAt) and its entry offsets. */
+  #bytes: Buffer = EMPTY_BUFFER;
+  #offsets: number[] = [];
   #i = 0;
   #done = false;
 
@@ -1471,13 +1476,18 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   }
 
   next(): Promise<IteratorResult<ObjectInfo>> {
-    if (this.#i < this.#keys.length) {
-      const i = this.#i++;
+    if (this.#i < this.#offsets.length) {
+      const off = this.#offsets[this.#i++]!;
       try {
-        const key = decodeKey(this.#keys[i]!);
-        const value = this.#values[i]!;
-        const info = objectInfoOf(key, value);
+        const b = this.#bytes;
+        // Entry layout (EntryRun): u16 key length, u16 value length, key, value.
+        const kl = b[off]! | (b[off + 1]! << 8);
+        const vl = b[off + 2]! | (b[off + 3]! << 8);
+        const keyStart = off + 4;
+        const key = decodeKeyAt(b, keyStart, keyStart + kl);
+        const info = objectInfoAt(key, b, keyStart + kl, vl);
         if (info) return Promise.resolve({ value: info, done: false });
+        const value = b.subarray(keyStart + kl, keyStart + kl + vl);
         if (value[0] !== KIND_INDIRECT) return Promise.resolve({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
         return this.#indirect(key, value);
       } catch (err) {
@@ -1510,10 +1520,10 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       const pending = this.#r.barrier();
       if (pending) await pending;
       const reader = this.#r.beginRead();
-      let step: IteratorResult<{ keys: Uint8Array[]; values: Uint8Array[] }>;
+      let step: IteratorResult<EntryRun>;
       try {
-        this.#batches ??= this.#r.tree.entryBatches(this.#range);
-        step = await this.#batches.next();
+        this.#runs ??= this.#r.tree.entryRuns(this.#range);
+        step = await this.#runs.next();
       } catch (err) {
         return this.#fail(err);
       } finally {
@@ -1523,10 +1533,11 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
         this.#finish();
         return { value: undefined, done: true };
       }
-      this.#keys = step.value.keys;
-      this.#values = step.value.values;
+      const run = step.value;
+      this.#bytes = Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength);
+      this.#offsets = run.offsets;
       this.#i = 0;
-      if (this.#keys.length > 0) return this.next();
+      if (this.#offsets.length > 0) return this.next();
     }
   }
 
@@ -1538,9 +1549,9 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#keys = [];
-    this.#values = [];
-    this.#batches?.return?.()?.catch(() => undefined);
+    this.#bytes = EMPTY_BUFFER;
+    this.#offsets = [];
+    this.#runs?.return?.()?.catch(() => undefined);
   }
 }
 

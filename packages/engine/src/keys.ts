@@ -51,6 +51,25 @@ export function encodeKeyScratch(key: unknown, limit: number): Uint8Array {
   return out;
 }
 
+/**
+ * The key in `b[start, end)`, `b` a Buffer view (of a leaf copy): an ASCII key is read as latin1 (no view, about
+ * 125 ns against 160 ns for a view and `String.fromCharCode.apply`, 12-byte keys on Node 20); any other is decoded
+ * as UTF-8.
+ */
+export function decodeKeyAt(b: Buffer, start: number, end: number): string {
+  if (end - start <= 128) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (b[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return b.toString('latin1', start, end);
+  }
+  return decoder.decode(b.subarray(start, end));
+}
+
 export function decodeKey(bytes: Uint8Array): string {
   const n = bytes.length;
   if (n <= 128) {
