@@ -40,7 +40,6 @@ import {
   parseMetadata,
   recordBytesFor,
   objectInfoAt,
-  objectInfoOf,
   recordKind,
   type RecordFields,
   verifiedInlineData,
