@@ -158,16 +158,11 @@ export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number
 export type RecordFields = Pick<ObjectRecord, 'size' | 'createdMs' | 'modifiedMs' | 'crc' | 'nonce' | 'metadata'>;
 
 /**
- * The `ObjectInfo` of a well-formed kind 1 or 2 record, or undefined for anything else (the caller then decodes it
+ * The `ObjectInfo` of the well-formed kind 1 or 2 record in `b[o, o + len)`, or undefined for anything else (the caller then decodes it
  * fully to get the record or the precise error). Checks the same lengths as `decodeRecord` but builds no view of
  * the data, no extent list and no intermediate record object: the hot path of `list()`. Extent ranges are checked
  * when the object is read. Field for field the same object as the engine's `infoOf` of the decoded record.
  */
-export function objectInfoOf(key: string, bytes: Uint8Array): ObjectInfo | undefined {
-  return objectInfoAt(key, bytes, 0, bytes.byteLength);
-}
-
-/** `objectInfoOf` of the record in `b[o, o + len)` (no view of it is made unless it has metadata). */
 export function objectInfoAt(key: string, b: Uint8Array, o: number, len: number): ObjectInfo | undefined {
   const kind = b[o];
   if (len < HEADER || (kind !== KIND_INLINE && kind !== KIND_EXTENTS)) return undefined;
