@@ -130,6 +130,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
   #applyBarrier: Promise<void> | undefined;
   #growing: Promise<void> | undefined;
+  /** Blocks that callers asked to allocate, and the largest growth one of them needs, since the last growth was sized. */
+  #growDemand = 0;
+  #growFloor = 0;
   #maxKeyBytes = MAX_KEY_BYTES;
   readonly #path: string | undefined;
 
@@ -1182,13 +1185,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * ERR_VDE_FULL instead of failing the index change after the record is durable.
    */
   async #ensureHeadroom(): Promise<void> {
-    while (this.#allocator.freeCount < this.#reserveBlocks()) await this.#grow(this.#reserveBlocks() - this.#allocator.freeCount);
+    while (this.#allocator.freeCount < this.#reserveBlocks()) await this.#grow(this.#reserveBlocks() - this.#allocator.freeCount, 0);
   }
 
   async #allocateData(blocks: number): Promise<Extent[]> {
     for (;;) {
       if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) return this.#allocator.allocate(blocks);
-      await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount);
+      await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount, blocks);
     }
   }
 
@@ -1198,32 +1201,45 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const [run] = this.#allocator.allocate(blocks, { contiguous: true });
         if (run) return [run];
       }
-      await this.#grow(Math.max(blocks, blocks + this.#reserveBlocks() - this.#allocator.freeCount));
+      await this.#grow(Math.max(blocks, blocks + this.#reserveBlocks() - this.#allocator.freeCount), blocks);
     }
   }
 
-  /** Grows the container by at least `minBlocks` (about 25% at a time), up to maxSizeBytes. Single-flight. */
-  async #grow(minBlocks: number): Promise<void> {
+  /**
+   * Grows the container by at least `minBlocks` (about 25% at a time), up to maxSizeBytes; `demand` is the number
+   * of blocks the caller is about to allocate (0 for headroom). Single-flight: a caller that finds a growth in
+   * flight waits for it and re-checks, rather than grow again (64 waiting writers would otherwise each grow the
+   * file by another 25%). A growth starts one macrotask after it is asked for and is sized for every request made
+   * meanwhile (their demands summed, plus the reserve): a burst of large stores asks in one turn, and growing once
+   * for all of them beats 25% steps in a row, each of which waits in the thread pool behind the data writes
+   * already queued.
+   */
+  async #grow(minBlocks: number, demand: number): Promise<void> {
+    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
+    if (this.#allocator.blockCount + minBlocks > limit) {
+      throw new FullError(`the container would exceed maxSizeBytes (${this.#opts.maxSizeBytes} bytes)`);
+    }
+    this.#growDemand += demand;
+    this.#growFloor = Math.max(this.#growFloor, minBlocks);
     if (this.#growing) {
-      // Someone is growing already: wait for it and let the caller re-check, rather than grow again (64 waiting
-      // writers would otherwise each grow the file by another 25%).
       await this.#growing;
       return;
     }
-    const current = this.#allocator.blockCount;
-    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
-    const wanted = Math.min(limit, Math.max(current + minBlocks, Math.ceil(current * 1.25), current + 256));
-    if (wanted < current + minBlocks) {
-      throw new FullError(`the container would exceed maxSizeBytes (${this.#opts.maxSizeBytes} bytes)`);
-    }
-    this.#growing = (async () => {
+    const growing = (async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const current = this.#allocator.blockCount;
+      const deficit = this.#growDemand + this.#reserveBlocks() - this.#allocator.freeCount;
+      const wanted = Math.min(limit, Math.max(current + this.#growFloor, current + deficit, Math.ceil(current * 1.25), current + 256));
+      this.#growDemand = 0;
+      this.#growFloor = 0;
       await this.#device.grow(wanted);
       this.#allocator.grow(wanted);
     })();
+    this.#growing = growing;
     try {
-      await this.#growing;
+      await growing;
     } finally {
-      this.#growing = undefined;
+      if (this.#growing === growing) this.#growing = undefined;
     }
   }
 
@@ -1320,7 +1336,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   async #ensureFree(blocks: number): Promise<void> {
     while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, this.#metaBlocksNeeded())) {
-      await this.#grow(Math.max(blocks - this.#allocator.freeCount, this.#metaBlocksNeeded()));
+      await this.#grow(Math.max(blocks - this.#allocator.freeCount, this.#metaBlocksNeeded()), 0);
     }
   }
 

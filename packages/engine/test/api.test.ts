@@ -322,6 +322,35 @@ describe('bad input gets typed errors', () => {
   });
 });
 
+describe('growth under a burst of large stores', () => {
+  it('grows at most twice for a burst that asks in one turn, and at the limit fails the rest with ERR_VDE_FULL, losing nothing', async () => {
+    const device = new MemoryBlockDevice({ blockSize: 4096 });
+    const grows: number[] = [];
+    const grow = device.grow.bind(device);
+    device.grow = (blockCount: number) => (grows.push(blockCount), grow(blockCount));
+    const vde = await VirtualDiskEngine.open(device, { walSizeBytes: 256 * 1024, maxSizeBytes: 24 << 20 });
+    const before = grows.length;
+    // 40 stores of 256 KiB (10 MiB) at once: more than one 25% step of the initial container.
+    const first = await Promise.all(Array.from({ length: 40 }, (_, i) => vde.store(`a${i}`, bytes(256 * 1024, i))));
+    expect(first).toHaveLength(40);
+    // One growth for the reserve the first stores ask for, one for the data of all 40 (25% steps took 6).
+    expect(grows.length - before).toBeLessThanOrEqual(2);
+    // Past maxSizeBytes: some fit, the others fail with ERR_VDE_FULL; every acknowledged one reads back.
+    const results = await Promise.allSettled(Array.from({ length: 64 }, (_, i) => vde.store(`b${i}`, bytes(256 * 1024, 100 + i))));
+    const failed = results.filter((r) => r.status === 'rejected');
+    expect(failed.length).toBeGreaterThan(0);
+    for (const r of failed) expect((r.reason as { code?: string }).code).toBe('ERR_VDE_FULL');
+    expect(device.blockCount * 4096).toBeLessThanOrEqual(24 << 20);
+    for (let i = 0; i < 40; i++) expectBytes(await vde.retrieve(`a${i}`), bytes(256 * 1024, i));
+    for (let i = 0; i < 64; i++) {
+      if (results[i]!.status === 'fulfilled') expectBytes(await vde.retrieve(`b${i}`), bytes(256 * 1024, 100 + i));
+      else expect(await vde.exists(`b${i}`)).toBe(false);
+    }
+    await checked(vde);
+    await vde.close();
+  });
+});
+
 describe('snapshots, health, scrub', () => {
   it('an in-memory snapshot sees the state when it was taken and holds its blocks', async () => {
     const { vde } = await memoryEngine();
