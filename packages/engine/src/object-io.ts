@@ -94,16 +94,21 @@ export class ObjectIo {
     // The writes go out first and the checksum is computed while they are in flight: concurrent large stores
     // then start their I/O one checksum apart instead of after every checksum of the burst.
     const writing = this.#writeExtents(extents, data);
-    let crc: number;
+    let crc = 0;
+    let failure: unknown;
     try {
       crc = crc32(data);
-    } finally {
-      try {
-        await writing;
-      } catch (err) {
-        this.host.freeUnreferenced(extents);
-        throw err;
-      }
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      await writing;
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== undefined) {
+      this.host.freeUnreferenced(extents);
+      throw failure instanceof Error ? failure : new Error(String(failure));
     }
     return { size, crc, extents };
   }
