@@ -94,23 +94,15 @@ export class ObjectIo {
     // The writes go out first and the checksum is computed while they are in flight: concurrent large stores
     // then start their I/O one checksum apart instead of after every checksum of the burst.
     const writing = this.#writeExtents(extents, data);
-    let crc = 0;
-    let failure: unknown;
     try {
-      crc = crc32(data);
-    } catch (err) {
-      failure = err;
-    }
-    try {
+      const crc = crc32(data);
       await writing;
+      return { size, crc, extents };
     } catch (err) {
-      failure ??= err;
-    }
-    if (failure !== undefined) {
+      await writing.catch(() => undefined); // settled before the extents are given back
       this.host.freeUnreferenced(extents);
-      throw failure instanceof Error ? failure : new Error(String(failure));
+      throw err;
     }
-    return { size, crc, extents };
   }
 
   /** Writes `data` (padded to whole blocks) across `extents`, all writes in flight together. */
