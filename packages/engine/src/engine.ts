@@ -130,9 +130,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
   #applyBarrier: Promise<void> | undefined;
   #growing: Promise<void> | undefined;
-  /** Blocks that callers asked to allocate, and the largest growth one of them needs, since the last growth was sized. */
+  /** Blocks that the callers of the growth in flight asked to allocate, and the largest growth one of them needs. */
   #growDemand = 0;
   #growFloor = 0;
+  /** Whether the growth in flight has been sized (later callers wait for it, then ask again if need be). */
+  #growSized = false;
   #maxKeyBytes = MAX_KEY_BYTES;
   readonly #path: string | undefined;
 
@@ -1219,19 +1221,25 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (this.#allocator.blockCount + minBlocks > limit) {
       throw new FullError(`the container would exceed maxSizeBytes (${this.#opts.maxSizeBytes} bytes)`);
     }
-    this.#growDemand += demand;
-    this.#growFloor = Math.max(this.#growFloor, minBlocks);
     if (this.#growing) {
+      // Joins the growth in flight; its request counts only while that growth is not sized yet (a caller that
+      // comes later re-checks after it and asks again if it still lacks space).
+      if (!this.#growSized) {
+        this.#growDemand += demand;
+        this.#growFloor = Math.max(this.#growFloor, minBlocks);
+      }
       await this.#growing;
       return;
     }
+    this.#growDemand = demand;
+    this.#growFloor = minBlocks;
+    this.#growSized = false;
     const growing = (async () => {
       await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#growSized = true;
       const current = this.#allocator.blockCount;
       const deficit = this.#growDemand + this.#reserveBlocks() - this.#allocator.freeCount;
       const wanted = Math.min(limit, Math.max(current + this.#growFloor, current + deficit, Math.ceil(current * 1.25), current + 256));
-      this.#growDemand = 0;
-      this.#growFloor = 0;
       await this.#device.grow(wanted);
       this.#allocator.grow(wanted);
     })();
