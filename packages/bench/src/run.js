@@ -251,8 +251,9 @@ async function withStore(name, options, fn) {
 }
 
 /**
- * Untimed warm-up, the same for every store, on a throw-away store in its own directory: 24,000 durable writes by
- * 64 writers (one at a time for a synchronous store), a relaxed bulk load, random gets and a full list. What it
+ * Untimed warm-up, the same for every store, on throw-away stores in their own directories: 24,000 durable writes
+ * by 64 writers (one at a time for a synchronous store), 16 durable writes of 1 MiB read back, a relaxed bulk load,
+ * random gets and a full list. What it
  * measures away is start-up cost, not steady-state work: VDE and the JavaScript layers of the others are compiled
  * by V8 while they run, and without it VDE's W2 (the first workload with 64 writers) spent about half a second of
  * one core compiling (V8 --trace-opt: 540 ms of optimizing compiles during a 10,000-store W2 after a 2,000-store
@@ -268,6 +269,14 @@ async function warmUp(name) {
   const m = COUNTS.warmBulk;
   const values = randomBytes(m * 100);
   const entries = Array.from({ length: m }, (_, i) => [key('warm-bulk/', i), values.subarray(i * 100, i * 100 + 100)]);
+  // A few large durable writes too: the first ones in a process change the shapes V8 has seen in the store's code,
+  // and without them the workload after L1 ran at about half speed while V8 recompiled it (VDE's 64-writer W2 right
+  // after L1: 17.5k-20k vs 36k-42k stores/s; --trace-deopt showed "wrong map" deopts in store and the B-tree).
+  const bigs = Array.from({ length: 16 }, () => randomBytes(1 << 20));
+  await withStore(name, {}, async (s) => {
+    await concurrent(bigs.length, s.sequential ? 1 : WRITERS, (i) => s.put(key('warm-big/', i), bigs[i]));
+    for (let i = 0; i < bigs.length; i++) await s.get(key('warm-big/', i));
+  });
   await withStore(name, { durable: false }, async (s) => {
     await s.bulk(entries);
     const random = prng(7);
