@@ -89,20 +89,16 @@ export class ObjectIo {
     const size = data.byteLength;
     if (size > this.host.maxObjectBytes) throw new TooLargeError(`object of ${size} bytes is larger than the container may grow`);
     if (size <= inlineLimit) return inlineObject(data);
+    const crc = crc32(data);
     const blocks = Math.ceil(size / this.blockSize);
     const extents = await this.host.allocateData(blocks, false);
-    // The writes go out first and the checksum is computed while they are in flight: concurrent large stores
-    // then start their I/O one checksum apart instead of after every checksum of the burst.
-    const writing = this.#writeExtents(extents, data);
     try {
-      const crc = crc32(data);
-      await writing;
-      return { size, crc, extents };
+      await this.#writeExtents(extents, data);
     } catch (err) {
-      await writing.catch(() => undefined); // settled before the extents are given back
       this.host.freeUnreferenced(extents);
       throw err;
     }
+    return { size, crc, extents };
   }
 
   /** Writes `data` (padded to whole blocks) across `extents`, all writes in flight together. */
