@@ -151,6 +151,8 @@ export class WriteAheadLog {
   #inFlight = 0;
   /** Whether the batches in flight may have another started beside them (false when one of them is not durable). */
   #inFlightPipelinable = false;
+  /** A batch in flight has failed; it poisons the log once the batch before it settles. */
+  #failedInFlight = false;
   /** The last batch started; it settles after every earlier one (batches settle in order). */
   #currentBatch: Promise<void> = Promise.resolve();
   #pumpScheduled = false;
@@ -552,7 +554,9 @@ export class WriteAheadLog {
    * torn record, and the later batch's records carry a `durableLsn` below it.
    */
   #pump(): boolean {
-    if (this.#poisoned || this.#inFlight >= MAX_IN_FLIGHT || (this.#inFlight > 0 && !this.#inFlightPipelinable)) return false;
+    if (this.#poisoned || this.#failedInFlight || this.#inFlight >= MAX_IN_FLIGHT || (this.#inFlight > 0 && !this.#inFlightPipelinable)) {
+      return false;
+    }
     const freeBlocks = this.#areaBlocks - this.#usedBlocks();
     let bytes = 0;
     let count = 0;
@@ -632,6 +636,9 @@ export class WriteAheadLog {
           }
         } catch (err) {
           failure = err;
+          // No batch may start beside this one any more: its failure is known, only not yet reported (that waits
+          // for the batch before it).
+          this.#failedInFlight = true;
         }
         // Settle in order: the batch before this one (still in flight when this one started) settles first. It
         // never rejects; if it failed, the log is poisoned and this batch is not acknowledged either.
