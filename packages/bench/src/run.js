@@ -253,11 +253,10 @@ async function withStore(name, options, fn) {
 /**
  * Untimed warm-up, the same for every store, on throw-away stores in their own directories: 24,000 durable writes
  * by 64 writers (one at a time for a synchronous store), 16 durable writes of 1 MiB read back, a relaxed bulk load,
- * random gets and a full list. What it
- * measures away is start-up cost, not steady-state work: VDE and the JavaScript layers of the others are compiled
- * by V8 while they run, and without it VDE's W2 (the first workload with 64 writers) spent about half a second of
- * one core compiling (V8 --trace-opt: 540 ms of optimizing compiles during a 10,000-store W2 after a 2,000-store
- * start). VDE's 64-writer rate was still rising after 8,000 stores (1,250-store slices: 14k, 30k, 35k, 51k/s), so
+ * random gets and a full list. What it measures away is start-up cost, not steady-state work: VDE and the
+ * JavaScript layers of the others are compiled by V8 while they run, and without it VDE's W2 (the first workload
+ * with 64 writers) spent about half a second of one core compiling (V8 --trace-opt: 540 ms of optimizing compiles
+ * during a 10,000-store W2 after a 2,000-store start). VDE's 64-writer rate was still rising after 8,000 stores (1,250-store slices: 14k, 30k, 35k, 51k/s), so
  * the warm-up is long enough to cross one automatic checkpoint (about 21,000 stores of 1 KiB). Native engines get
  * the same warm-up (their JavaScript bindings, their caches for a new file).
  */

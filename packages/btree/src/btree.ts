@@ -607,7 +607,7 @@ export class BTree {
       return;
     }
     if (mode === MODE_RAW) {
-      // The last key's view is made once per batch (#lastRawKey), only if the tree changes under the caller.
+      // No views: the last key's view is made once per batch (rawKeyAt in #batches), only if the tree changed.
       batch.offsets.push(off);
       return;
     }

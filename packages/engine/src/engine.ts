@@ -1474,15 +1474,14 @@ interface ListReader {
   endRead(reader: number): void;
 }
 
+const EMPTY_BUFFER = Buffer.alloc(0);
+
 /**
  * The iterator behind `list()`. It takes one leaf's worth of entries at a time from the index (a copy of the leaf
  * and the entries' offsets in it, consistent as `BTree.entryBatches` describes) and hands them out without an await
- * per entry, and without a view per key or value. A reader registration covers
- * each index read and each indirect record load, never the time the caller holds the iterator, so an abandoned
- * iterator holds no blocks.
+ * or a view per entry. A reader registration covers each index read and each indirect record load, never the time
+ * the caller holds the iterator, so an abandoned iterator holds no blocks.
  */
-const EMPTY_BUFFER = Buffer.alloc(0);
-
 class InfoIterator implements AsyncIterator<ObjectInfo> {
   readonly #r: ListReader;
   readonly #range: KeyRange;
