@@ -70,6 +70,9 @@ export function pushExtent(list: Extent[], next: Extent): void {
   else list.push(next);
 }
 
+/** Objects of at least this size are checksummed while their writes are in flight. */
+const LATE_CHECKSUM_BYTES = 256 * 1024;
+
 export class ObjectIo {
   readonly blockSize: number;
   constructor(private readonly host: ObjectIoHost) {
@@ -89,11 +92,17 @@ export class ObjectIo {
     const size = data.byteLength;
     if (size > this.host.maxObjectBytes) throw new TooLargeError(`object of ${size} bytes is larger than the container may grow`);
     if (size <= inlineLimit) return inlineObject(data);
-    const crc = crc32(data);
+    // A large object's checksum is computed while the thread pool copies its bytes: 64 concurrent 1 MiB stores
+    // otherwise spend about 20 ms checksumming before the first write goes out. A smaller one is checksummed
+    // first: measured both ways, that order was 8-10% faster on 64 writers of 1-64 KiB.
+    const early = size < LATE_CHECKSUM_BYTES ? crc32(data) : undefined;
     const blocks = Math.ceil(size / this.blockSize);
     const extents = await this.host.allocateData(blocks, false);
+    let crc: number;
     try {
-      await this.#writeExtents(extents, data);
+      const writing = this.#writeExtents(extents, data);
+      crc = early ?? crc32(data);
+      await writing;
     } catch (err) {
       this.host.freeUnreferenced(extents);
       throw err;
