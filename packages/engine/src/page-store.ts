@@ -2,12 +2,32 @@ import type { BitmapAllocator } from '@vde/allocator';
 import { type BlockDevice, CorruptionError, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
 import type { PageStore } from '@vde/btree';
 
+/** Largest coalesced page write, in bytes. */
+const RUN_BYTES = 1 << 20;
+/** Coalesced writes in flight at once (bounds the extra memory of a flush to this many runs). */
+const RUNS_IN_FLIGHT = 8;
+
+interface PendingPage {
+  no: number;
+  page: Uint8Array;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * The index's pages live in the container's blocks: page number = block number.
  * `allocate` is synchronous; the engine keeps enough free blocks (headroom) that it does not fail mid-mutation.
+ *
+ * Page writes issued in one synchronous run (a checkpoint's flush issues all of its pages at once) are coalesced:
+ * sorted by page number, each run of consecutive pages (up to 1 MiB) goes to the device as one write of a copy,
+ * at most RUNS_IN_FLIGHT runs at a time. A checkpoint of 7,200 dirty pages made 7,200 thread-pool writes before
+ * (about 210 ms before its fsync could start, measured); its pages lie in a handful of runs. A page's promise
+ * settles with its run's write. Two writes of one page in the same run: the later bytes are written and both
+ * promises settle with that write (the earlier bytes would have been overwritten anyway).
  */
 export class DevicePageStore implements PageStore {
   readonly pageSize: number;
+  #pending: PendingPage[] = [];
   constructor(
     private readonly device: BlockDevice,
     private readonly allocator: () => BitmapAllocator,
@@ -25,7 +45,64 @@ export class DevicePageStore implements PageStore {
   }
 
   write(pageNo: number, page: Uint8Array): Promise<void> {
-    return this.device.write(pageNo, page);
+    return new Promise<void>((resolve, reject) => {
+      if (this.#pending.length === 0) queueMicrotask(() => this.#drain());
+      this.#pending.push({ no: pageNo, page, resolve, reject });
+    });
+  }
+
+  /** Writes what was queued in the last synchronous run, as runs of consecutive pages. */
+  #drain(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    pending.sort((a, b) => a.no - b.no); // stable: of two writes of one page, the later stays later
+    const maxPages = Math.max(1, Math.floor(RUN_BYTES / this.pageSize));
+    const runs: PendingPage[][] = [];
+    let run: PendingPage[] = [];
+    for (const p of pending) {
+      const last = run[run.length - 1];
+      if (last !== undefined && p.no === last.no) {
+        // The same page again: its later bytes replace the earlier ones in the run; both settle with the write.
+        run.push(p);
+        continue;
+      }
+      if (last !== undefined && (p.no !== last.no + 1 || distinctPages(run) >= maxPages)) {
+        runs.push(run);
+        run = [];
+      }
+      run.push(p);
+    }
+    if (run.length > 0) runs.push(run);
+    let next = 0;
+    // Each worker copies its runs into one buffer of its own, reused once the write before has resolved: fresh
+    // memory for every run cost more in page faults than the copy itself.
+    const worker = async (): Promise<void> => {
+      let buf: Uint8Array | undefined;
+      while (next < runs.length) {
+        const r = runs[next++]!;
+        try {
+          if (r.length > 1) buf ??= new Uint8Array(maxPages * this.pageSize);
+          await this.#writeRun(r, buf);
+          for (const p of r) p.resolve();
+        } catch (err) {
+          for (const p of r) p.reject(err);
+        }
+      }
+    };
+    for (let i = 0; i < Math.min(RUNS_IN_FLIGHT, runs.length); i++) void worker();
+  }
+
+  /**
+   * One device write for a run of consecutive pages (entries sorted by page number; repeats: the last wins),
+   * copied into `buf` when there is more than one entry.
+   */
+  #writeRun(run: readonly PendingPage[], buf: Uint8Array | undefined): Promise<void> {
+    const first = run[0]!.no;
+    if (run.length === 1 || buf === undefined) return this.device.write(first, run[0]!.page);
+    const ps = this.pageSize;
+    const bytes = distinctPages(run) * ps;
+    for (const p of run) buf.set(p.page.subarray(0, ps), (p.no - first) * ps);
+    return this.device.write(first, buf.subarray(0, bytes));
   }
 
   allocate(): number {
@@ -37,6 +114,10 @@ export class DevicePageStore implements PageStore {
   free(pageNo: number): void {
     this.allocator().free([{ start: pageNo, count: 1 }]);
   }
+}
+
+function distinctPages(run: readonly PendingPage[]): number {
+  return run[run.length - 1]!.no - run[0]!.no + 1;
 }
 
 /**

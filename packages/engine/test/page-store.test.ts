@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { BitmapAllocator } from '@vde/allocator';
+import { IoError, MemoryBlockDevice } from '@vde/block-device';
+import { DevicePageStore } from '../src/page-store.js';
+
+const PS = 512;
+
+/** A memory device that records every write (first block, block count) and can fail writes that cover a block. */
+class RecordingDevice extends MemoryBlockDevice {
+  readonly writes: [number, number][] = [];
+  failBlock = -1;
+  override async write(blockNo: number, data: Uint8Array): Promise<void> {
+    const blocks = data.byteLength / this.blockSize;
+    this.writes.push([blockNo, blocks]);
+    if (this.failBlock >= blockNo && this.failBlock < blockNo + blocks) throw new IoError('injected write failure');
+    await super.write(blockNo, data);
+  }
+}
+
+async function setup(blocks = 4096): Promise<{ dev: RecordingDevice; store: DevicePageStore }> {
+  const dev = new RecordingDevice({ blockSize: PS });
+  await dev.grow(blocks);
+  const allocator = new BitmapAllocator(blocks);
+  return { dev, store: new DevicePageStore(dev, () => allocator) };
+}
+
+const page = (fill: number): Uint8Array => new Uint8Array(PS).fill(fill);
+
+describe('DevicePageStore: page writes of one synchronous run are coalesced', () => {
+  it('writes each run of consecutive pages as one device write; a repeated page keeps its later bytes', async () => {
+    const { dev, store } = await setup();
+    await Promise.all([
+      store.write(5, page(5)),
+      store.write(3, page(3)),
+      store.write(4, page(40)),
+      store.write(9, page(9)),
+      store.write(4, page(44)), // the same page again, later: these bytes win
+    ]);
+    expect(dev.writes.sort((a, b) => a[0] - b[0])).toEqual([
+      [3, 3],
+      [9, 1],
+    ]);
+    for (const [no, fill] of [
+      [3, 3],
+      [4, 44],
+      [5, 5],
+      [9, 9],
+    ]) {
+      expect(await dev.read(no!, 1)).toEqual(page(fill!));
+    }
+  });
+
+  it('caps a run at 1 MiB and leaves writes of later turns to their own drain', async () => {
+    const { dev, store } = await setup();
+    const max = (1 << 20) / PS; // 2,048 pages of 512 bytes
+    const first = Array.from({ length: max + 10 }, (_, i) => store.write(i, page(i & 0xff)));
+    await Promise.all(first);
+    expect(dev.writes.map((w) => w[1]).sort((a, b) => b - a)).toEqual([max, 10]);
+    dev.writes.length = 0;
+    await store.write(max + 10, page(1));
+    await store.write(max + 11, page(2));
+    expect(dev.writes).toEqual([
+      [max + 10, 1],
+      [max + 11, 1],
+    ]);
+    expect(await dev.read(max + 5, 1)).toEqual(page((max + 5) & 0xff));
+  });
+
+  it('a failed run rejects the writes of its pages, and only those', async () => {
+    const { dev, store } = await setup();
+    dev.failBlock = 11;
+    const results = await Promise.allSettled([store.write(10, page(1)), store.write(11, page(2)), store.write(20, page(3))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
+    expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(IoError);
+    expect(await dev.read(20, 1)).toEqual(page(3));
+  });
+
+  it('leaves every page with the bytes of its last write, for any set of writes in one turn (model)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 200 }), async (ops) => {
+        const { dev, store } = await setup(512);
+        const model = new Map<number, number>();
+        await Promise.all(ops.map(([no, fill]) => store.write(no, page(fill))));
+        for (const [no, fill] of ops) model.set(no, fill);
+        for (const [no, fill] of model) expect(await dev.read(no, 1)).toEqual(page(fill));
+        // Never more device writes than distinct pages, and no write covers a page nobody wrote.
+        expect(dev.writes.length).toBeLessThanOrEqual(model.size);
+        for (const [start, count] of dev.writes) for (let b = start; b < start + count; b++) expect(model.has(b)).toBe(true);
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
