@@ -64,6 +64,8 @@ const WAL_START = 2;
 const INITIAL_DATA_BLOCKS = 64;
 /** Free blocks kept in hand for index page splits, which allocate synchronously. */
 const HEADROOM_BLOCKS = 256;
+/** Dirty index pages below which an automatic checkpoint does not flush ahead (#runPreflush). */
+const PREFLUSH_MIN_PAGES = 2;
 
 interface CheckpointExtra {
   addSnapshot?: string;
@@ -124,6 +126,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #poisoned: PoisonedError | undefined;
   #checksumErrors = 0;
   #checkpoints = 0;
+  #preflushes = 0;
   #checkpointTail: Promise<unknown> = Promise.resolve();
   #autoCheckpoint: Promise<unknown> | undefined;
   #walReserved = 0;
@@ -797,6 +800,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     objects: number;
     generation: number;
     checkpoints: number;
+    /** Automatic checkpoints that flushed the index ahead, while stores went on. */
+    preflushes: number;
     containerBytes: number;
     freeBlocks: number;
     pendingFreeBlocks: number;
@@ -810,6 +815,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       objects: this.#objectCount,
       generation: this.#sb.generation,
       checkpoints: this.#checkpoints,
+      preflushes: this.#preflushes,
       containerBytes: this.#device.blockCount * this.#device.blockSize,
       freeBlocks: this.#allocator.freeCount,
       pendingFreeBlocks: this.#reclaimer.pendingBlocks,
@@ -1162,14 +1168,61 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if ((walFull || dirtyFull) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
   }
 
-  /** Starts a checkpoint unless one is already pending, and returns it. Never called with a lock held. */
+  /**
+   * Starts a checkpoint unless one is already pending, and returns it. Never called with a lock held. An automatic
+   * checkpoint first flushes the dirty index pages while stores go on (#runPreflush), so that the part under the
+   * exclusive gate writes only what changed meanwhile.
+   */
   #triggerCheckpoint(): Promise<unknown> {
     if (!this.#autoCheckpoint) {
-      this.#autoCheckpoint = this.#runCheckpoint({}).finally(() => {
-        this.#autoCheckpoint = undefined;
-      });
+      this.#autoCheckpoint = this.#runPreflush()
+        .then(() => this.#runCheckpoint({}))
+        .finally(() => {
+          this.#autoCheckpoint = undefined;
+        });
     }
     return this.#autoCheckpoint;
+  }
+
+  /**
+   * The flush ahead of an automatic checkpoint, without the gate: stores go on meanwhile. Before, every store
+   * waited for the whole checkpoint: 170-230 ms for 7,200 dirty pages (copy-on-write, writes, a 28 MiB fsync)
+   * every 20,000 stores of 1 KiB. The B-tree's flush is safe beside mutations (its page images are taken
+   * synchronously; pages changed meanwhile stay dirty for the next flush). Its pages go to new blocks that the
+   * durable checkpoint does not reference, so a crash meanwhile loses nothing: recovery replays the log from the
+   * durable checkpoint, and the blocks are free in its bitmap. The blocks of the durable tree it replaces are
+   * deferred to the next checkpoint, as a checkpoint's own flush does. It runs in the checkpoint chain, so no
+   * checkpoint encodes the allocator between its flush and that deferral. Its writes are durable ones where the
+   * device has `writeDurable` (`DevicePageStore.durableWrites`), so that the log's batches keep their one-write
+   * path. Any failure poisons the engine, as one of a checkpoint's flush does.
+   */
+  #runPreflush(): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (this.#closed || this.#closing || this.#poisoned || this.#opts.readOnly) return;
+      if (this.#index.dirtyBytes < PREFLUSH_MIN_PAGES * this.#device.blockSize) return;
+      const generation = this.#sb.generation;
+      await this.#ensureFree(this.#reserveBlocks());
+      if (this.#closed || this.#closing || this.#poisoned) return;
+      // Only flushes write index pages, one at a time (the B-tree chains them), and the checkpoint's waits for
+      // this run: every page written while the flag is set is this flush's.
+      this.#pageStore.durableWrites = true;
+      try {
+        const { freedPages } = await this.#index.flush();
+        this.#reclaimer.defer(
+          freedPages.map((p) => ({ start: p, count: 1 })),
+          generation,
+        );
+        this.#preflushes++;
+      } catch (err) {
+        this.#poison(err);
+        throw err;
+      } finally {
+        this.#pageStore.durableWrites = false;
+      }
+    };
+    const p = this.#checkpointTail.then(run, run);
+    this.#checkpointTail = p.catch(() => undefined);
+    return p;
   }
 
   // ─── internals: space ─────────────────────────────────────────────────────────────────────────────────────

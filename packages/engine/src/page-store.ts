@@ -6,10 +6,16 @@ import type { PageStore } from '@vde/btree';
 const RUN_BYTES = 1 << 20;
 /** Coalesced writes in flight at once (bounds the extra memory of a flush to this many runs). */
 const RUNS_IN_FLIGHT = 8;
+/**
+ * The same for durable writes (a flush ahead of a checkpoint, while stores run): fewer, so that the log's writes
+ * find a free thread in libuv's pool of four.
+ */
+const DURABLE_RUNS_IN_FLIGHT = 1;
 
 interface PendingPage {
   no: number;
   page: Uint8Array;
+  durable: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -24,10 +30,17 @@ interface PendingPage {
  * (about 210 ms before its fsync could start, measured); its pages lie in a handful of runs. A page's promise
  * settles with its run's write. Two writes of one page in the same run: the later bytes are written and both
  * promises settle with that write (the earlier bytes would have been overwritten anyway).
+ *
+ * While `durableWrites` is set (the engine's flush ahead of a checkpoint), runs go out with `device.writeDurable`
+ * where the device has it: a `FileBlockDevice` then writes them through its `O_DSYNC` descriptor, so they leave
+ * no completed-but-unsynced writes behind, and the log's batches keep their one-write durable path instead of
+ * each waiting for an fsync that flushes megabytes of pages.
  */
 export class DevicePageStore implements PageStore {
   readonly pageSize: number;
   #pending: PendingPage[] = [];
+  /** Write the pages queued from now on durably (see the class comment). */
+  durableWrites = false;
   constructor(
     private readonly device: BlockDevice,
     private readonly allocator: () => BitmapAllocator,
@@ -47,7 +60,7 @@ export class DevicePageStore implements PageStore {
   write(pageNo: number, page: Uint8Array): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (this.#pending.length === 0) queueMicrotask(() => this.#drain());
-      this.#pending.push({ no: pageNo, page, resolve, reject });
+      this.#pending.push({ no: pageNo, page, durable: this.durableWrites, resolve, reject });
     });
   }
 
@@ -66,7 +79,7 @@ export class DevicePageStore implements PageStore {
         run.push(p);
         continue;
       }
-      if (last !== undefined && (p.no !== last.no + 1 || distinctPages(run) >= maxPages)) {
+      if (last !== undefined && (p.no !== last.no + 1 || p.durable !== last.durable || distinctPages(run) >= maxPages)) {
         runs.push(run);
         run = [];
       }
@@ -89,7 +102,8 @@ export class DevicePageStore implements PageStore {
         }
       }
     };
-    for (let i = 0; i < Math.min(RUNS_IN_FLIGHT, runs.length); i++) void worker();
+    const workers = pending.some((p) => p.durable) ? DURABLE_RUNS_IN_FLIGHT : RUNS_IN_FLIGHT;
+    for (let i = 0; i < Math.min(workers, runs.length); i++) void worker();
   }
 
   /**
@@ -98,11 +112,12 @@ export class DevicePageStore implements PageStore {
    */
   #writeRun(run: readonly PendingPage[], buf: Uint8Array | undefined): Promise<void> {
     const first = run[0]!.no;
-    if (run.length === 1 || buf === undefined) return this.device.write(first, run[0]!.page);
+    const dev = this.device;
+    const write = (bytes: Uint8Array): Promise<void> => (run[0]!.durable && dev.writeDurable ? dev.writeDurable(first, bytes) : dev.write(first, bytes));
+    if (run.length === 1 || buf === undefined) return write(run[0]!.page);
     const ps = this.pageSize;
-    const bytes = distinctPages(run) * ps;
     for (const p of run) buf.set(p.page.subarray(0, ps), (p.no - first) * ps);
-    return this.device.write(first, buf.subarray(0, bytes));
+    return write(buf.subarray(0, distinctPages(run) * ps));
   }
 
   allocate(): number {
