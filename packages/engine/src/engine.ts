@@ -413,15 +413,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
         mapLockError(err);
       }
       try {
+        // A large object in memory is written before its stripe is taken: its blocks are fresh and private
+        // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
+        // and the stripe is held only for the record (see "The life of a store" in the README).
+        const early = source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta) ? await this.#io.write(source, -1, signal) : undefined;
+        let handedOver = false;
         let region: { release(): void };
         try {
           region = await this.#stripes.acquire(key, opts);
         } catch (err) {
+          if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
           mapLockError(err);
         }
         try {
           this.#checkWritable();
-          const prepared = this.#preparePut(key, keyBytes, source, meta, signal);
+          handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
+          const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
           const put = prepared instanceof Promise ? await prepared : prepared;
           try {
             throwIfAborted(signal);
@@ -433,6 +440,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
           const applying = this.#apply([put]);
           if (applying) await applying;
           info = infoOf(key, put.record);
+        } catch (err) {
+          // Blocks written ahead that no prepared version took over are nobody's: free them.
+          if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+          throw err;
         } finally {
           region.release();
         }
@@ -989,7 +1000,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
     source: Uint8Array | AsyncIterable<unknown>,
     meta: Uint8Array,
     signal: AbortSignal | undefined,
+    early?: WrittenObject,
   ): PreparedPut | Promise<PreparedPut> {
+    if (early) return this.#preparePutAsync(key, keyBytes, source, meta, signal, early);
     if (source instanceof Uint8Array && this.#allocator.freeCount >= this.#reserveBlocks()) {
       const view = this.#index.getCachedView(keyBytes, true);
       if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
@@ -1008,20 +1021,29 @@ export class VirtualDiskEngine implements AsyncDisposable {
     source: Uint8Array | AsyncIterable<unknown>,
     meta: Uint8Array,
     signal: AbortSignal | undefined,
+    early?: WrittenObject,
   ): Promise<PreparedPut> {
-    if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-    // get() loads the path; the index change after the log append is then synchronous unless it was evicted
-    // meanwhile (#apply falls back to loading it). A separate prefetch pass cost a second descent per store.
-    const prevValue = await this.#index.get(keyBytes);
-    const prevRecord = prevValue ? this.#io.recordOf(prevValue, `object ${key}`) : undefined;
-    const prev = prevRecord instanceof Promise ? await prevRecord : prevRecord;
+    let prev: ObjectRecord | undefined;
+    try {
+      if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+      // get() loads the path; the index change after the log append is then synchronous unless it was evicted
+      // meanwhile (#apply falls back to loading it). A separate prefetch pass cost a second descent per store.
+      const prevValue = await this.#index.get(keyBytes);
+      const prevRecord = prevValue ? this.#io.recordOf(prevValue, `object ${key}`) : undefined;
+      prev = prevRecord instanceof Promise ? await prevRecord : prevRecord;
+    } catch (err) {
+      // Blocks written ahead of the stripe (store) belong to no version yet.
+      if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+      throw err;
+    }
     const inlineLimit = Math.max(-1, this.#inlineLimit(keyBytes, meta));
     // Small in-memory objects are inlined without a write. Their bytes need no copy: the record is encoded from
     // them in the same synchronous run.
     const written: WrittenObject =
-      source instanceof Uint8Array && source.byteLength <= inlineLimit
+      early ??
+      (source instanceof Uint8Array && source.byteLength <= inlineLimit
         ? { size: source.byteLength, crc: crc32(source), inline: source }
-        : await this.#io.write(source, inlineLimit, signal);
+        : await this.#io.write(source, inlineLimit, signal));
     const direct = this.#encodePut(key, keyBytes, written, meta, prev?.createdMs);
     if (direct.value.byteLength <= this.#maxValue(keyBytes)) return direct;
     // Too large for one index entry (many extents or large metadata): the record goes to its own blocks.
@@ -1292,7 +1314,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#growSized = true;
       const current = this.#allocator.blockCount;
       const deficit = this.#growDemand + this.#reserveBlocks() - this.#allocator.freeCount;
-      const wanted = Math.min(limit, Math.max(current + this.#growFloor, current + deficit, Math.ceil(current * 1.25), current + 256));
+      // The usual 25% step comes on top of a burst's deficit: sized to the block, one more block of reserve (the
+      // dirty index grows as the burst's records are applied) meant a second growth in the middle of the burst.
+      const step = Math.max(Math.ceil(current * 0.25), 256);
+      const wanted = Math.min(limit, Math.max(current + this.#growFloor, current + Math.max(deficit, 0) + step));
       await this.#device.grow(wanted);
       this.#allocator.grow(wanted);
     })();

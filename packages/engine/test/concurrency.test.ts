@@ -47,6 +47,60 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     await vde.close();
   });
 
+  it('large objects are written before the stripe is taken: stores of one stripe overlap their data writes', async () => {
+    // A device that counts the data writes in flight (writes past the log region, which holds only the log).
+    let inFlight = 0;
+    let peak = 0;
+    class CountingDevice extends MemoryBlockDevice {
+      override async write(blockNo: number, data: Uint8Array): Promise<void> {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 2));
+          return await super.write(blockNo, data);
+        } finally {
+          inFlight--;
+        }
+      }
+    }
+    const device = new CountingDevice({ blockSize: 4096 });
+    const vde = await VirtualDiskEngine.open(device, SMALL);
+    const values = Array.from({ length: 8 }, (_, i) => bytes(20_000 + i, i + 1));
+    const done: number[] = [];
+    await Promise.all(
+      values.map(async (v, i) => {
+        await vde.store('same', v);
+        done.push(i);
+      }),
+    );
+    // One key, one stripe: the eight data writes were in flight together; the records went one at a time.
+    expect(peak).toBeGreaterThanOrEqual(8);
+    expect(vde.stats().stripes.peakHeld).toBe(1);
+    const last = done[done.length - 1]!;
+    expectBytes(await vde.retrieve('same'), values[last]!);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a store aborted while it waits for its stripe frees the blocks it wrote ahead', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('k', bytes(30_000, 1));
+    await vde.checkpoint();
+    const free = vde.stats().freeBlocks;
+    const region = await vde.stripes.acquire('k'); // a writer of this stripe that does not finish yet
+    const ac = new AbortController();
+    const pending = vde.store('k', bytes(50_000, 2), { signal: ac.signal });
+    while (vde.stats().freeBlocks === free) await new Promise((r) => setTimeout(r, 1)); // its blocks are written
+    expect(vde.stats().freeBlocks).toBeLessThan(free);
+    ac.abort();
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_VDE_ABORTED' });
+    region.release();
+    expect(vde.stats().freeBlocks).toBe(free);
+    expectBytes(await vde.retrieve('k'), bytes(30_000, 1));
+    await checked(vde);
+    await vde.close();
+  });
+
   it('readers see the old or the new object, never a mix, while writers overwrite', async () => {
     const { vde } = await memoryEngine();
     const versions = Array.from({ length: 20 }, (_, i) => bytes(20_000, i + 1));
