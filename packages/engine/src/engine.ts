@@ -32,6 +32,7 @@ import { Reclaimer } from './reclaimer.js';
 import {
   INDIRECT_BYTES,
   KIND_INDIRECT,
+  objectCrc,
   type ObjectRecord,
   decodeIndirect,
   encodeIndirect,
@@ -502,6 +503,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
         ops.map((o) => o.key),
         undefined,
         async () => {
+          const direct = this.#encodeInlineBatch(ops);
+          if (direct) {
+            // Nothing allocated: a failed append leaves nothing to free (and poisons the engine, see #append).
+            await this.#append(LOG_BATCH, direct.payload);
+            await this.#apply(direct.changes);
+            return;
+          }
           const puts = new Map<number, PreparedPut>();
           try {
             const prepared = ops.map((op) => {
@@ -544,6 +552,62 @@ export class VirtualDiskEngine implements AsyncDisposable {
       ),
     );
     this.#afterWrite();
+  }
+
+  /**
+   * The batch's LOG_BATCH payload encoded in one pass, each put's record written straight into it (the index values
+   * are views of it), when every operation is a put of small in-memory bytes whose key path is cached and holds no
+   * indirect record: a bulk load of small objects. Undefined otherwise (the general path prepares each put on its
+   * own, then copies the records into the batch record). Same bytes and index values as the general path; one
+   * synchronous run, so the cached views it reads stay valid. W3 (200,000 puts of 100 B in batches of 1,000) spent
+   * 15% of its time encoding each put's own payload and 6% copying it again into the batch record.
+   */
+  #encodeInlineBatch(
+    ops: readonly ({ type: 'put'; key: string; keyBytes: Uint8Array; source: Uint8Array; meta: Uint8Array } | { type: 'del' })[],
+  ): { payload: Uint8Array; changes: IndexChange[] } | undefined {
+    if (this.#allocator.freeCount < this.#reserveBlocks()) return undefined;
+    let size = 4;
+    const previous: (Uint8Array | null)[] = new Array<Uint8Array | null>(ops.length);
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (op.type !== 'put' || op.source.byteLength > this.#inlineLimit(op.keyBytes, op.meta)) return undefined;
+      const view = this.#index.getCachedView(op.keyBytes, true);
+      if (view === undefined || (view !== null && view[0] === KIND_INDIRECT)) return undefined;
+      previous[i] = view; // a view of a cached leaf: valid until the index changes, after this synchronous run
+      size += 7 + op.keyBytes.byteLength + recordBytesFor(op.meta.byteLength, op.source.byteLength, 0);
+    }
+    const payload = newBytes(size);
+    const changes: IndexChange[] = new Array<IndexChange>(ops.length);
+    const now = Date.now();
+    let o = 0;
+    putU32(payload, o, ops.length);
+    o += 4;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i] as { key: string; keyBytes: Uint8Array; source: Uint8Array; meta: Uint8Array };
+      const kl = op.keyBytes.byteLength;
+      const recordBytes = recordBytesFor(op.meta.byteLength, op.source.byteLength, 0);
+      const prev = previous[i];
+      const createdMs = prev ? (this.#io.recordOf(prev, `object ${op.key}`) as ObjectRecord).createdMs : now;
+      payload[o] = 1; // put
+      payload[o + 1] = kl & 0xff;
+      payload[o + 2] = kl >>> 8;
+      payload.set(op.keyBytes, o + 3);
+      o += 3 + kl;
+      putU32(payload, o, recordBytes);
+      o += 4;
+      writeRecord(payload, o, {
+        size: op.source.byteLength,
+        createdMs,
+        modifiedMs: now,
+        crc: objectCrc(op.source),
+        nonce: (Math.random() * 0x1_0000_0000) >>> 0,
+        metadata: op.meta,
+        inline: op.source,
+      });
+      changes[i] = { key: op.key, keyBytes: op.keyBytes, value: payload.subarray(o, o + recordBytes) };
+      o += recordBytes;
+    }
+    return { payload, changes };
   }
 
   // ─── public read API ──────────────────────────────────────────────────────────────────────────────────────
@@ -1008,7 +1072,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
         if (source.byteLength <= this.#inlineLimit(keyBytes, meta)) {
           const createdMs = view ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
-          return this.#encodePut(key, keyBytes, { size: source.byteLength, crc: crc32(source), inline: source }, meta, createdMs);
+          return this.#encodePut(key, keyBytes, { size: source.byteLength, crc: objectCrc(source), inline: source }, meta, createdMs);
         }
       }
     }
@@ -1042,7 +1106,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const written: WrittenObject =
       early ??
       (source instanceof Uint8Array && source.byteLength <= inlineLimit
-        ? { size: source.byteLength, crc: crc32(source), inline: source }
+        ? { size: source.byteLength, crc: objectCrc(source), inline: source }
         : await this.#io.write(source, inlineLimit, signal));
     const direct = this.#encodePut(key, keyBytes, written, meta, prev?.createdMs);
     if (direct.value.byteLength <= this.#maxValue(keyBytes)) return direct;
@@ -1658,6 +1722,14 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** A rejected promise for an error caught from our own code (always an Error). */
+/** `v` as 4 little-endian bytes at b[o]. */
+function putU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
+
 function rejected(err: unknown): Promise<never> {
   return Promise.reject(err instanceof Error ? err : new Error(String(err)));
 }

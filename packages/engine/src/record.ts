@@ -222,6 +222,11 @@ const CRC_TABLES = ((): Int32Array => {
   return t;
 })();
 
+/** An object's checksum: `crc32(data)`, through `crc32Small` when that is faster (up to SMALL_CRC_BYTES). */
+export function objectCrc(data: Uint8Array): number {
+  return data.byteLength <= SMALL_CRC_BYTES ? crc32Small(data, 0, data.byteLength) : crc32(data);
+}
+
 /** CRC-32 of b[off, off + len), the same value as `crc32(b.subarray(off, off + len))`; meant for short ranges. */
 export function crc32Small(b: Uint8Array, off: number, len: number): number {
   const t = CRC_TABLES;
