@@ -1286,29 +1286,43 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const run = async (): Promise<void> => {
       if (this.#closed || this.#closing || this.#poisoned || this.#opts.readOnly) return;
       if (this.#index.dirtyBytes < PREFLUSH_MIN_PAGES * this.#device.blockSize) return;
-      const generation = this.#sb.generation;
-      await this.#ensureFree(this.#reserveBlocks());
-      if (this.#closed || this.#closing || this.#poisoned) return;
-      // Only flushes write index pages, one at a time (the B-tree chains them), and the checkpoint's waits for
-      // this run: every page written while the flag is set is this flush's.
-      this.#pageStore.durableWrites = true;
+      // The gate in shared mode, as a store takes it: stores go on, but check() and anything else that takes it
+      // exclusively waits for the flush (between its copy-on-write and the deferral of the pages it replaced,
+      // those pages are allocated and neither in the tree nor in the deferred-free list).
+      const guard = await this.#gate.shared().catch(mapLockError);
       try {
-        const { freedPages } = await this.#index.flush();
-        this.#reclaimer.defer(
-          freedPages.map((p) => ({ start: p, count: 1 })),
-          generation,
-        );
-        this.#preflushes++;
-      } catch (err) {
-        this.#poison(err);
-        throw err;
+        await this.#preflushLocked();
       } finally {
-        this.#pageStore.durableWrites = false;
+        guard.release();
       }
     };
     const p = this.#checkpointTail.then(run, run);
     this.#checkpointTail = p.catch(() => undefined);
     return p;
+  }
+
+  async #preflushLocked(): Promise<void> {
+    // The caller holds the gate in shared mode.
+    if (this.#closed || this.#closing || this.#poisoned) return;
+    const generation = this.#sb.generation;
+    await this.#ensureFree(this.#reserveBlocks());
+    if (this.#closed || this.#closing || this.#poisoned) return;
+    // Only flushes write index pages, one at a time (the B-tree chains them), and the checkpoint's waits for
+    // this run: every page written while the flag is set is this flush's.
+    this.#pageStore.durableWrites = true;
+    try {
+      const { freedPages } = await this.#index.flush();
+      this.#reclaimer.defer(
+        freedPages.map((p) => ({ start: p, count: 1 })),
+        generation,
+      );
+      this.#preflushes++;
+    } catch (err) {
+      this.#poison(err);
+      throw err;
+    } finally {
+      this.#pageStore.durableWrites = false;
+    }
   }
 
   // ─── internals: space ─────────────────────────────────────────────────────────────────────────────────────

@@ -193,8 +193,18 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     for (let j = 0; j < 20; j++) await Promise.all(Array.from({ length: 8 }, (_, w) => put(`more${w}/${j}`, bytes(150, j * 8 + w + 1))));
     expect(vde.stats().preflushes).toBe(0);
     expect(vde.stats().checkpoints).toBe(checkpointsBefore);
+    // check() (gate exclusive) waits for the flush: mid-flush, the pages it replaced are in neither the tree nor
+    // the deferred-free list, and a census then would report them as leaked.
+    let checkedMidFlush = false;
+    const checking = vde.check().then((r) => {
+      checkedMidFlush = vde.stats().preflushes === 0;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 5));
     device.hold = false;
     release();
+    expect((await checking).objects).toBe(model.size);
+    expect(checkedMidFlush).toBe(false);
     while (vde.stats().checkpoints === checkpointsBefore) await new Promise((r) => setTimeout(r, 1));
     expect(vde.stats().preflushes).toBe(1);
     for (const [k, v] of model) expectBytes(await vde.retrieve(k), v);
