@@ -76,6 +76,8 @@ interface CheckpointExtra {
 interface CheckpointResult {
   generation: number;
   root: number;
+  /** Objects in the checkpointed tree. */
+  objects: number;
 }
 
 /** One index change: a put when `value` is set, else a delete. */
@@ -786,22 +788,59 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
     this.#checkOpen();
     const started = performance.now();
-    const { onProgress, signal } = options;
     const report: ScrubReport = { ok: true, objectsChecked: 0, bytesChecked: 0, indexChecked: false, problems: [], durationMs: 0 };
     const problem = (err: unknown, key?: string): void => {
       const e = err as { code?: unknown; message?: unknown };
       report.problems.push({ ...(key === undefined ? {} : { key }), code: typeof e.code === 'string' ? e.code : 'ERR_VDE_IO', message: String(e.message) });
       if (err instanceof CorruptionError) this.#checksumErrors++;
     };
+    // A writable engine scrubs a point-in-time tree: a checkpoint held like a snapshot, read from the disk by a
+    // read-only tree of its own. The live tree changes under concurrent stores (its structural check gave up with
+    // "the tree kept changing" under 16 writers), and pages only in memory have nothing on disk to verify yet.
+    let tree = this.#index;
+    let objectCount = this.#objectCount;
+    let held: number | undefined;
+    if (!this.#opts.readOnly && !this.#poisoned) {
+      const cut = await this.#runCheckpoint({ holdSnapshot: true });
+      held = cut.generation;
+      objectCount = cut.objects;
+      try {
+        tree = await BTree.open(this.#pageStore, cut.root, { readOnly: true, cacheSizeBytes: 1 << 20 });
+      } catch (err) {
+        this.#reclaimer.releaseSnapshot(held);
+        if (!(err instanceof CorruptionError)) throw err;
+        problem(err);
+        report.ok = false;
+        report.durationMs = performance.now() - started;
+        return report;
+      }
+    }
     try {
-      await this.#index.check();
+      await this.#scrubTree(tree, objectCount, report, problem, options);
+    } finally {
+      if (held !== undefined) this.#reclaimer.releaseSnapshot(held);
+    }
+    report.ok = report.problems.length === 0;
+    report.durationMs = performance.now() - started;
+    return report;
+  }
+
+  async #scrubTree(
+    tree: BTree,
+    objectCount: number,
+    report: ScrubReport,
+    problem: (err: unknown, key?: string) => void,
+    { onProgress, signal }: ScrubOptions,
+  ): Promise<void> {
+    try {
+      await tree.check();
       report.indexChecked = true;
     } catch (err) {
       problem(err);
     }
     const reader = this.#reclaimer.beginRead();
     try {
-      for await (const [k, v] of this.#index.entries()) {
+      for await (const [k, v] of tree.entries()) {
         throwIfAborted(signal);
         const key = decodeKey(k);
         try {
@@ -812,7 +851,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           problem(err, key);
         }
         report.objectsChecked++;
-        onProgress?.({ objectsChecked: report.objectsChecked, objectCount: this.#objectCount, bytesChecked: report.bytesChecked });
+        onProgress?.({ objectsChecked: report.objectsChecked, objectCount, bytesChecked: report.bytesChecked });
       }
     } catch (err) {
       if (err instanceof AbortedError) throw err;
@@ -821,9 +860,6 @@ export class VirtualDiskEngine implements AsyncDisposable {
     } finally {
       this.#reclaimer.endRead(reader);
     }
-    report.ok = report.problems.length === 0;
-    report.durationMs = performance.now() - started;
-    return report;
   }
 
   /**
@@ -1491,7 +1527,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#checkpoints++;
       if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
-      return { generation, root };
+      return { generation, root, objects: sb.objectCount };
     } catch (err) {
       this.#poison(err);
       throw err;
