@@ -72,6 +72,13 @@ export function pushExtent(list: Extent[], next: Extent): void {
 
 /** Objects of at least this size are checksummed while their writes are in flight. */
 const LATE_CHECKSUM_BYTES = 256 * 1024;
+/**
+ * Data writes one engine keeps in libuv's thread pool at once: one thread fewer than the pool has (4 unless
+ * UV_THREADPOOL_SIZE says otherwise), so that the log's write never queues behind a backlog of data writes (the
+ * pool is first in, first out). 64 writers of 1-64 KiB objects, two A/Bs of 10 alternating runs in one process:
+ * median 4,466 vs 3,959 and 4,179 vs 3,822 stores/s with 3 (2: 1.01×, 4: 1.09×, 8: 0.96×, unlimited before).
+ */
+const DATA_WRITES_IN_FLIGHT = Math.max(1, (Number.parseInt(process.env.UV_THREADPOOL_SIZE ?? '', 10) || 4) - 1);
 
 export class ObjectIo {
   readonly blockSize: number;
@@ -110,7 +117,23 @@ export class ObjectIo {
     return { size, crc, extents };
   }
 
-  /** Writes `data` (padded to whole blocks) across `extents`, all writes in flight together. */
+  #slots = DATA_WRITES_IN_FLIGHT;
+  readonly #slotWaiters: (() => void)[] = [];
+
+  /** `device.write`, with at most DATA_WRITES_IN_FLIGHT of them in flight (first come, first served). */
+  async #limitedWrite(blockNo: number, bytes: Uint8Array): Promise<void> {
+    if (this.#slots > 0) this.#slots--;
+    else await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    try {
+      await this.host.device.write(blockNo, bytes);
+    } finally {
+      const next = this.#slotWaiters.shift();
+      if (next) next();
+      else this.#slots++;
+    }
+  }
+
+  /** Writes `data` (padded to whole blocks) across `extents`, the writes in flight together (within the limit). */
   async #writeExtents(extents: readonly Extent[], data: Uint8Array): Promise<void> {
     const bs = this.blockSize;
     const writes: Promise<void>[] = [];
@@ -119,11 +142,11 @@ export class ObjectIo {
       const bytes = e.count * bs;
       const end = Math.min(offset + bytes, data.byteLength);
       const whole = Math.floor((end - offset) / bs) * bs;
-      if (whole > 0) writes.push(this.host.device.write(e.start, data.subarray(offset, offset + whole)));
+      if (whole > 0) writes.push(this.#limitedWrite(e.start, data.subarray(offset, offset + whole)));
       if (end - offset > whole) {
         const tail = new Uint8Array(bs);
         tail.set(data.subarray(offset + whole, end));
-        writes.push(this.host.device.write(e.start + whole / bs, tail));
+        writes.push(this.#limitedWrite(e.start + whole / bs, tail));
       }
       offset += bytes;
     }
