@@ -965,6 +965,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #close(): Promise<void> {
     let failure: Error | undefined;
     try {
+      this.#pageStore.hurry();
       await this.#autoCheckpoint?.catch(() => undefined);
       await this.#checkpointTail.catch(() => undefined);
       const guard = await this.#gate.exclusive();
@@ -1056,6 +1057,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       while (this.#wal.usedBytes + this.#walReserved + bytes > this.#wal.capacityBytes) {
         throwIfAborted(signal);
         this.#checkWritable();
+        this.#pageStore.hurry(); // a store waits for the checkpoint now: no background pace for its flush ahead
         await this.#triggerCheckpoint();
       }
       this.#walReserved += bytes;
@@ -1451,6 +1453,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /** Runs a checkpoint after any running one, under the exclusive gate. */
   #runCheckpoint(extra: CheckpointExtra): Promise<CheckpointResult> {
+    // A flush ahead still running is now on this checkpoint's path: its remaining writes go out at full pace.
+    this.#pageStore.hurry();
     const run = async (): Promise<CheckpointResult> => {
       this.#checkWritable();
       const guard = await this.#gate.exclusive().catch(mapLockError);

@@ -12,6 +12,14 @@ const RUNS_IN_FLIGHT = 8;
  */
 const DURABLE_RUNS_IN_FLIGHT = 1;
 
+/** The runs of one drain and the workers writing them. */
+interface Drain {
+  runs: PendingPage[][];
+  next: number;
+  workers: number;
+  durable: boolean;
+}
+
 interface PendingPage {
   no: number;
   page: Uint8Array;
@@ -39,8 +47,18 @@ interface PendingPage {
 export class DevicePageStore implements PageStore {
   readonly pageSize: number;
   #pending: PendingPage[] = [];
-  /** Write the pages queued from now on durably (see the class comment). */
-  durableWrites = false;
+  readonly #drains = new Set<Drain>();
+  #durableWrites = false;
+  #hurried = false;
+
+  /** Write the pages queued from now on durably (see the class comment). Setting it clears `hurry()`. */
+  get durableWrites(): boolean {
+    return this.#durableWrites;
+  }
+  set durableWrites(on: boolean) {
+    this.#durableWrites = on;
+    this.#hurried = false;
+  }
   constructor(
     private readonly device: BlockDevice,
     private readonly allocator: () => BitmapAllocator,
@@ -86,34 +104,57 @@ export class DevicePageStore implements PageStore {
       run.push(p);
     }
     if (run.length > 0) runs.push(run);
-    let next = 0;
-    // Each worker copies its runs into one buffer of its own, reused once the write before has resolved: fresh
-    // memory for every run cost more in page faults than the copy itself.
-    const worker = async (): Promise<void> => {
-      let buf: Uint8Array | undefined;
-      while (next < runs.length) {
-        const r = runs[next++]!;
-        try {
-          if (r.length > 1) buf ??= new Uint8Array(maxPages * this.pageSize);
-          await this.#writeRun(r, buf);
-          for (const p of r) p.resolve();
-        } catch (err) {
-          for (const p of r) p.reject(err);
-        }
+    const drain: Drain = { runs, next: 0, workers: 0, durable: pending.some((p) => p.durable) };
+    this.#drains.add(drain);
+    const workers = drain.durable && !this.#hurried ? DURABLE_RUNS_IN_FLIGHT : RUNS_IN_FLIGHT;
+    this.#addWorkers(drain, workers);
+  }
+
+  /**
+   * Runs of durable writes still queued go out as plain writes, as many at a time as non-durable ones: someone
+   * waits for this flush now (a checkpoint, or stores out of log space), and the checkpoint's fsync covers them.
+   * Until `durableWrites` is set again.
+   */
+  hurry(): void {
+    this.#hurried = true;
+    for (const d of this.#drains) this.#addWorkers(d, RUNS_IN_FLIGHT);
+  }
+
+  #addWorkers(drain: Drain, upTo: number): void {
+    while (drain.workers < Math.min(upTo, drain.runs.length - drain.next)) {
+      drain.workers++;
+      void this.#worker(drain);
+    }
+  }
+
+  /**
+   * Writes runs of `drain` until none is left. Each worker copies its runs into one buffer of its own, reused once
+   * the write before has resolved: fresh memory for every run cost more in page faults than the copy itself.
+   */
+  async #worker(drain: Drain): Promise<void> {
+    const maxPages = Math.max(1, Math.floor(RUN_BYTES / this.pageSize));
+    let buf: Uint8Array | undefined;
+    while (drain.next < drain.runs.length) {
+      const r = drain.runs[drain.next++]!;
+      try {
+        if (r.length > 1) buf ??= new Uint8Array(maxPages * this.pageSize);
+        await this.#writeRun(r, buf, r[0]!.durable && !this.#hurried);
+        for (const p of r) p.resolve();
+      } catch (err) {
+        for (const p of r) p.reject(err);
       }
-    };
-    const workers = pending.some((p) => p.durable) ? DURABLE_RUNS_IN_FLIGHT : RUNS_IN_FLIGHT;
-    for (let i = 0; i < Math.min(workers, runs.length); i++) void worker();
+    }
+    if (--drain.workers === 0) this.#drains.delete(drain);
   }
 
   /**
    * One device write for a run of consecutive pages (entries sorted by page number; repeats: the last wins),
    * copied into `buf` when there is more than one entry.
    */
-  #writeRun(run: readonly PendingPage[], buf: Uint8Array | undefined): Promise<void> {
+  #writeRun(run: readonly PendingPage[], buf: Uint8Array | undefined, durable: boolean): Promise<void> {
     const first = run[0]!.no;
     const dev = this.device;
-    const write = (bytes: Uint8Array): Promise<void> => (run[0]!.durable && dev.writeDurable ? dev.writeDurable(first, bytes) : dev.write(first, bytes));
+    const write = (bytes: Uint8Array): Promise<void> => (durable && dev.writeDurable ? dev.writeDurable(first, bytes) : dev.write(first, bytes));
     if (run.length === 1 || buf === undefined) return write(run[0]!.page);
     const ps = this.pageSize;
     for (const p of run) buf.set(p.page.subarray(0, ps), (p.no - first) * ps);

@@ -9,12 +9,27 @@ const PS = 512;
 /** A memory device that records every write (first block, block count) and can fail writes that cover a block. */
 class RecordingDevice extends MemoryBlockDevice {
   readonly writes: [number, number][] = [];
+  readonly durable: number[] = [];
   failBlock = -1;
+  delayMs = 0;
+  inFlight = 0;
+  peak = 0;
   override async write(blockNo: number, data: Uint8Array): Promise<void> {
     const blocks = data.byteLength / this.blockSize;
     this.writes.push([blockNo, blocks]);
-    if (this.failBlock >= blockNo && this.failBlock < blockNo + blocks) throw new IoError('injected write failure');
-    await super.write(blockNo, data);
+    this.peak = Math.max(this.peak, ++this.inFlight);
+    try {
+      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+      if (this.failBlock >= blockNo && this.failBlock < blockNo + blocks) throw new IoError('injected write failure');
+      await super.write(blockNo, data);
+    } finally {
+      this.inFlight--;
+    }
+  }
+  override async writeDurable(blockNo: number, data: Uint8Array): Promise<void> {
+    this.durable.push(blockNo);
+    await this.write(blockNo, data);
+    await this.sync();
   }
 }
 
@@ -74,6 +89,27 @@ describe('DevicePageStore: page writes of one synchronous run are coalesced', ()
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
     expect((results[0] as PromiseRejectedResult).reason).toBeInstanceOf(IoError);
     expect(await dev.read(20, 1)).toEqual(page(3));
+  });
+
+  it('durable writes go one run at a time until hurry(), then the rest as plain writes at full pace', async () => {
+    const { dev, store } = await setup(24_000);
+    dev.delayMs = 3;
+    const max = (1 << 20) / PS;
+    store.durableWrites = true;
+    // Ten runs of 1 MiB (gaps between them keep them apart).
+    const writes = Array.from({ length: 10 }, (_, r) => Array.from({ length: max }, (_, i) => store.write(r * (max + 1) + i, page(r + 1)))).flat();
+    store.durableWrites = false;
+    while (dev.durable.length < 2) await new Promise((r) => setTimeout(r, 1)); // runs go out one at a time, durably
+    expect(dev.peak).toBe(1);
+    const durableBefore = dev.durable.length;
+    expect(durableBefore).toBeGreaterThan(0);
+    expect(durableBefore).toBeLessThan(10);
+    store.hurry();
+    await Promise.all(writes);
+    expect(dev.peak).toBeGreaterThan(1);
+    expect(dev.durable.length).toBeLessThanOrEqual(durableBefore + 1); // at most the one in flight at hurry()
+    expect(dev.writes.length).toBe(10);
+    for (let r = 0; r < 10; r++) expect(await dev.read(r * (max + 1) + 7, 1)).toEqual(page(r + 1));
   });
 
   it('leaves every page with the bytes of its last write, for any set of writes in one turn (model)', async () => {
