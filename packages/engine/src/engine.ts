@@ -1309,7 +1309,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * The flush ahead of an automatic checkpoint, without the gate: stores go on meanwhile. Before, every store
+   * The flush ahead of an automatic checkpoint, with the gate held shared (as a store holds it): stores go on
+   * meanwhile, and check() and checkpoints, which take it exclusively, wait for it. Before, every store
    * waited for the whole checkpoint: 170-230 ms for 7,200 dirty pages (copy-on-write, writes, a 28 MiB fsync)
    * every 20,000 stores of 1 KiB. The B-tree's flush is safe beside mutations (its page images are taken
    * synchronously; pages changed meanwhile stay dirty for the next flush). Its pages go to new blocks that the
@@ -1318,7 +1319,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * deferred to the next checkpoint, as a checkpoint's own flush does. It runs in the checkpoint chain, so no
    * checkpoint encodes the allocator between its flush and that deferral. Its writes are durable ones where the
    * device has `writeDurable` (`DevicePageStore.durableWrites`), so that the log's batches keep their one-write
-   * path. Any failure poisons the engine, as one of a checkpoint's flush does.
+   * path, until someone waits for the checkpoint (`DevicePageStore.hurry()`). Any failure poisons the engine, as
+   * one of a checkpoint's flush does.
    */
   #runPreflush(): Promise<void> {
     const run = async (): Promise<void> => {
