@@ -800,8 +800,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     let tree = this.#index;
     let objectCount = this.#objectCount;
     let held: number | undefined;
+    let cut: CheckpointResult | undefined;
     if (!this.#opts.readOnly && !this.#poisoned) {
-      const cut = await this.#runCheckpoint({ holdSnapshot: true });
+      try {
+        cut = await this.#runCheckpoint({ holdSnapshot: true });
+      } catch (err) {
+        // No point-in-time image (an I/O failure, which also stops the writers, or no room): the failure is the
+        // first problem, and the live tree is scrubbed instead.
+        if (!(err instanceof VdeError) || err instanceof ClosedError) throw err;
+        problem(err);
+      }
+    }
+    if (cut) {
       held = cut.generation;
       objectCount = cut.objects;
       try {

@@ -544,6 +544,22 @@ describe('snapshots, health, scrub', () => {
 });
 
 describe('I/O failures from a caller-supplied device', () => {
+  it('scrub on a failing device reports the failure and still checks what it can read', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty, SMALL);
+    for (let i = 0; i < 10; i++) await vde.store(`k${i}`, bytes(6000, i));
+    faulty.failAfter(1, 'EIO', { op: 'sync' }); // the checkpoint for its point-in-time image fails
+    const report = await vde.scrub();
+    expect(report.ok).toBe(false);
+    expect(report.problems[0]).toMatchObject({ code: 'ERR_VDE_IO' });
+    expect(report.problems).toHaveLength(1);
+    expect(report.objectsChecked).toBe(10);
+    expect(report.indexChecked).toBe(true);
+    faulty.clearFaults();
+    await vde.close().catch(() => undefined);
+  });
+
   it('raw Node errors become typed VdeErrors, and a failed sync refuses further writes until reopen', async () => {
     const { FaultyBlockDevice } = await import('@vde/test-harness');
     const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
