@@ -82,6 +82,9 @@ const DATA_WRITES_IN_FLIGHT = Math.max(1, (Number.parseInt(process.env.UV_THREAD
 
 export class ObjectIo {
   readonly blockSize: number;
+  /** Free data-write slots (#limitedWrite), and the writes waiting for one, first come first served. */
+  #slots = DATA_WRITES_IN_FLIGHT;
+  readonly #slotWaiters: (() => void)[] = [];
   constructor(private readonly host: ObjectIoHost) {
     this.blockSize = host.device.blockSize;
   }
@@ -116,9 +119,6 @@ export class ObjectIo {
     }
     return { size, crc, extents };
   }
-
-  #slots = DATA_WRITES_IN_FLIGHT;
-  readonly #slotWaiters: (() => void)[] = [];
 
   /** `device.write`, with at most DATA_WRITES_IN_FLIGHT of them in flight (first come, first served). */
   async #limitedWrite(blockNo: number, bytes: Uint8Array): Promise<void> {
