@@ -240,7 +240,9 @@ export class ObjectIo {
     const bs = this.blockSize;
     let blocks = 0;
     for (const e of extents) blocks += e.count;
-    const buf = new Uint8Array(blocks * bs);
+    // Not zero-filled: the reads below fill every byte (readInto reads whole blocks or throws, and then `buf` is
+    // dropped). Zeroing 1 MiB first was 14% of a warm read loop's CPU over 1 MiB objects.
+    const buf = new Uint8Array(Buffer.allocUnsafeSlow(blocks * bs).buffer, 0, blocks * bs);
     const reads: Promise<void>[] = [];
     let offset = 0;
     for (const e of extents) {
