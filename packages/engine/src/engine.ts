@@ -1362,10 +1362,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#pageStore.durableWrites = true;
     try {
       const { freedPages } = await this.#index.flush();
-      this.#reclaimer.defer(
-        freedPages.map((p) => ({ start: p, count: 1 })),
-        generation,
-      );
+      this.#deferPages(freedPages, generation);
       this.#preflushes++;
     } catch (err) {
       this.#poison(err);
@@ -1497,10 +1494,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     await this.#ensureFree(this.#reserveBlocks());
     try {
       const { root, freedPages } = await this.#index.flush();
-      this.#reclaimer.defer(
-        freedPages.map((p) => ({ start: p, count: 1 })),
-        old.generation,
-      );
+      this.#deferPages(freedPages, old.generation);
       if (old.metaBlocks > 0) this.#reclaimer.defer([{ start: old.metaStart, count: old.metaBlocks }], old.generation);
       const createdMs = Date.now();
       if (extra.addSnapshot !== undefined) {
@@ -1548,6 +1542,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#poison(err);
       throw err;
     }
+  }
+
+  /** Index pages a flush replaced: free once a checkpoint newer than `generation` no longer references them. */
+  #deferPages(pages: readonly number[], generation: number): void {
+    this.#reclaimer.defer(
+      pages.map((p) => ({ start: p, count: 1 })),
+      generation,
+    );
   }
 
   async #ensureFree(blocks: number): Promise<void> {
