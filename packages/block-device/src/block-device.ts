@@ -6,7 +6,8 @@
  * - `sync()` makes every write that resolved before it was called durable, and the device size too.
  * - `writeDurable(b, d)` (optional) is `write(b, d)` followed by `sync()` in one call: when it resolves, these
  *   blocks, every write that resolved before the call and the device size are durable. Callers that find it
- *   absent call `write` then `sync` themselves.
+ *   absent call `write` then `sync` themselves. `writeDurableSync(b, d)` (optional) does the same on the calling
+ *   thread when it can (true), or nothing (false).
  * - After a crash, every block written but not synced may hold its old bytes, its new bytes, or a mix torn at
  *   512-byte sector boundaries. Synced blocks hold exactly what was written.
  * - Concurrent calls on different blocks are allowed and run in parallel; concurrent writes to one block
@@ -37,6 +38,14 @@ export interface BlockDevice {
    * wrappers may leave it out, and callers then fall back to `write` + `sync`.
    */
   writeDurable?(blockNo: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional, and only beside `writeDurable`. `writeDurable` done on the calling thread, for a caller with nothing
+   * else to do while the disk works (a lone writer): returns true once it is done, with the same guarantee; returns
+   * false, having written nothing, when it cannot do it in one cheap call now (the caller then uses `writeDurable`).
+   * It blocks the thread for the write, so callers use it only while such writes are fast. Argument, closed,
+   * read-only and poisoned checks throw as `writeDurable` rejects; an I/O failure poisons the device and throws.
+   */
+  writeDurableSync?(blockNo: number, data: Uint8Array): boolean;
   /** Grows the device to `blockCount` blocks (new blocks read as zeros). Never shrinks. */
   grow(blockCount: number): Promise<void>;
   close(): Promise<void>;

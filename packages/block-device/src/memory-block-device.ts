@@ -84,6 +84,14 @@ export class MemoryBlockDevice implements BlockDevice {
     await this.sync();
   }
 
+  /** `writeDurable` on the calling thread: always possible in memory. */
+  writeDurableSync(blockNo: number, data: Uint8Array): boolean {
+    this.#writable();
+    checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
+    this.#bytes.set(data, blockNo * this.blockSize);
+    return true;
+  }
+
   async grow(blockCount: number): Promise<void> {
     this.#writable();
     checkCount(blockCount);

@@ -180,6 +180,49 @@ export function blockDeviceContract(name: string, factory: DeviceFactory): void 
         }
       });
 
+      it('writeDurableSync (when offered) is writeDurable on this thread, or nothing when it returns false', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 8 });
+        if (!dev.writeDurableSync) {
+          await dev.close();
+          return;
+        }
+        expect(typeof dev.writeDurable).toBe('function'); // only ever beside writeDurable
+        const want: Uint8Array[] = Array.from({ length: 8 }, () => new Uint8Array(blockSize));
+        try {
+          await dev.writeDurable!(0, pattern(blockSize, 0, 4)); // a file device opens its O_DSYNC handle here
+          want[0] = pattern(blockSize, 0, 4);
+          for (let b = 1; b < 6; b++) {
+            const data = pattern(blockSize, b, 4);
+            if (!dev.writeDurableSync(b, data)) await dev.writeDurable!(b, data);
+            want[b] = data;
+            if (b === 3) {
+              await dev.write(7, pattern(blockSize, 7, 4)); // an unsynced write: a device may decline now
+              want[7] = pattern(blockSize, 7, 4);
+            }
+          }
+          const two = new Uint8Array(2 * blockSize);
+          two.set(pattern(blockSize, 9, 4));
+          if (dev.writeDurableSync(6, two)) {
+            want[6] = two.subarray(0, blockSize);
+            want[7] = two.subarray(blockSize);
+          }
+          for (let b = 0; b < 8; b++) expect(sameBytes(await dev.read(b, 1), want[b]!)).toEqual({ equal: true });
+          expect(() => dev.writeDurableSync!(8, pattern(blockSize, 8))).toThrow(expect.objectContaining({ code: 'ERR_VDE_RANGE' }));
+          expect(() => dev.writeDurableSync!(7, new Uint8Array(2 * blockSize))).toThrow(expect.objectContaining({ code: 'ERR_VDE_RANGE' }));
+          expect(() => dev.writeDurableSync!(0, new Uint8Array(blockSize + 1))).toThrow(expect.objectContaining({ code: 'ERR_VDE_RANGE' }));
+        } finally {
+          await dev.close();
+        }
+        expect(() => dev.writeDurableSync!(0, new Uint8Array(blockSize))).toThrow(expect.objectContaining({ code: 'ERR_VDE_CLOSED' }));
+        const ro = await factory.make({ blockSize, blockCount: 2, readOnly: true });
+        try {
+          expect(() => ro.writeDurableSync!(0, new Uint8Array(blockSize))).toThrow(expect.objectContaining({ code: 'ERR_VDE_READ_ONLY' }));
+          expect(sameBytes(await ro.read(0, 2), new Uint8Array(2 * blockSize))).toEqual({ equal: true });
+        } finally {
+          await ro.close();
+        }
+      });
+
       it('close waits for in-flight I/O', async () => {
         const dev = await factory.make({ blockSize, blockCount: 64 });
         const writes = Array.from({ length: 64 }, (_, b) => dev.write(b, pattern(blockSize, b, 9)));

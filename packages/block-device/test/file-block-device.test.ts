@@ -458,6 +458,57 @@ describe('FileBlockDevice.writeDurable', () => {
   });
 });
 
+describe('FileBlockDevice.writeDurableSync', () => {
+  it('writes on the O_DSYNC descriptor only when that alone makes it durable; otherwise returns false and writes nothing', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(8);
+    await dev.sync();
+    expect(dev.writeDurableSync(1, block(512, 1))).toBe(false); // the O_DSYNC handle is not open yet
+    await dev.writeDurable(0, block(512, 0xaa)); // opens it
+    const calls: string[] = [];
+    spyHandle(fileHandleOf(dev), calls);
+    spyHandle(durableHandleOf(dev)!, calls, 'dsync:');
+    expect(dev.writeDurableSync(1, block(512, 1))).toBe(true);
+    expect(dev.writeDurableSync(2, new Uint8Array(1024).fill(2))).toBe(true);
+    await dev.write(5, block(512, 5)); // completed, unsynced: one O_DSYNC write would not cover it
+    expect(dev.writeDurableSync(4, block(512, 4))).toBe(false);
+    await dev.sync();
+    expect(dev.writeDurableSync(4, block(512, 4))).toBe(true);
+    await dev.grow(9); // the size is unsynced
+    expect(dev.writeDurableSync(6, block(512, 6))).toBe(false);
+    await dev.sync();
+    expect(dev.writeDurableSync(6, block(512, 6))).toBe(true);
+    // Synchronous: no FileHandle call at all, only the sync and write of the fallbacks' own calls.
+    expect(calls).toEqual(['write@2560', 'datasync', 'sync']);
+    expect(sameBytes(await dev.read(1, 1), block(512, 1))).toEqual({ equal: true });
+    await dev.close();
+    const again = await openTracked(p, { blockSize: 512 });
+    const want = [0xaa, 1, 2, 2, 4, 5, 6].map((f) => block(512, f));
+    expect(sameBytes(await again.read(0, 7), new Uint8Array(want.flatMap((b) => [...b])))).toEqual({ equal: true });
+  });
+
+  it('a failed durable write on this thread poisons the device and throws a typed error; reads still work', async () => {
+    const p = await tempPath();
+    const dev = await openTracked(p, { create: true, blockSize: 512 });
+    await dev.grow(4);
+    await dev.sync();
+    await dev.writeDurable(0, block(512, 9));
+    await durableHandleOf(dev)!.close(); // its descriptor is gone: the next write fails with EBADF
+    let err: unknown;
+    try {
+      dev.writeDurableSync(1, block(512, 1));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(IoError);
+    expect((err as Error).message).toMatch(/poisoned/);
+    await expect(dev.write(2, block(512, 2))).rejects.toBeInstanceOf(PoisonedError);
+    expect(() => dev.writeDurableSync(2, block(512, 2))).toThrow(PoisonedError);
+    expect(sameBytes(await dev.read(0, 1), block(512, 9))).toEqual({ equal: true });
+  });
+});
+
 describe('FileBlockDevice one-writer lock', () => {
   it('a second open in the same process is ERR_VDE_LOCKED; after close it opens again', async () => {
     const p = await tempPath();

@@ -133,6 +133,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #checkpointTail: Promise<unknown> = Promise.resolve();
   #autoCheckpoint: Promise<unknown> | undefined;
   #walReserved = 0;
+  /** Writes (stores, deletes, batches) between their log reservation and its release: 1 means a lone writer. */
+  #writers = 0;
   /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
   #applyBarrier: Promise<void> | undefined;
   #growing: Promise<void> | undefined;
@@ -406,6 +408,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // and closure the helpers add is a measurable share of a small store.
     const reserving = this.#reserveLog(logBytes, signal);
     if (reserving) await reserving;
+    this.#writers++;
     let info: ObjectInfo;
     try {
       const opts = signal ? { signal } : undefined;
@@ -455,6 +458,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       }
     } finally {
       this.#walReserved -= logBytes;
+      this.#writers--;
     }
     this.#afterWrite();
     return info;
@@ -1047,10 +1051,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #withLogSpace<T>(bytes: number, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     const reserving = this.#reserveLog(bytes, signal);
     if (reserving) await reserving;
+    this.#writers++;
     try {
       return await fn();
     } finally {
       this.#walReserved -= bytes;
+      this.#writers--;
     }
   }
 
@@ -1094,7 +1100,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   async #append(type: number, payload: Uint8Array): Promise<void> {
     try {
-      await this.#wal.append(type, payload, { durable: this.#opts.durability === 'sync' });
+      // A lone writer has nothing to overlap with its commit: it may skip the thread pool (see "Inline commits").
+      await this.#wal.append(type, payload, {
+        durable: this.#opts.durability === 'sync',
+        inline: this.#writers === 1 && this.#opts.inlineCommits,
+      });
     } catch (err) {
       this.#poison(err);
       throw err;

@@ -23,6 +23,13 @@ export interface EngineOptions {
   cacheSizeBytes?: number;
   /** The container never grows past this many bytes (default: no limit but the disk). */
   maxSizeBytes?: number;
+  /**
+   * With durability `'sync'`, a write that is the only one in progress commits its log record with one synchronous
+   * `O_DSYNC` write on the calling thread instead of in libuv's thread pool, while such writes take under 2 ms
+   * (default true). It saves the thread-pool round trip (20–40% of a fast disk's commit) and blocks the event loop
+   * for the commit; false always commits in the pool.
+   */
+  inlineCommits?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -36,6 +43,7 @@ export interface ResolvedOptions {
   verifyChecksums: boolean;
   cacheSizeBytes: number;
   maxSizeBytes: number;
+  inlineCommits: boolean;
 }
 
 const KNOWN = new Set([
@@ -49,6 +57,7 @@ const KNOWN = new Set([
   'verifyChecksums',
   'cacheSizeBytes',
   'maxSizeBytes',
+  'inlineCommits',
 ]);
 
 function bool(value: unknown, name: string, fallback: boolean): boolean {
@@ -97,5 +106,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     verifyChecksums: bool(o.verifyChecksums, 'verifyChecksums', true),
     cacheSizeBytes: int(o.cacheSizeBytes, 'cacheSizeBytes', 128 << 20, 64 << 10, 2 ** 40),
     maxSizeBytes: int(o.maxSizeBytes, 'maxSizeBytes', Number.MAX_SAFE_INTEGER, 1 << 20, Number.MAX_SAFE_INTEGER),
+    inlineCommits: bool(o.inlineCommits, 'inlineCommits', true),
   };
 }

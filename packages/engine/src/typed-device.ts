@@ -31,5 +31,15 @@ export function typedDevice(device: BlockDevice): BlockDevice {
   if (writeDurable) {
     wrapped.writeDurable = (blockNo, data) => writeDurable(blockNo, data).catch(typed(`durable write of block ${blockNo}`));
   }
+  const writeDurableSync = device.writeDurableSync?.bind(device);
+  if (writeDurable && writeDurableSync) {
+    wrapped.writeDurableSync = (blockNo, data) => {
+      try {
+        return writeDurableSync(blockNo, data);
+      } catch (err) {
+        return typed(`durable write of block ${blockNo}`)(err);
+      }
+    };
+  }
   return wrapped;
 }

@@ -348,6 +348,7 @@ describe('bad input gets typed errors', () => {
     await expectCode(VirtualDiskEngine.open(dev(), { durability: 'fast' as never }), 'ERR_VDE_INVALID_ARGUMENT');
     await expectCode(VirtualDiskEngine.open(dev(), { bogus: 1 } as never), 'ERR_VDE_INVALID_ARGUMENT');
     await expectCode(VirtualDiskEngine.open(dev(), { checkpointWalUtilizationPercent: 0 }), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(dev(), { inlineCommits: 'yes' as never }), 'ERR_VDE_INVALID_ARGUMENT');
   });
 
   it('an aborted signal rejects with ERR_VDE_ABORTED and stores nothing', async () => {

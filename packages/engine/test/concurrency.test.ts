@@ -1,7 +1,7 @@
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SMALL, bytes, checked, expectBytes, memoryEngine, tempDir } from './helpers.js';
+import { SMALL, bytes, checked, collect, expectBytes, memoryEngine, tempDir } from './helpers.js';
 
 describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
   it('64 writers on 64 keys hold their stripes at the same time (file container, real I/O)', async () => {
@@ -26,6 +26,41 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     for (const [i, k] of keys.entries()) expectBytes(await vde.retrieve(k), bytes(8192, i));
     await checked(vde);
     await vde.close();
+  });
+
+  it('a lone writer commits inline (one O_DSYNC write on the calling thread); concurrent writers never do', async () => {
+    await using tmp = await tempDir();
+    const file = join(tmp.dir, 'c.vde');
+    const vde = await VirtualDiskEngine.open(file);
+    const inline = () => vde.stats().wal.inlineBatches;
+    for (let i = 0; i < 20; i++) await vde.store(`lone-${i}`, bytes(1000 + i * 700, i)); // inline and extent objects
+    await vde.delete('lone-3');
+    await vde.batch([{ type: 'put', key: 'lone-b', data: bytes(10, 7) }, { type: 'del', key: 'lone-4' }]);
+    // Each lone write's record went out on this thread (a disk slower than 2 ms per write would have sent them to
+    // the pool: this one is a local file system, and the first write of all is always tried inline).
+    expect(inline()).toBeGreaterThan(0);
+    const before = inline();
+    await Promise.all(Array.from({ length: 64 }, (_, i) => vde.store(`many-${i}`, bytes(500, i))));
+    // 64 writers in flight: none is alone, so none blocks the thread for its commit (at most the last ones, once
+    // the others finished).
+    expect(inline() - before).toBeLessThanOrEqual(2);
+    await vde.close();
+    // Everything acknowledged is there after reopen (the inline writes were durable, as the pool's are).
+    const again = await VirtualDiskEngine.open(file);
+    for (let i = 0; i < 20; i++) {
+      if (i === 3 || i === 4) expect(await again.exists(`lone-${i}`)).toBe(false);
+      else expectBytes(await again.retrieve(`lone-${i}`), bytes(1000 + i * 700, i));
+    }
+    expectBytes(await again.retrieve('lone-b'), bytes(10, 7));
+    expect((await collect(again.list({ prefix: 'many-' }))).length).toBe(64);
+    await checked(again);
+    await again.close();
+    // inlineCommits: false never does.
+    const off = await VirtualDiskEngine.open(file, { inlineCommits: false });
+    for (let i = 0; i < 5; i++) await off.store(`off-${i}`, bytes(100, i));
+    expect(off.stats().wal.inlineBatches).toBe(0);
+    await checked(off);
+    await off.close();
   });
 
   it('64 writers on one key serialize: one value survives and the history is linearizable', async () => {

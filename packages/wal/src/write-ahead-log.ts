@@ -66,11 +66,21 @@ export interface WalStats {
   overlappedBatches: number;
   /** Batches started before the end of the turn because a write's worth of durable records was queued. */
   eagerBatches: number;
+  /** Batches written on the calling thread with the device's `writeDurableSync` (see `AppendOptions.inline`). */
+  inlineBatches: number;
 }
 
 export interface AppendOptions {
   /** Resolve only once the record is durable (default true); false resolves once it is written. */
   durable?: boolean;
+  /**
+   * The caller has nothing else in flight that could use the thread while this record's write waits for the
+   * disk (a lone writer). A durable record that then forms a batch on its own, with no batch in flight, may be
+   * written with the device's `writeDurableSync` on the calling thread, skipping the hop to libuv's thread pool,
+   * while the log's recent lone durable writes averaged under 2 ms (see "Inline commits" in the README).
+   * Default false.
+   */
+  inline?: boolean;
 }
 
 interface PendingAppend {
@@ -78,6 +88,7 @@ interface PendingAppend {
   type: number;
   payload: Uint8Array;
   durable: boolean;
+  inline: boolean;
   resolve: (lsn: number) => void;
   reject: (err: unknown) => void;
 }
@@ -103,6 +114,11 @@ const MIN_REGION_BLOCKS = HEADER_BLOCKS + 2;
 const MAX_IN_FLIGHT = 2;
 /** Queued durable bytes that start a batch at once (beside a durable batch in flight) instead of at the end of the turn. */
 const EAGER_BYTES = 32 * 1024;
+/**
+ * A lone record is written on the calling thread only while the log's lone durable writes have recently taken under
+ * this many microseconds (a moving average): a slow disk never stalls the caller's event loop for long.
+ */
+const INLINE_MAX_MICROS = 2000;
 
 /**
  * A write-ahead log in a fixed region of a block device, with group commit and torn-tail recovery.
@@ -146,6 +162,8 @@ export class WriteAheadLog {
   #queuedBytes = 0;
   /** EAGER_BYTES, or a quarter of the record area if that is less (a small log must not wait for 32 KiB). */
   readonly #eagerBytes: number;
+  /** Moving average of how long lone durable batch writes took, in microseconds (see `#inlineOk`). */
+  #loneWriteMicros = 0;
   #syncWaiters: SyncWaiter[] = [];
   /** Batches written but not yet settled: up to MAX_IN_FLIGHT, more than one only when all are durable writes. */
   #inFlight = 0;
@@ -161,7 +179,7 @@ export class WriteAheadLog {
   #closing = false;
   #closePromise: Promise<void> | undefined;
 
-  readonly #stats = { records: 0, syncs: 0, batches: 0, maxBatch: 0, bytesWritten: 0, overlappedBatches: 0, eagerBatches: 0 };
+  readonly #stats = { records: 0, syncs: 0, batches: 0, maxBatch: 0, bytesWritten: 0, overlappedBatches: 0, eagerBatches: 0, inlineBatches: 0 };
 
   private constructor(device: BlockDevice, region: WalRegion, state: LogState, extraSyncs: number, extraBytes: number) {
     this.#device = device;
@@ -355,8 +373,9 @@ export class WriteAheadLog {
     }
     const lsn = ++this.#lastLsn;
     const durable = options.durable ?? true;
+    const inline = options.inline === true;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ lsn, type, payload: copyOf(payload), durable, resolve, reject });
+      this.#queue.push({ lsn, type, payload: copyOf(payload), durable, inline, resolve, reject });
       this.#queuedBytes += RECORD_HEADER_SIZE + payload.byteLength;
       // A write's worth of durable appends is waiting: start its batch now rather than at the end of the turn, so
       // that the writers still on their way overlap their work with this batch's write.
@@ -578,6 +597,9 @@ export class WriteAheadLog {
     const records = this.#queue.splice(0, count);
     this.#queuedBytes -= bytes;
     const buf = this.#formBatch(records, bytes);
+    if (count === 1 && pipelinable && this.#inFlight === 0 && records[0]!.inline && this.#inlineOk()) {
+      if (this.#runInline(records, buf)) return true;
+    }
     if (this.#inFlight > 0) this.#stats.overlappedBatches++;
     this.#inFlight++;
     this.#inFlightPipelinable = pipelinable;
@@ -629,7 +651,9 @@ export class WriteAheadLog {
         let failure: unknown;
         try {
           if (durableBlock >= 0) {
+            const t0 = records.length === 1 ? performance.now() : 0;
             await this.#device.writeDurable!(durableBlock, buf);
+            if (t0 !== 0) this.#noteLoneWrite(performance.now() - t0);
             synced = true;
           } else {
             await this.#writeArea(pos, buf);
@@ -651,11 +675,7 @@ export class WriteAheadLog {
           for (const r of records) r.reject(this.#poisoned);
           return;
         }
-        this.#writtenLsn = records[records.length - 1]!.lsn;
-        this.#stats.records += records.length;
-        this.#stats.batches++;
-        if (records.length > this.#stats.maxBatch) this.#stats.maxBatch = records.length;
-        this.#stats.bytesWritten += buf.byteLength;
+        this.#noteWritten(records, buf);
         if (!synced) for (const r of records) if (!r.durable) r.resolve(r.lsn);
       }
       if (!needSync) return;
@@ -671,21 +691,70 @@ export class WriteAheadLog {
           return;
         }
       }
-      this.#stats.syncs++;
-      this.#durableLsn = covered;
-      if (synced) for (const r of records) r.resolve(r.lsn);
-      else for (const r of records) if (r.durable) r.resolve(r.lsn);
-      const still: SyncWaiter[] = [];
-      for (const w of this.#syncWaiters) {
-        if (w.target <= covered) w.resolve();
-        else still.push(w);
-      }
-      this.#syncWaiters = still;
+      this.#settleDurable(records, covered, synced);
     } finally {
       this.#inFlight--;
       // A batch of one means a lone writer: its next append should not wait a macrotask for company.
       if (!this.#poisoned) this.#schedulePump(records.length > 1);
     }
+  }
+
+  /** Bookkeeping of a batch whose write returned: `#writtenLsn` and the stats. */
+  #noteWritten(records: PendingAppend[], buf: Uint8Array): void {
+    this.#writtenLsn = records[records.length - 1]!.lsn;
+    this.#stats.records += records.length;
+    this.#stats.batches++;
+    if (records.length > this.#stats.maxBatch) this.#stats.maxBatch = records.length;
+    this.#stats.bytesWritten += buf.byteLength;
+  }
+
+  /** Everything up to `covered` is durable: acknowledges the batch's records (all of them if its write was durable) and the sync waiters it covers. */
+  #settleDurable(records: PendingAppend[], covered: number, synced: boolean): void {
+    this.#stats.syncs++;
+    this.#durableLsn = covered;
+    if (synced) for (const r of records) r.resolve(r.lsn);
+    else for (const r of records) if (r.durable) r.resolve(r.lsn);
+    const still: SyncWaiter[] = [];
+    for (const w of this.#syncWaiters) {
+      if (w.target <= covered) w.resolve();
+      else still.push(w);
+    }
+    this.#syncWaiters = still;
+  }
+
+  /** Whether a lone durable batch may be written on the calling thread now (see INLINE_MAX_MICROS). */
+  #inlineOk(): boolean {
+    return this.#device.writeDurableSync !== undefined && this.#loneWriteMicros < INLINE_MAX_MICROS;
+  }
+
+  /** Folds the duration of a lone durable batch's write into the moving average `#inlineOk` reads. */
+  #noteLoneWrite(ms: number): void {
+    this.#loneWriteMicros += (ms * 1000 - this.#loneWriteMicros) / 4;
+  }
+
+  /**
+   * Writes a formed batch of one record with the device's `writeDurableSync`, on this thread, and settles it.
+   * Nothing else is in flight, so the order of acknowledgements is kept. False (nothing written) if the device
+   * declines; the caller then starts the batch as usual. A failure fails the record and poisons the log, as a failed
+   * durable write does in `#runBatch`.
+   */
+  #runInline(records: PendingAppend[], buf: Uint8Array): boolean {
+    const block = this.#unsplitBlock(this.#nextBatchPos - buf.byteLength, buf);
+    const t0 = performance.now();
+    let wrote: boolean;
+    try {
+      wrote = this.#device.writeDurableSync!(block, buf);
+    } catch (err) {
+      this.#fail(toIoError(err, 'wal: durable batch write failed'), records);
+      return true;
+    }
+    if (!wrote) return false;
+    this.#noteLoneWrite(performance.now() - t0);
+    this.#stats.inlineBatches++;
+    this.#noteWritten(records, buf);
+    this.#settleDurable(records, this.#writtenLsn, true);
+    if (this.#queue.length > 0 || this.#syncWaiters.length > 0) this.#schedulePump();
+    return true;
   }
 
   /** The device block where a batch at virtual position `pos` starts, or -1 if it wraps (two writes). */

@@ -19,7 +19,7 @@ export async function settle(n = 5): Promise<void> {
 }
 
 export type Event = {
-  kind: 'write-start' | 'write-end' | 'sync-start' | 'sync-end' | 'durable-start' | 'durable-end';
+  kind: 'write-start' | 'write-end' | 'sync-start' | 'sync-end' | 'durable-start' | 'durable-end' | 'inline';
   blockNo?: number;
   blocks?: number;
 };
@@ -94,5 +94,30 @@ export class DurableRecordingDevice extends RecordingDevice {
     await this.inner.write(b, d);
     await this.inner.sync();
     this.events.push({ kind: 'durable-end', blockNo: b });
+  }
+}
+
+/**
+ * A DurableRecordingDevice that also offers `writeDurableSync` over an inner device that has it (a
+ * `MemoryBlockDevice`), logged as one 'inline' event. `inlineMode`: 'ok' writes, 'decline' returns false, 'fail'
+ * throws an EIO; `inlineMs` makes every durable write that slow (a slow disk): the inline call busy-waits, the
+ * pool's `writeDurable` waits on a timer.
+ */
+export class InlineDevice extends DurableRecordingDevice {
+  inlineMode: 'ok' | 'decline' | 'fail' = 'ok';
+  inlineMs = 0;
+  override async writeDurable(b: number, d: Uint8Array): Promise<void> {
+    if (this.inlineMs > 0) await new Promise((r) => setTimeout(r, this.inlineMs));
+    await super.writeDurable(b, d);
+  }
+  writeDurableSync(b: number, d: Uint8Array): boolean {
+    this.events.push({ kind: 'inline', blockNo: b, blocks: d.byteLength / this.blockSize });
+    if (this.inlineMode === 'decline') return false;
+    if (this.inlineMode === 'fail') throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO', syscall: 'write' });
+    const until = performance.now() + this.inlineMs;
+    while (performance.now() < until) {
+      // a slow disk holds the thread
+    }
+    return this.inner.writeDurableSync!(b, d);
   }
 }

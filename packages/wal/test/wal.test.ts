@@ -14,7 +14,7 @@ import {
 import { FaultyBlockDevice } from '@vde/test-harness';
 import { WriteAheadLog } from '@vde/wal';
 import { HEADER_BLOCKS, RECORD_HEADER_SIZE, encodeRecordHeader, recordCrc, setRecordCrc } from '../src/format.js';
-import { collect, DurableRecordingDevice, payloadOf, RecordingDevice, settle } from './helpers.js';
+import { collect, DurableRecordingDevice, InlineDevice, payloadOf, RecordingDevice, settle } from './helpers.js';
 
 const BS = 512;
 const REGION = { startBlock: 3, blockCount: 64 };
@@ -331,6 +331,98 @@ describe('writeDurable', () => {
       expect(reopened.tailInfo.lastLsn).toBe(fault === 'ENOSPC' ? 2 : 9);
     });
   }
+});
+
+describe('inline appends (writeDurableSync)', () => {
+  async function inlineLog(): Promise<{ dev: InlineDevice; mem: MemoryBlockDevice; wal: WriteAheadLog }> {
+    const mem = memDevice();
+    const dev = new InlineDevice(mem);
+    const wal = await WriteAheadLog.create(dev, REGION);
+    dev.events.length = 0;
+    return { dev, mem, wal };
+  }
+  const kinds = (dev: InlineDevice): string[] => dev.events.map((e) => e.kind);
+
+  it('a lone inline append is ONE writeDurableSync on the calling thread, acknowledged durable, replayed after reopen', async () => {
+    const { dev, mem, wal } = await inlineLog();
+    for (let i = 0; i < 5; i++) expect(await wal.append(1, payloadOf(100, i), { inline: true })).toBe(i + 1);
+    expect(kinds(dev)).toEqual(['inline', 'inline', 'inline', 'inline', 'inline']);
+    expect(wal.stats()).toMatchObject({ records: 5, batches: 5, inlineBatches: 5 });
+    expect(wal.durableLsn).toBe(5);
+    // The next (non-inline) batch continues the chain the inline ones left.
+    expect(await wal.append(1, payloadOf(7, 9))).toBe(6);
+    expect(kinds(dev).slice(5)).toEqual(['durable-start', 'durable-end']);
+    const reopened = await WriteAheadLog.open(mem, REGION);
+    const replayed = await collect(reopened.replay());
+    expect(replayed.map((r) => r.lsn)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(replayed[3]!.payload).toEqual(payloadOf(100, 3));
+  });
+
+  it('is used only by a durable record alone in its batch with nothing in flight and the inline flag set', async () => {
+    const { dev, wal } = await inlineLog();
+    // Five in one turn: one batch of five, through writeDurable.
+    expect(await Promise.all(Array.from({ length: 5 }, (_, i) => wal.append(1, payloadOf(10, i), { inline: true })))).toEqual([1, 2, 3, 4, 5]);
+    // Without the flag, or relaxed.
+    await wal.append(1, payloadOf(10, 6));
+    await wal.append(1, payloadOf(10, 7), { inline: true, durable: false });
+    await wal.sync();
+    expect(kinds(dev)).not.toContain('inline');
+    // With a batch in flight, a lone inline append waits for it (acknowledgements stay in order), then goes inline.
+    dev.events.length = 0;
+    dev.holdSyncs = true;
+    const first = wal.append(1, payloadOf(10, 8));
+    await settle();
+    const second = wal.append(1, payloadOf(10, 9), { inline: true });
+    await settle();
+    expect(kinds(dev)).toEqual(['durable-start', 'durable-start']); // the second went out beside the first
+    dev.holdSyncs = false;
+    dev.release();
+    expect(await Promise.all([first, second])).toEqual([8, 9]);
+    expect(wal.stats().inlineBatches).toBe(0);
+    expect(await wal.append(1, payloadOf(10, 10), { inline: true })).toBe(10);
+    expect(wal.stats().inlineBatches).toBe(1);
+  });
+
+  it('a device that declines gets the same batch through writeDurable', async () => {
+    const { dev, mem, wal } = await inlineLog();
+    dev.inlineMode = 'decline';
+    expect(await wal.append(1, payloadOf(50, 1), { inline: true })).toBe(1);
+    expect(kinds(dev)).toEqual(['inline', 'durable-start', 'durable-end']);
+    expect(dev.events[0]!.blockNo).toBe(dev.events[1]!.blockNo);
+    expect(wal.stats().inlineBatches).toBe(0);
+    expect((await collect((await WriteAheadLog.open(mem, REGION)).replay())).map((r) => r.lsn)).toEqual([1]);
+  });
+
+  it('a failed inline write rejects the append with IoError and poisons the log; queued appends get PoisonedError', async () => {
+    const { dev, wal } = await inlineLog();
+    await wal.append(1, payloadOf(10, 0), { inline: true });
+    dev.inlineMode = 'fail';
+    const failed = wal.append(1, payloadOf(10, 1), { inline: true }).catch((e: unknown) => e);
+    const err = (await failed) as Error;
+    expect(err).toBeInstanceOf(IoError);
+    expect(err.message).toMatch(/durable batch write failed/);
+    expect((err.cause as { code?: string }).code).toBe('EIO');
+    dev.inlineMode = 'ok';
+    await expect(wal.append(1, payloadOf(1, 1), { inline: true })).rejects.toBeInstanceOf(PoisonedError);
+    await expect(wal.sync()).rejects.toBeInstanceOf(PoisonedError);
+    expect(wal.durableLsn).toBe(1);
+  });
+
+  it('a slow disk (durable writes over 2 ms) sends lone appends to the thread pool until its writes are fast again', async () => {
+    const { dev, wal } = await inlineLog();
+    dev.inlineMs = 8;
+    let lsn = 0;
+    for (let i = 0; i < 12; i++) lsn = await wal.append(1, payloadOf(10, i), { inline: true });
+    const slowInline = wal.stats().inlineBatches;
+    // The first went inline (nothing measured yet) and took 8 ms: the average crossed 2 ms and stayed above it, as
+    // the pool's writes take 8 ms too. The event loop was held once.
+    expect(slowInline).toBe(1);
+    dev.inlineMs = 0;
+    // The pool's writes of this memory device are fast: the average falls and inline appends come back.
+    for (let i = 0; i < 50 && wal.stats().inlineBatches === slowInline; i++) lsn = await wal.append(1, payloadOf(10, i), { inline: true });
+    expect(wal.stats().inlineBatches).toBeGreaterThan(slowInline);
+    expect(wal.durableLsn).toBe(lsn);
+  });
 });
 
 describe('two durable batches in flight', () => {
