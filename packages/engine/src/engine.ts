@@ -419,6 +419,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
         mapLockError(err);
       }
       try {
+        // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
+        // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
+        this.#checkWritable();
         // A large object in memory is written before its stripe is taken: its blocks are fresh and private
         // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
         // and the stripe is held only for the record (see "The life of a store" in the README).
@@ -1400,15 +1403,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     while (this.#allocator.freeCount < this.#reserveBlocks()) await this.#grow(this.#reserveBlocks() - this.#allocator.freeCount, 0);
   }
 
+  /**
+   * Blocks for data. Refused once the engine is poisoned: a checkpoint applies the frees its new bitmap records
+   * before it writes its superblock (the old checkpoint's pages and meta blob, versions replaced since), so if it
+   * fails, blocks the durable checkpoint and the log still reference are free in memory, and a write to one of them
+   * would damage what recovery reads.
+   */
   async #allocateData(blocks: number): Promise<Extent[]> {
     for (;;) {
+      if (this.#poisoned) throw this.#poisoned;
       if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) return this.#allocator.allocate(blocks);
       await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount, blocks);
     }
   }
 
+  /** A contiguous run (an indirect record); refused once poisoned, as #allocateData. */
   async #allocateContiguous(blocks: number): Promise<[Extent]> {
     for (;;) {
+      if (this.#poisoned) throw this.#poisoned;
       if (this.#allocator.freeCount >= blocks + this.#reserveBlocks() && this.#allocator.largestFreeRun >= blocks) {
         const [run] = this.#allocator.allocate(blocks, { contiguous: true });
         if (run) return [run];

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { MemoryBlockDevice, VirtualDiskEngine, VdeError } from '@vde/engine';
+import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine, VdeError } from '@vde/engine';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SMALL, bytes, checked, collect, expectBytes, expectCode, memoryEngine, tempDir } from './helpers.js';
@@ -559,6 +559,65 @@ describe('I/O failures from a caller-supplied device', () => {
     expect(report.indexChecked).toBe(true);
     faulty.clearFaults();
     await vde.close().catch(() => undefined);
+  });
+
+  it('a checkpoint that fails after freeing the old checkpoint\'s blocks lets no store write over them (they are still durable)', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    for (const seed of [3, 4]) {
+      const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+      // Holds syncs while `hold` is set, so that stores can queue behind the checkpoint at the gate.
+      let hold = false;
+      let held: (() => void) | undefined;
+      const heldSync = new Promise<void>((r) => (held = r));
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      const device: BlockDevice = {
+        get blockSize() {
+          return faulty.blockSize;
+        },
+        get blockCount() {
+          return faulty.blockCount;
+        },
+        readOnly: false,
+        read: (b, c) => faulty.read(b, c),
+        readInto: (b, buf) => faulty.readInto(b, buf),
+        write: (b, d) => faulty.write(b, d),
+        grow: (n) => faulty.grow(n),
+        close: () => faulty.close(),
+        sync: async () => {
+          if (hold) {
+            held?.();
+            await released;
+          }
+          return faulty.sync();
+        },
+      };
+      const vde = await VirtualDiskEngine.open(device, SMALL);
+      // Versions replaced since the durable checkpoint: the next checkpoint frees their blocks (and the old
+      // checkpoint's own) before it writes its superblock, so that its bitmap has them free. Until that superblock
+      // is durable, the durable checkpoint and the log records after it still reference them.
+      for (let i = 0; i < 8; i++) await vde.store(`k${i}`, bytes(9000, i));
+      for (let i = 0; i < 8; i++) await vde.store(`k${i}`, bytes(9000, 100 + i));
+      hold = true;
+      const checkpoint = vde.checkpoint().catch((err: unknown) => err);
+      await heldSync; // the checkpoint's meta blob is written and its sync is held
+      const stores = Array.from({ length: 8 }, (_, i) => vde.store(`n${i}`, bytes(20_000, 200 + i)).catch((err: unknown) => err));
+      await new Promise((r) => setImmediate(r));
+      // The disk dies: that sync fails, and every one after it.
+      faulty.failAfter(1, 'EIO', { op: 'sync', sticky: true });
+      hold = false;
+      release();
+      expect(await checkpoint).toMatchObject({ code: 'ERR_VDE_IO' });
+      for (const r of await Promise.all(stores)) expect(r).toMatchObject({ code: 'ERR_VDE_POISONED' });
+      faulty.clearFaults();
+      await vde.close().catch(() => undefined);
+      // A crash now keeps (keep-all) or keeps some of (random) the writes issued since the last sync: the durable
+      // checkpoint and the log after it must still be intact.
+      const reopened = await VirtualDiskEngine.open(faulty.powerCut({ seed, mode: seed === 3 ? 'keep-all' : 'random' }), SMALL);
+      for (let i = 0; i < 8; i++) expectBytes(await reopened.retrieve(`k${i}`), bytes(9000, 100 + i));
+      await checked(reopened);
+      await reopened.close();
+    }
   });
 
   it('raw Node errors become typed VdeErrors, and a failed sync refuses further writes until reopen', async () => {
