@@ -349,7 +349,7 @@ async function w2(name, stripeCount = 64, count = undefined) {
 
 function statsOf(vde) {
   const st = vde.stats();
-  return { walRecords: st.wal.records, walSyncs: st.wal.syncs, peakHeld: st.stripes.peakHeld, contended: st.stripes.contended, containerBytes: st.containerBytes };
+  return { walRecords: st.wal.records, walSyncs: st.wal.syncs, walInlineBatches: st.wal.inlineBatches, peakHeld: st.stripes.peakHeld, contended: st.stripes.contended, containerBytes: st.containerBytes };
 }
 
 /** W3 bulk load, then R1 random gets and R2 full list over the same data. */
