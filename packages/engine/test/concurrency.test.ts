@@ -39,6 +39,18 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     // Each lone write's record went out on this thread (a disk slower than 2 ms per write would have sent them to
     // the pool: this one is a local file system, and the first write of all is always tried inline).
     expect(inline()).toBeGreaterThan(0);
+    // The event loop turns between them (each inline write waits for a check phase): a lone writer that awaits
+    // one store after another does not starve timers and I/O callbacks.
+    let turns = 0;
+    let done = false;
+    const tick = (): void => {
+      turns++;
+      if (!done) setImmediate(tick);
+    };
+    setImmediate(tick);
+    for (let i = 0; i < 50; i++) await vde.store(`turn-${i % 10}`, bytes(100, i));
+    done = true;
+    expect(turns).toBeGreaterThanOrEqual(49);
     const before = inline();
     await Promise.all(Array.from({ length: 64 }, (_, i) => vde.store(`many-${i}`, bytes(500, i))));
     // 64 writers in flight: none is alone, so none blocks the thread for its commit (at most the last ones, once

@@ -164,6 +164,9 @@ export class WriteAheadLog {
   readonly #eagerBytes: number;
   /** Moving average of how long lone durable batch writes took, in microseconds (see `#inlineOk`). */
   #loneWriteMicros = 0;
+  /** An inline pump is scheduled (`#scheduleInline`); set while it runs: only then is a batch written inline. */
+  #inlineScheduled = false;
+  #inlineTurn = false;
   #syncWaiters: SyncWaiter[] = [];
   /** Batches written but not yet settled: up to MAX_IN_FLIGHT, more than one only when all are durable writes. */
   #inFlight = 0;
@@ -594,12 +597,17 @@ export class WriteAheadLog {
       count > 0 && needSync && this.#device.writeDurable !== undefined && !this.#wraps(this.#nextBatchPos, Math.ceil(bytes / this.#bs));
     // Not a batch that may overlap the one in flight: it waits; the pump runs again when that one settles.
     if (this.#inFlight > 0 && !pipelinable) return false;
+    const inline = count === 1 && pipelinable && this.#inFlight === 0 && !this.#closing && this.#queue[0]!.inline && this.#inlineOk();
+    if (inline && !this.#inlineTurn) {
+      // Written on this thread, but only once the event loop has turned: a writer that awaits one store after
+      // another would otherwise run entirely in microtasks, and timers and I/O callbacks would never run.
+      this.#scheduleInline();
+      return false;
+    }
     const records = this.#queue.splice(0, count);
     this.#queuedBytes -= bytes;
     const buf = this.#formBatch(records, bytes);
-    if (count === 1 && pipelinable && this.#inFlight === 0 && records[0]!.inline && this.#inlineOk()) {
-      if (this.#runInline(records, buf)) return true;
-    }
+    if (inline && this.#runInline(records, buf)) return true;
     if (this.#inFlight > 0) this.#stats.overlappedBatches++;
     this.#inFlight++;
     this.#inFlightPipelinable = pipelinable;
@@ -720,6 +728,21 @@ export class WriteAheadLog {
       else still.push(w);
     }
     this.#syncWaiters = still;
+  }
+
+  /** Runs the pump in the next check phase with inline batches allowed (see `#pump`). */
+  #scheduleInline(): void {
+    if (this.#inlineScheduled) return;
+    this.#inlineScheduled = true;
+    setImmediate(() => {
+      this.#inlineScheduled = false;
+      this.#inlineTurn = true;
+      try {
+        this.#pump();
+      } finally {
+        this.#inlineTurn = false;
+      }
+    });
   }
 
   /** Whether a lone durable batch may be written on the calling thread now (see INLINE_MAX_MICROS). */

@@ -358,6 +358,23 @@ describe('inline appends (writeDurableSync)', () => {
     expect(replayed[3]!.payload).toEqual(payloadOf(100, 3));
   });
 
+  it('lets the event loop turn before each inline write: a writer awaiting one append after another does not starve timers', async () => {
+    const { dev, wal } = await inlineLog();
+    let turns = 0;
+    let done = false;
+    const tick = (): void => {
+      turns++;
+      if (!done) setImmediate(tick);
+    };
+    setImmediate(tick);
+    for (let i = 0; i < 50; i++) await wal.append(1, payloadOf(10, i), { inline: true });
+    done = true;
+    expect(wal.stats().inlineBatches).toBe(50);
+    expect(dev.events.every((e) => e.kind === 'inline')).toBe(true);
+    // Each inline write waited for a check phase, where the other callback ran too (in microtasks alone: 0 turns).
+    expect(turns).toBeGreaterThanOrEqual(49);
+  });
+
   it('is used only by a durable record alone in its batch with nothing in flight and the inline flag set', async () => {
     const { dev, wal } = await inlineLog();
     // Five in one turn: one batch of five, through writeDurable.
