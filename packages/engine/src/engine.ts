@@ -46,6 +46,7 @@ import {
   verifiedInlineData,
 } from './record.js';
 import { Snapshot, type SnapshotHost } from './snapshot.js';
+import { settledSoon } from './turns.js';
 import { typedDevice } from './typed-device.js';
 import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
 import type {
@@ -632,11 +633,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (view === null) return Promise.reject(notFound(key));
         if (view !== undefined) {
           const data = verifiedInlineData(view);
-          if (data !== undefined) return Promise.resolve(copyOut(data));
+          if (data !== undefined) return settledSoon(copyOut(data));
           // Not a plain inline record, or a bad one: the full decode and verifying read give the exact answer.
           if (view[0] !== KIND_INDIRECT) {
             const found = this.#io.recordOf(view, `object ${key}`) as ObjectRecord;
-            if (found.inline) return Promise.resolve(this.#io.readInline(found as ObjectRecord & { inline: Uint8Array }, `object ${key}`));
+            if (found.inline) return settledSoon(this.#io.readInline(found as ObjectRecord & { inline: Uint8Array }, `object ${key}`));
           }
         }
       } catch (err) {
@@ -654,7 +655,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   exists(key: string): Promise<boolean> {
     try {
       const found = this.#cachedRecord(this.#index, key);
-      if (found !== undefined) return Promise.resolve(found !== null);
+      if (found !== undefined) return settledSoon(found !== null);
     } catch (err) {
       return rejected(err);
     }
@@ -665,7 +666,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     try {
       const found = this.#cachedRecord(this.#index, key);
       if (found === null) return Promise.reject(notFound(key));
-      if (found !== undefined) return Promise.resolve(infoOf(key, found));
+      if (found !== undefined) return settledSoon(infoOf(key, found));
     } catch (err) {
       return rejected(err);
     }
@@ -1740,9 +1741,9 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
         const keyStart = off + 4;
         const key = decodeKeyAt(b, keyStart, keyStart + kl);
         const info = objectInfoAt(key, b, keyStart + kl, vl);
-        if (info) return Promise.resolve({ value: info, done: false });
+        if (info) return settledSoon({ value: info, done: false });
         const value = b.subarray(keyStart + kl, keyStart + kl + vl);
-        if (value[0] !== KIND_INDIRECT) return Promise.resolve({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
+        if (value[0] !== KIND_INDIRECT) return settledSoon({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
         return this.#indirect(key, value);
       } catch (err) {
         return this.#fail(err);
