@@ -1,7 +1,7 @@
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SMALL, bytes, checked, collect, expectBytes, memoryEngine, tempDir } from './helpers.js';
+import { SMALL, bytes, checked, collect, expectBytes, memoryEngine, tempDir, turnCounter } from './helpers.js';
 
 describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
   it('64 writers on 64 keys hold their stripes at the same time (file container, real I/O)', async () => {
@@ -41,16 +41,10 @@ describe('concurrency (DESIGN.md invariants 1 and 2)', () => {
     expect(inline()).toBeGreaterThan(0);
     // The event loop turns between them (each inline write waits for a check phase): a lone writer that awaits
     // one store after another does not starve timers and I/O callbacks.
-    let turns = 0;
-    let done = false;
-    const tick = (): void => {
-      turns++;
-      if (!done) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const counter = turnCounter();
     for (let i = 0; i < 50; i++) await vde.store(`turn-${i % 10}`, bytes(100, i));
-    done = true;
-    expect(turns).toBeGreaterThanOrEqual(49);
+    counter.stop();
+    expect(counter.turns()).toBeGreaterThanOrEqual(49);
     const before = inline();
     await Promise.all(Array.from({ length: 64 }, (_, i) => vde.store(`many-${i}`, bytes(500, i))));
     // 64 writers in flight: none is alone, so none blocks the thread for its commit (at most the last ones, once

@@ -57,3 +57,20 @@ export function expectBytes(actual: Uint8Array, expected: Uint8Array): void {
   const same = Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength), Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength)) === 0;
   expect(same, 'bytes differ').toBe(true);
 }
+
+/** Counts turns of the event loop (check phases) from now until `stop()`. */
+export function turnCounter(): { turns: () => number; stop: () => void } {
+  let turns = 0;
+  let done = false;
+  const tick = (): void => {
+    turns++;
+    if (!done) setImmediate(tick);
+  };
+  setImmediate(tick);
+  return {
+    turns: () => turns,
+    stop: () => {
+      done = true;
+    },
+  };
+}

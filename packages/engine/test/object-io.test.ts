@@ -3,7 +3,7 @@ import { crc32 } from '@vde/block-device';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { describe, expect, it } from 'vitest';
 import { CHECKSUM_SLICE_BYTES, ChecksumQueue } from '../src/object-io.js';
-import { SMALL, bytes, checked, expectBytes } from './helpers.js';
+import { SMALL, bytes, checked, expectBytes, turnCounter } from './helpers.js';
 
 describe('late checksums (objects of 256 KiB or more)', () => {
   it('are the CRC-32 of the whole object, for sizes around the slice boundaries, in the order asked', async () => {
@@ -20,15 +20,10 @@ describe('late checksums (objects of 256 KiB or more)', () => {
   it('yield to the event loop between slices, so I/O completions are handled while they run', async () => {
     const q = new ChecksumQueue();
     const data = randomBytes(16 * CHECKSUM_SLICE_BYTES);
-    let turns = 0;
-    let done = false;
-    const tick = (): void => {
-      turns++;
-      if (!done) setImmediate(tick);
-    };
-    setImmediate(tick);
+    const counter = turnCounter();
     const crc = await q.crc(data);
-    done = true;
+    counter.stop();
+    const turns = counter.turns();
     expect(crc).toBe(crc32(data));
     // One slice per turn: the other callback ran between them (16 slices; all at once it would have run once).
     expect(turns).toBeGreaterThanOrEqual(15);

@@ -1,18 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { settledSoon } from '../src/turns.js';
-import { bytes, checked, collect, expectBytes, memoryEngine } from './helpers.js';
-
-/** Counts turns of the event loop (check phases) until `stop()`. */
-function turnCounter(): { turns: () => number; stop: () => void } {
-  let turns = 0;
-  let done = false;
-  const tick = (): void => {
-    turns++;
-    if (!done) setImmediate(tick);
-  };
-  setImmediate(tick);
-  return { turns: () => turns, stop: () => (done = true) };
-}
+import { bytes, checked, collect, expectBytes, memoryEngine, turnCounter } from './helpers.js';
 
 describe('reads answered from memory let the event loop turn', () => {
   it('settledSoon: a loop awaiting one result after another still lets the event loop turn, and every value arrives', async () => {
