@@ -771,7 +771,9 @@ export class WriteAheadLog {
       this.#fail(toIoError(err, 'wal: durable batch write failed'), records);
       return true;
     }
-    if (!wrote) return false;
+    // Only a literal true means done: a device that returned anything else (a promise, by mistake) has not made the
+    // batch durable yet, and the usual path writes it again and waits.
+    if (wrote !== true) return false;
     this.#noteLoneWrite(performance.now() - t0);
     this.#stats.inlineBatches++;
     this.#noteWritten(records, buf);

@@ -410,6 +410,16 @@ describe('inline appends (writeDurableSync)', () => {
     expect((await collect((await WriteAheadLog.open(mem, REGION)).replay())).map((r) => r.lsn)).toEqual([1]);
   });
 
+  it('only a literal true counts as written: a device returning a promise by mistake gets the batch through writeDurable', async () => {
+    const { dev, wal } = await inlineLog();
+    let late!: () => void;
+    Object.assign(dev, { writeDurableSync: () => new Promise<void>((r) => (late = r)) as unknown as boolean });
+    expect(await wal.append(1, payloadOf(20, 1), { inline: true })).toBe(1);
+    expect(wal.stats().inlineBatches).toBe(0);
+    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end']);
+    late();
+  });
+
   it('a failed inline write rejects the append with IoError and poisons the log; queued appends get PoisonedError', async () => {
     const { dev, wal } = await inlineLog();
     await wal.append(1, payloadOf(10, 0), { inline: true });
