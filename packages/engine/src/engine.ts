@@ -33,6 +33,7 @@ import {
   INDIRECT_BYTES,
   KIND_INDIRECT,
   objectCrc,
+  wr32,
   type ObjectRecord,
   decodeIndirect,
   encodeIndirect,
@@ -590,7 +591,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const changes: IndexChange[] = new Array<IndexChange>(ops.length);
     const now = Date.now();
     let o = 0;
-    putU32(payload, o, ops.length);
+    wr32(payload, o, ops.length);
     o += 4;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i] as { key: string; keyBytes: Uint8Array; source: Uint8Array; meta: Uint8Array };
@@ -603,7 +604,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       payload[o + 2] = kl >>> 8;
       payload.set(op.keyBytes, o + 3);
       o += 3 + kl;
-      putU32(payload, o, recordBytes);
+      wr32(payload, o, recordBytes);
       o += 4;
       writeRecord(payload, o, {
         size: op.source.byteLength,
@@ -1813,13 +1814,6 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** A rejected promise for an error caught from our own code (always an Error). */
-/** `v` as 4 little-endian bytes at b[o]. */
-function putU32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v & 0xff;
-  b[o + 1] = (v >>> 8) & 0xff;
-  b[o + 2] = (v >>> 16) & 0xff;
-  b[o + 3] = (v >>> 24) & 0xff;
-}
 
 function rejected(err: unknown): Promise<never> {
   return Promise.reject(err instanceof Error ? err : new Error(String(err)));

@@ -69,7 +69,8 @@ export function writeRecord(out: Uint8Array, offset: number, r: ObjectRecord): v
   }
 }
 
-function wr32(b: Uint8Array, o: number, v: number): void {
+/** `v` as 4 little-endian bytes at b[o]. */
+export function wr32(b: Uint8Array, o: number, v: number): void {
   b[o] = v & 0xff;
   b[o + 1] = (v >>> 8) & 0xff;
   b[o + 2] = (v >>> 16) & 0xff;
