@@ -114,6 +114,7 @@ export class FileBlockDevice implements BlockDevice {
     if (typeof path !== 'string' || path.length === 0) {
       throw new InvalidArgumentError(`path must be a non-empty string, got ${String(path)}`);
     }
+    if (path.includes('\0')) throw new InvalidArgumentError(`path must not contain a NUL character: ${JSON.stringify(path)}`);
     const blockSize = options.blockSize ?? 4096;
     if (!isValidBlockSize(blockSize)) {
       throw new InvalidArgumentError(`blockSize must be a power of two from 512 to 65536, got ${String(blockSize)}`);
@@ -137,6 +138,7 @@ export class FileBlockDevice implements BlockDevice {
     try {
       handle = await openHandle(path, readOnly, create);
       const st = await handle.stat();
+      lock?.bindIdentity(path, st.dev, st.ino);
       return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock);
     } catch (err) {
       await handle?.close().catch(() => undefined);

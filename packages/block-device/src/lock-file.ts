@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LockedError, toIoError } from './errors.js';
 
@@ -12,6 +12,12 @@ import { LockedError, toIoError } from './errors.js';
  *   line 3  startedMs  decimal ms since the epoch when the owning process started (tells a reused pid apart)
  * each line ends with "\n". Invariant: a lock file whose pid is alive belongs to that process; only the holder of
  * `token` removes it.
+ *
+ * The lock file sits beside the container's canonical path (symbolic links resolved), so a container opened
+ * through a symbolic link or under another spelling of its path finds the same lock. Within one process the
+ * lock is also keyed by the file's identity (device and inode, `bindIdentity`), which catches a hard link. A hard
+ * link opened by ANOTHER process is not detected: nothing but the inode names the file in both processes, and
+ * Node has no lock on an inode (`fcntl`/`flock`).
  *
  * Awaits split the critical sections below; the in-process set of locked paths is updated synchronously
  * before the first await, so two opens in one process can never both pass it.
@@ -26,7 +32,10 @@ const MAX_ATTEMPTS = 50;
 
 const registryKey: unique symbol = Symbol.for('@vde/block-device/locked-paths');
 const globalRegistry = globalThis as typeof globalThis & { [registryKey]?: Set<string> };
-/** Absolute paths of containers this process (this JS realm, across copies of this module) holds locked. */
+/**
+ * Canonical paths of containers this process (this JS realm, across copies of this module) holds locked, and
+ * `inode:<dev>:<ino>` identities of their files.
+ */
 const heldPaths: Set<string> = (globalRegistry[registryKey] ??= new Set<string>());
 
 /** When this process started, in ms since the epoch (the same for every module copy in the process). */
@@ -83,6 +92,7 @@ export class FileLock {
   readonly lockPath: string;
   readonly #absPath: string;
   readonly #owner: LockOwner;
+  #identity: string | undefined;
   #released = false;
 
   private constructor(absPath: string) {
@@ -97,7 +107,7 @@ export class FileLock {
 
   /** Takes the lock for `containerPath` or throws `LockedError` naming the holder. */
   static async acquire(containerPath: string): Promise<FileLock> {
-    const absPath = nodePath.resolve(containerPath);
+    const absPath = await canonicalPath(containerPath);
     if (heldPaths.has(absPath)) {
       throw new LockedError(
         `${containerPath} is already open for writing in this process (pid ${process.pid}); close that device first`,
@@ -112,6 +122,23 @@ export class FileLock {
       heldPaths.delete(absPath);
       throw err;
     }
+  }
+
+  /**
+   * Records the identity (device, inode) of the file this lock covers, once it is open: throws `LockedError` if
+   * this process already holds a lock on the same file under another name (a hard link). Release drops it.
+   */
+  bindIdentity(containerPath: string, dev: number, ino: number): void {
+    const identity = `inode:${dev}:${ino}`;
+    if (this.#identity === identity) return;
+    if (heldPaths.has(identity)) {
+      throw new LockedError(
+        `${containerPath} is the same file as a container already open for writing in this process (pid ${process.pid}), ` +
+          `under another name (a hard link); close that one first`,
+      );
+    }
+    heldPaths.add(identity);
+    this.#identity = identity;
   }
 
   async #take(containerPath: string): Promise<void> {
@@ -213,6 +240,24 @@ export class FileLock {
       }
     } finally {
       heldPaths.delete(this.#absPath);
+      if (this.#identity !== undefined) heldPaths.delete(this.#identity);
+    }
+  }
+}
+
+/**
+ * The path with every symbolic link resolved: the file's own if it exists, else its directory's plus its name (a
+ * container about to be created). Falls back to the absolute path if the directory cannot be resolved either.
+ */
+async function canonicalPath(containerPath: string): Promise<string> {
+  const absPath = nodePath.resolve(containerPath);
+  try {
+    return await realpath(absPath);
+  } catch {
+    try {
+      return nodePath.join(await realpath(nodePath.dirname(absPath)), nodePath.basename(absPath));
+    } catch {
+      return absPath;
     }
   }
 }

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { readFile, rename, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { link, readFile, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -535,6 +535,39 @@ describe('FileBlockDevice one-writer lock', () => {
     await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('the lock follows the file, not the path: a symbolic link or a hard link is ERR_VDE_LOCKED', async () => {
+    const p = await tempPath();
+    const dev = await FileBlockDevice.open(p, { create: true });
+    try {
+      const viaSymlink = `${p}.symlink`;
+      await symlink(p, viaSymlink);
+      await expect(FileBlockDevice.open(viaSymlink)).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+      // A symbolic link to the directory, the file's own name under it.
+      const dirLink = `${path.dirname(p)}.dirlink-${path.basename(p)}`;
+      await symlink(path.dirname(p), dirLink);
+      try {
+        await expect(FileBlockDevice.open(path.join(dirLink, path.basename(p)))).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+      } finally {
+        await unlink(dirLink);
+      }
+      const viaHardLink = `${p}.hardlink`;
+      await link(p, viaHardLink);
+      await expect(FileBlockDevice.open(viaHardLink)).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+      // The failed open through the hard link left no lock file of its own behind.
+      await expect(stat(`${viaHardLink}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await dev.close();
+    }
+    // Once closed, the hard link opens (and the identity was released).
+    const again = await openTracked(`${p}.hardlink`);
+    expect(again.readOnly).toBe(false);
+  });
+
+  it('a path with a NUL character is ERR_VDE_INVALID_ARGUMENT', async () => {
+    const p = await tempPath();
+    await expect(FileBlockDevice.open(`${p}\0x`, { create: true })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+  });
+
   it('a live foreign process holding the lock gives ERR_VDE_LOCKED naming its pid; once it dies the lock is taken over', async () => {
     const p = await tempPath();
     await writeFile(p, block(4096, 5));
@@ -638,6 +671,19 @@ describe('FileBlockDevice one-writer lock', () => {
       // Once we close, the child can open and write.
       expect(childOpen(p).stdout.trim()).toBe('OPENED');
       expect(sameBytes(new Uint8Array(await readFile(p)), block(4096, 0xee))).toEqual({ equal: true });
+    });
+
+    it('a writer process opening through a symbolic link gets ERR_VDE_LOCKED', async () => {
+      const p = await tempPath();
+      const dev = await openTracked(p, { create: true });
+      await dev.grow(1);
+      const viaSymlink = `${p}.symlink`;
+      await symlink(p, viaSymlink);
+      const { stdout, stderr } = childOpen(viaSymlink);
+      expect(stderr).toBe('');
+      expect(stdout).toContain('ERR_VDE_LOCKED');
+      await dev.close();
+      expect(childOpen(viaSymlink).stdout.trim()).toBe('OPENED');
     });
   });
 });
