@@ -17,7 +17,8 @@ export type VdeErrorCode =
   | 'ERR_VDE_IO'
   | 'ERR_VDE_READ_ONLY'
   | 'ERR_VDE_POISONED'
-  | 'ERR_VDE_EXISTS';
+  | 'ERR_VDE_EXISTS'
+  | 'ERR_VDE_SOURCE';
 
 export class VdeError extends Error {
   readonly code: VdeErrorCode;
@@ -131,6 +132,16 @@ export class ReadOnlyError extends VdeError {
 export class PoisonedError extends VdeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_VDE_POISONED', message, options);
+  }
+}
+
+/**
+ * The caller's data source (an AsyncIterable, Readable or ReadableStream given to a store) failed while it was
+ * read: `cause` holds what it threw. Nothing of that store took effect.
+ */
+export class SourceError extends VdeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_VDE_SOURCE', message, options);
   }
 }
 

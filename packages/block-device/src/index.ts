@@ -22,5 +22,6 @@ export {
   ReadOnlyError,
   PoisonedError,
   ExistsError,
+  SourceError,
   toIoError,
 } from './errors.js';

@@ -188,9 +188,15 @@ interface Batch {
  * on are pinned. Cursors copy one leaf at a time and re-seek after the last key they returned when the
  * modification counter moved. The only critical section split by an await is `flush()` (see there).
  */
-/** What `check()` found besides "no violation": every page reachable from the root (dirty ones included). */
+/** What `check()` found besides "no violation". */
 export interface BTreeCheckReport {
+  /** Every page reachable from the root (dirty ones included). */
   pageNumbers: number[];
+  /**
+   * Pages of the last flushed tree that the live tree no longer uses (replaced by copy-on-write or dropped by a
+   * merge): still part of the image on disk, so still in use, until the next `flush()` returns them in `freedPages`.
+   */
+  retiredPages: number[];
 }
 
 export class BTree {
@@ -1451,7 +1457,7 @@ export class BTree {
   async check(): Promise<BTreeCheckReport> {
     for (let attempt = 0; ; attempt++) {
       const pages = await this.#checkOnce();
-      if (pages) return { pageNumbers: [...pages] };
+      if (pages) return { pageNumbers: [...pages], retiredPages: [...this.#retired] };
       if (attempt >= 3) throw new Error('btree check: the tree kept changing during check(); run it when idle');
     }
   }

@@ -17,12 +17,13 @@ import {
   TooLargeError,
   VdeError,
   crc32,
+  toIoError,
 } from '@vde/block-device';
 import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { copyOut, newBytes } from './bytes.js';
-import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8 } from './keys.js';
+import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
@@ -121,6 +122,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   readonly #io: ObjectIo;
   readonly #pageStore: DevicePageStore;
   readonly #named = new Map<string, NamedSnapshotRecord>();
+  /** Stores, deletes and batches admitted (past their first check) and not yet settled: close() waits for them. */
+  #openWrites = 0;
+  #writesDrained: (() => void) | undefined;
+  /** Names of snapshots whose `createSnapshot` is in progress (taken, so a second creation is ERR_VDE_EXISTS). */
+  readonly #creatingSnapshots = new Set<string>();
   #allocator!: BitmapAllocator;
   #wal!: WriteAheadLog;
   #index!: BTree;
@@ -184,11 +190,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   static async #openFile(path: string, opts: ResolvedOptions): Promise<VirtualDiskEngine> {
     if (path.length === 0) throw new InvalidArgumentError('path must not be empty');
+    if (path.includes('\0')) throw new InvalidArgumentError(`path must not contain a NUL character: ${JSON.stringify(path)}`);
     let size: number | undefined;
     try {
-      size = (await fs.stat(path)).size;
+      const st = await fs.stat(path);
+      if (st.isDirectory()) throw new FormatError(`${path} is a directory, not a VDE container`);
+      size = st.size;
     } catch (err) {
-      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      if (err instanceof FormatError) throw err;
+      if ((err as { code?: string }).code !== 'ENOENT') throw toIoError(err, `opening ${path}`);
     }
     if (size === undefined || size === 0) {
       if (!opts.create || opts.readOnly) {
@@ -400,169 +410,184 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Stores `data` under `key` (insert or replace). Resolves once durable (durability 'sync'). */
   async store(key: string, data: ObjectData, options: StoreOptions = {}): Promise<ObjectInfo> {
     this.#checkWritable();
-    const keyBytes = encodeKey(key, this.#maxKeyBytes);
-    const { metadata, signal } = checkStoreOptions(options);
-    const meta = encodeMetadata(metadata);
-    const source = normalizeData(data);
-    throwIfAborted(signal);
-    const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
-    // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
-    // and closure the helpers add is a measurable share of a small store.
-    const reserving = this.#reserveLog(logBytes, signal);
-    if (reserving) await reserving;
-    this.#writers++;
-    let info: ObjectInfo;
+    this.#openWrites++;
     try {
-      const opts = signal ? { signal } : undefined;
-      let gate: { release(): void };
+      const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      const { metadata, signal } = checkStoreOptions(options);
+      const meta = encodeMetadata(metadata);
+      const source = normalizeData(data);
+      throwIfAborted(signal);
+      const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
+      // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
+      // and closure the helpers add is a measurable share of a small store.
+      const reserving = this.#reserveLog(logBytes, signal);
+      if (reserving) await reserving;
+      this.#writers++;
+      let info: ObjectInfo;
       try {
-        gate = await this.#gate.shared(opts);
-      } catch (err) {
-        mapLockError(err);
-      }
-      try {
-        // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
-        // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
-        this.#checkWritable();
-        // A large object in memory is written before its stripe is taken: its blocks are fresh and private
-        // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
-        // and the stripe is held only for the record (see "The life of a store" in the README).
-        const early = source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta) ? await this.#io.write(source, -1, signal) : undefined;
-        let handedOver = false;
-        let region: { release(): void };
+        const opts = signal ? { signal } : undefined;
+        let gate: { release(): void };
         try {
-          region = await this.#stripes.acquire(key, opts);
+          gate = await this.#gate.shared(opts);
         } catch (err) {
-          if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
           mapLockError(err);
         }
         try {
-          this.#checkWritable();
-          handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
-          const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
-          const put = prepared instanceof Promise ? await prepared : prepared;
+          // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
+          // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
+          this.#checkAdmitted();
+          // A large object in memory is written before its stripe is taken: its blocks are fresh and private
+          // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
+          // and the stripe is held only for the record (see "The life of a store" in the README).
+          const early = source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta) ? await this.#io.write(source, -1, signal) : undefined;
+          let handedOver = false;
+          let region: { release(): void };
           try {
-            throwIfAborted(signal);
-            await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+            region = await this.#stripes.acquire(key, opts);
           } catch (err) {
-            if (!this.#poisoned) this.#allocator.free(put.owned);
-            throw err;
+            if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+            mapLockError(err);
           }
-          const applying = this.#apply([put]);
-          if (applying) await applying;
-          info = infoOf(key, put.record);
-        } catch (err) {
-          // Blocks written ahead that no prepared version took over are nobody's: free them.
-          if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
-          throw err;
+          try {
+            this.#checkAdmitted();
+            handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
+            const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
+            const put = prepared instanceof Promise ? await prepared : prepared;
+            try {
+              throwIfAborted(signal);
+              await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+            } catch (err) {
+              if (!this.#poisoned) this.#allocator.free(put.owned);
+              throw err;
+            }
+            const applying = this.#apply([put]);
+            if (applying) await applying;
+            info = infoOf(key, put.record);
+          } catch (err) {
+            // Blocks written ahead that no prepared version took over are nobody's: free them.
+            if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+            throw err;
+          } finally {
+            region.release();
+          }
         } finally {
-          region.release();
+          gate.release();
         }
       } finally {
-        gate.release();
+        this.#walReserved -= logBytes;
+        this.#writers--;
       }
+      this.#afterWrite();
+      return info;
     } finally {
-      this.#walReserved -= logBytes;
-      this.#writers--;
+      this.#endWrite();
     }
-    this.#afterWrite();
-    return info;
   }
 
   /** Deletes `key`. Resolves true if it existed, false if not (deleting twice is fine). */
   async delete(key: string): Promise<boolean> {
     this.#checkWritable();
-    const keyBytes = encodeKey(key, this.#maxKeyBytes);
-    const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
-    const existed = await this.#withLogSpace(logBytes, undefined, () =>
-      this.#withWriteLocks([key], undefined, async () => {
-        if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-        await this.#index.prefetch(keyBytes);
-        if (!(await this.#index.get(keyBytes))) return false;
-        await this.#append(LOG_DEL, encodeDel(keyBytes));
-        await this.#apply([{ key, keyBytes }]);
-        return true;
-      }),
-    );
-    this.#afterWrite();
-    return existed;
+    this.#openWrites++;
+    try {
+      const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
+      const existed = await this.#withLogSpace(logBytes, undefined, () =>
+        this.#withWriteLocks([key], undefined, async () => {
+          if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+          await this.#index.prefetch(keyBytes);
+          if (!(await this.#index.get(keyBytes))) return false;
+          await this.#append(LOG_DEL, encodeDel(keyBytes));
+          await this.#apply([{ key, keyBytes }]);
+          return true;
+        }),
+      );
+      this.#afterWrite();
+      return existed;
+    } finally {
+      this.#endWrite();
+    }
   }
 
   /** Applies every operation or none: one log record, all keys' stripes held together. */
   async batch(operations: readonly BatchOperation[]): Promise<void> {
     this.#checkWritable();
-    if (!Array.isArray(operations)) throw new InvalidArgumentError('batch() takes an array of operations');
-    const ops = operations.map((op: unknown, i) => {
-      if (op === null || typeof op !== 'object') throw new InvalidArgumentError(`batch operation ${i} is not an object`);
-      const o = op as Record<string, unknown>;
-      const key = o.key as string;
-      const keyBytes = encodeKey(key, this.#maxKeyBytes);
-      if (o.type === 'put') {
-        const source = normalizeData(o.data);
-        if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
-        return { type: 'put' as const, key, keyBytes, source, meta: encodeMetadata(o.metadata) };
-      }
-      if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
-      throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
-    });
-    if (ops.length === 0) return;
-    let logBytes = 8;
-    for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 3 + op.keyBytes.byteLength;
-    logBytes = this.#wal.recordBytes(logBytes);
-    await this.#withLogSpace(logBytes, undefined, () =>
-      this.#withWriteLocks(
-        ops.map((o) => o.key),
-        undefined,
-        async () => {
-          const direct = this.#encodeInlineBatch(ops);
-          if (direct) {
-            // Nothing allocated: a failed append leaves nothing to free (and poisons the engine, see #append).
-            await this.#append(LOG_BATCH, direct.payload);
-            await this.#apply(direct.changes);
-            return;
-          }
-          const puts = new Map<number, PreparedPut>();
-          try {
-            const prepared = ops.map((op) => {
-              if (op.type !== 'put') return undefined;
-              try {
-                return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
-              } catch (err) {
-                return rejected(err);
+    this.#openWrites++;
+    try {
+      if (!Array.isArray(operations)) throw new InvalidArgumentError('batch() takes an array of operations');
+      const ops = operations.map((op: unknown, i) => {
+        if (op === null || typeof op !== 'object') throw new InvalidArgumentError(`batch operation ${i} is not an object`);
+        const o = op as Record<string, unknown>;
+        const key = o.key as string;
+        const keyBytes = encodeKey(key, this.#maxKeyBytes);
+        if (o.type === 'put') {
+          const source = normalizeData(o.data);
+          if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
+          return { type: 'put' as const, key, keyBytes, source, meta: encodeMetadata(o.metadata) };
+        }
+        if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
+        throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
+      });
+      if (ops.length === 0) return;
+      let logBytes = 8;
+      for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 3 + op.keyBytes.byteLength;
+      logBytes = this.#wal.recordBytes(logBytes);
+      await this.#withLogSpace(logBytes, undefined, () =>
+        this.#withWriteLocks(
+          ops.map((o) => o.key),
+          undefined,
+          async () => {
+            const direct = this.#encodeInlineBatch(ops);
+            if (direct) {
+              // Nothing allocated: a failed append leaves nothing to free (and poisons the engine, see #append).
+              await this.#append(LOG_BATCH, direct.payload);
+              await this.#apply(direct.changes);
+              return;
+            }
+            const puts = new Map<number, PreparedPut>();
+            try {
+              const prepared = ops.map((op) => {
+                if (op.type !== 'put') return undefined;
+                try {
+                  return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
+                } catch (err) {
+                  return rejected(err);
+                }
+              });
+              const allSync = !prepared.some((p) => p instanceof Promise);
+              if (allSync) {
+                prepared.forEach((p, i) => {
+                  if (p) puts.set(i, p as PreparedPut);
+                });
+              } else {
+                // Settle every preparation before failing, so each one's blocks are known and freed.
+                const settled = await Promise.allSettled(prepared.map((p) => Promise.resolve(p)));
+                settled.forEach((s, i) => {
+                  if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
+                });
+                for (const s of settled) if (s.status === 'rejected') throw s.reason;
               }
-            });
-            const allSync = !prepared.some((p) => p instanceof Promise);
-            if (allSync) {
-              prepared.forEach((p, i) => {
-                if (p) puts.set(i, p as PreparedPut);
-              });
-            } else {
-              // Settle every preparation before failing, so each one's blocks are known and freed.
-              const settled = await Promise.allSettled(prepared.map((p) => Promise.resolve(p)));
-              settled.forEach((s, i) => {
-                if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
-              });
-              for (const s of settled) if (s.status === 'rejected') throw s.reason;
+              // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
+              // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
+              for (const op of ops) {
+                if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes, true) !== undefined) continue;
+                await this.#index.prefetch(op.keyBytes);
+              }
+              const logOps: LogOp[] = ops.map((op, i) =>
+                op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
+              );
+              await this.#append(LOG_BATCH, encodeBatch(logOps));
+            } catch (err) {
+              if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
+              throw err;
             }
-            // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
-            // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
-            for (const op of ops) {
-              if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes, true) !== undefined) continue;
-              await this.#index.prefetch(op.keyBytes);
-            }
-            const logOps: LogOp[] = ops.map((op, i) =>
-              op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
-            );
-            await this.#append(LOG_BATCH, encodeBatch(logOps));
-          } catch (err) {
-            if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
-            throw err;
-          }
-          await this.#apply(ops.map((op, i) => puts.get(i) ?? { key: op.key, keyBytes: op.keyBytes }));
-        },
-      ),
-    );
-    this.#afterWrite();
+            await this.#apply(ops.map((op, i) => puts.get(i) ?? { key: op.key, keyBytes: op.keyBytes }));
+          },
+        ),
+      );
+      this.#afterWrite();
+    } finally {
+      this.#endWrite();
+    }
   }
 
   /**
@@ -625,7 +650,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /** The object's bytes; `ERR_VDE_NOT_FOUND` if the key does not exist. */
   retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
-    if (options === null || typeof options !== 'object') return Promise.reject(new InvalidArgumentError('retrieve options must be an object'));
+    try {
+      checkReadOptions(options, 'retrieve');
+    } catch (err) {
+      return rejected(err);
+    }
     // Fast path: an inline object whose index path is cached is read in one synchronous run (no await, no reader
     // registration: no block is read, and the bytes are copied before anything else can run).
     if (options.signal === undefined) {
@@ -698,8 +727,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async createSnapshot(name: string): Promise<SnapshotInfo> {
     this.#checkWritable();
     checkSnapshotName(name);
-    if (this.#named.has(name)) throw new ExistsError(`a snapshot named ${JSON.stringify(name)} exists`);
-    await this.#runCheckpoint({ addSnapshot: name });
+    // A name being created counts as taken: two concurrent creations of one name would otherwise both succeed,
+    // the second replacing the first and leaving the first one's hold on its blocks behind for good.
+    if (this.#named.has(name) || this.#creatingSnapshots.has(name)) {
+      throw new ExistsError(`a snapshot named ${JSON.stringify(name)} exists`);
+    }
+    this.#creatingSnapshots.add(name);
+    try {
+      await this.#runCheckpoint({ addSnapshot: name });
+    } finally {
+      this.#creatingSnapshots.delete(name);
+    }
     const s = this.#named.get(name);
     if (!s) throw new ExistsError(`a snapshot named ${JSON.stringify(name)} exists`);
     return snapshotInfo(s);
@@ -764,7 +802,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
         // statfs is not available everywhere: fall back to the limit or the container itself.
       }
     }
-    const usedPercent = capacityBytes > 0 ? (usedBytes / capacityBytes) * 100 : 100;
+    // The checkpoint reserve is not free for objects: counting it as used makes a container that refuses stores
+    // for lack of space show as critical, and freeBytes what a store can still get.
+    const reservedBytes = Math.min(this.#reserveBlocks() * bs, Math.max(0, capacityBytes - usedBytes));
+    const usedPercent = capacityBytes > 0 ? Math.min(100, ((usedBytes + reservedBytes) / capacityBytes) * 100) : 100;
     const walFillPercent = this.#wal.fillRatio * 100;
     const reasons: string[] = [];
     let status: HealthReport['status'] = 'healthy';
@@ -781,7 +822,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       status,
       reasons,
       usedBytes,
-      freeBytes: Math.max(0, capacityBytes - usedBytes),
+      reservedBytes,
+      freeBytes: Math.max(0, capacityBytes - usedBytes - reservedBytes),
       capacityBytes,
       usedPercent,
       containerBytes,
@@ -796,6 +838,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Reads and verifies every index page and every object. Damage is reported, not thrown. */
   async scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
     this.#checkOpen();
+    checkScrubOptions(options);
+    throwIfAborted(options.signal);
     const started = performance.now();
     const report: ScrubReport = { ok: true, objectsChecked: 0, bytesChecked: 0, indexChecked: false, problems: [], durationMs: 0 };
     const problem = (err: unknown, key?: string): void => {
@@ -870,9 +914,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
           problem(err, key);
         }
         report.objectsChecked++;
-        onProgress?.({ objectsChecked: report.objectsChecked, objectCount, bytesChecked: report.bytesChecked });
+        if (onProgress) {
+          try {
+            onProgress({ objectsChecked: report.objectsChecked, objectCount, bytesChecked: report.bytesChecked });
+          } catch (err) {
+            throw new CallbackFailure(err);
+          }
+        }
       }
     } catch (err) {
+      // What the caller's own callback threw is theirs, not damage in the container: it ends the scrub as it is.
+      if (err instanceof CallbackFailure) throw err.callbackError;
       if (err instanceof AbortedError) throw err;
       if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
       problem(err);
@@ -884,7 +936,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /**
    * Consistency check (bbolt's tx.Check), run with writers paused (the gate held exclusively): the index structure,
    * the allocator's own bookkeeping, and a census of every block: each is reserved (superblocks, log), part of the
-   * checkpoint meta blob, an index page, owned by exactly one object (extents, indirect record), or waiting in the
+   * checkpoint meta blob, an index page (or one the checkpointed tree still uses), owned by exactly one object (extents, indirect record), or waiting in the
    * deferred-free list — and the allocator marks exactly those blocks as used (no leak, no double use).
    * Throws CorruptionError naming the first violation.
    */
@@ -899,13 +951,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   async #checkLocked(): Promise<CheckReport> {
-    const { pageNumbers } = await this.#index.check();
+    const { pageNumbers, retiredPages } = await this.#index.check();
     const census = this.#opts.readOnly ? undefined : new BlockCensus(this.#allocator.blockCount);
     if (census) {
       this.#allocator.check();
       census.add({ start: 0, count: WAL_START + this.#sb.walBlocks }, 'the superblocks and the log');
       census.add({ start: this.#sb.metaStart, count: this.#sb.metaBlocks }, 'the checkpoint meta blob');
       for (const p of pageNumbers) census.add({ start: p, count: 1 }, `index page ${p}`);
+      // Pages of the checkpointed tree that the live one has replaced: the next checkpoint frees them.
+      for (const p of retiredPages) census.add({ start: p, count: 1 }, `retired index page ${p}`);
       for (const e of this.#reclaimer.pendingExtents()) census.add(e, 'the deferred-free list');
     }
     let objects = 0;
@@ -984,6 +1038,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #close(): Promise<void> {
     let failure: Error | undefined;
     try {
+      // Writes called before close() complete (new ones are refused: #closing is set).
+      if (this.#openWrites > 0) await new Promise<void>((resolve) => (this.#writesDrained = resolve));
       this.#pageStore.hurry();
       await this.#autoCheckpoint?.catch(() => undefined);
       await this.#checkpointTail.catch(() => undefined);
@@ -1018,6 +1074,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#checkOpen();
     if (this.#opts.readOnly) throw new ReadOnlyError('the container is open read-only');
     if (this.#poisoned) throw this.#poisoned;
+  }
+
+  /**
+   * For a write already admitted (it passed #checkWritable before close() was called): refused only once the engine
+   * has closed or been poisoned. close() waits for admitted writes (#openWrites) before it closes.
+   */
+  #checkAdmitted(): void {
+    if (this.#closed) throw new ClosedError('the engine is closed');
+    if (this.#poisoned) throw this.#poisoned;
+  }
+
+  /** An admitted write (store, delete, batch) has settled; wakes close() when it was the last one. */
+  #endWrite(): void {
+    if (--this.#openWrites === 0 && this.#writesDrained) {
+      const wake = this.#writesDrained;
+      this.#writesDrained = undefined;
+      wake();
+    }
   }
 
   #poison(err: unknown): void {
@@ -1077,7 +1151,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     return (async () => {
       while (this.#wal.usedBytes + this.#walReserved + bytes > this.#wal.capacityBytes) {
         throwIfAborted(signal);
-        this.#checkWritable();
+        this.#checkAdmitted();
         this.#pageStore.hurry(); // a store waits for the checkpoint now: no background pace for its flush ahead
         await this.#triggerCheckpoint();
       }
@@ -1093,7 +1167,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         mapLockError,
       );
       try {
-        this.#checkWritable();
+        this.#checkAdmitted();
         return await fn();
       } finally {
         region.release();
@@ -1488,11 +1562,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #runCheckpoint(extra: CheckpointExtra): Promise<CheckpointResult> {
     // A flush ahead still running is now on this checkpoint's path: its remaining writes go out at full pace.
     this.#pageStore.hurry();
+    // Callers checked that the engine is writable; a write that close() waits for may still need a checkpoint
+    // (its log space), so only a finished close or poison stops one here.
     const run = async (): Promise<CheckpointResult> => {
-      this.#checkWritable();
+      this.#checkAdmitted();
       const guard = await this.#gate.exclusive().catch(mapLockError);
       try {
-        this.#checkWritable();
+        this.#checkAdmitted();
         return await this.#checkpointLocked(extra);
       } finally {
         guard.release();
@@ -1634,17 +1710,23 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   async #read(tree: BTree, key: string, options: ReadOptions): Promise<Uint8Array> {
+    checkReadOptions(options, 'retrieve');
     throwIfAborted(options.signal);
     const found = await this.#lookup(tree, key);
     if (!found) throw notFound(key);
+    let data: Uint8Array;
     try {
-      return await this.#io.read(found.record, `object ${key}`);
+      data = await this.#io.read(found.record, `object ${key}`);
     } finally {
       this.#endRead(found.reader);
     }
+    // Aborted while the blocks were read: the caller asked not to have them.
+    throwIfAborted(options.signal);
+    return data;
   }
 
   #readStream(tree: BTree, key: string, options: ReadOptions): Readable {
+    checkReadOptions(options, 'createReadStream');
     this.#checkOpen();
     encodeKey(key, this.#maxKeyBytes);
     const io = this.#io;
@@ -1842,6 +1924,31 @@ function checkSnapshotName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0 || encodeUtf8(name).byteLength > 255) {
     throw new InvalidArgumentError('a snapshot name must be a non-empty string of at most 255 UTF-8 bytes');
   }
+  // UTF-8 would store a lone surrogate as U+FFFD, and the name would not be found again after a reopen.
+  if (!isWellFormed(name)) throw new InvalidArgumentError('a snapshot name must not hold a lone surrogate');
+}
+
+/** Carries an error thrown by a caller's callback through code that reports other errors as problems. */
+class CallbackFailure extends Error {
+  constructor(readonly callbackError: unknown) {
+    super('a callback threw');
+  }
+}
+
+function checkScrubOptions(options: unknown): asserts options is ScrubOptions {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('scrub options must be an object');
+  const { onProgress, signal } = options as ScrubOptions;
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw new InvalidArgumentError('onProgress must be a function');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
+}
+
+/** Read options: an object (or undefined) whose `signal`, if any, is an AbortSignal. */
+function checkReadOptions(options: unknown, method: string): asserts options is ReadOptions {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`${method} options must be an object`);
+  const signal = (options as ReadOptions).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
 }
 
 function checkStoreOptions(options: unknown): StoreOptions {
@@ -1897,7 +2004,12 @@ function listRange(options: ListOptions): KeyRange {
 
 /** Finds the block size of an existing container file from whichever superblock copy is intact. */
 async function detectBlockSize(path: string): Promise<number> {
-  const handle = await fs.open(path, 'r');
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(path, 'r');
+  } catch (err) {
+    throw toIoError(err, `opening ${path}`);
+  }
   try {
     const head = new Uint8Array(128);
     await handle.read(head, 0, 128, 0);

@@ -35,6 +35,7 @@ export {
   ReadOnlyError,
   PoisonedError,
   ExistsError,
+  SourceError,
   MemoryBlockDevice,
   FileBlockDevice,
   type BlockDevice,

@@ -93,7 +93,7 @@ export function decodeUtf8(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
 
-function isWellFormed(s: string): boolean {
+export function isWellFormed(s: string): boolean {
   const f = (s as { isWellFormed?: () => boolean }).isWellFormed;
   if (typeof f === 'function') return f.call(s);
   for (let i = 0; i < s.length; i++) {

@@ -1,5 +1,5 @@
 import type { Extent } from '@vde/allocator';
-import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, TooLargeError, crc32 } from '@vde/block-device';
+import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, SourceError, TooLargeError, VdeError, crc32 } from '@vde/block-device';
 import { copyOut } from './bytes.js';
 import {
   type ObjectRecord,
@@ -212,10 +212,18 @@ export class ObjectIo {
       if (inFlight) await inFlight;
       inFlight = this.#writeExtents(got, bytes);
     };
+    const it = source[Symbol.asyncIterator]();
+    const abort = signal ? abortRace(signal) : undefined;
+    let finished = false;
     try {
-      for await (const raw of source) {
+      for (;;) {
         throwIfAborted(signal);
-        let chunk = chunkBytes(raw);
+        const step = await nextChunk(it, abort?.promise);
+        if (step.done) {
+          finished = true;
+          break;
+        }
+        let chunk = chunkBytes(step.value);
         size += chunk.byteLength;
         if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
         crc = crc32(chunk, crc);
@@ -237,9 +245,18 @@ export class ObjectIo {
       if (inFlight) await inFlight;
       return { size, crc, extents };
     } catch (err) {
+      // Stop the source without waiting for it: a stalled one may never answer. An iterator's return() waits for
+      // a pending next(), so a Node stream is destroyed directly (as a for-await loop leaving it would).
+      if (!finished) {
+        closeQuietly(it);
+        const destroy = (source as { destroy?: unknown }).destroy;
+        if (typeof destroy === 'function') (destroy as () => void).call(source);
+      }
       if (inFlight) await inFlight.catch(() => undefined);
       this.host.freeUnreferenced(extents);
       throw err;
+    } finally {
+      abort?.dispose();
     }
   }
 
@@ -356,4 +373,53 @@ export async function settleAll(promises: readonly Promise<unknown>[]): Promise<
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
+}
+
+/** A promise that rejects with `AbortedError` when `signal` fires (never resolves); `dispose` drops the listener. */
+function abortRace(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
+  let onAbort = (): void => undefined;
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new AbortedError(undefined, { cause: signal.reason }));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => undefined); // observed by the race; unobserved when the store ends first
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+}
+
+/**
+ * The source's next chunk. With `aborted` (see abortRace), an abort wins over a source that has stalled: a store
+ * is never held by a source that stopped producing. What the source throws becomes a `SourceError` (a typed error
+ * with the source's error as `cause`); a `VdeError` it throws (say, another engine's read stream) stays as it is.
+ */
+async function nextChunk(it: AsyncIterator<unknown>, aborted: Promise<never> | undefined): Promise<IteratorResult<unknown>> {
+  let next: Promise<IteratorResult<unknown>>;
+  try {
+    next = Promise.resolve(it.next());
+  } catch (err) {
+    throw sourceError(err);
+  }
+  if (aborted) next.catch(() => undefined); // a source that fails after the abort won has nobody to report to
+  try {
+    return await (aborted ? Promise.race([next, aborted]) : next);
+  } catch (err) {
+    if (err instanceof AbortedError) throw err;
+    throw sourceError(err);
+  }
+}
+
+function sourceError(err: unknown): VdeError {
+  if (err instanceof VdeError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new SourceError(`the data source failed while it was read: ${detail}`, { cause: err });
+}
+
+/** Asks an iterator to stop (a Readable's destroys the stream), without waiting for it or caring how it ends. */
+function closeQuietly(it: AsyncIterator<unknown>): void {
+  try {
+    const r = it.return?.();
+    if (r && typeof (r as Promise<unknown>).then === 'function') (r as Promise<unknown>).then(undefined, () => undefined);
+  } catch {
+    // the source is broken anyway; the store's own error is what the caller gets
+  }
 }

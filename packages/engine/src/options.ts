@@ -86,7 +86,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (!isValidBlockSize(blockSize)) {
     throw new InvalidArgumentError(`option blockSize must be a power of two from 512 to 65536, got ${JSON.stringify(blockSize)}`);
   }
-  const durability = o.durability ?? 'sync';
+  const durability = o.durability === undefined ? 'sync' : o.durability;
   if (durability !== 'sync' && durability !== 'relaxed') {
     throw new InvalidArgumentError(`option durability must be 'sync' or 'relaxed', got ${JSON.stringify(durability)}`);
   }

@@ -265,7 +265,9 @@ export function parseMetadata(bytes: Uint8Array, what: string): Record<string, s
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
     if (typeof v !== 'string') throw new CorruptionError(what, 'metadata value is not a string');
-    out[k] = v;
+    // A plain assignment to "__proto__" would call the prototype setter and drop the entry.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[k] = v;
   }
   return out;
 }

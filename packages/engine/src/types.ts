@@ -48,10 +48,18 @@ export interface HealthReport {
   status: HealthStatus;
   /** Why the status is not healthy (empty when healthy). */
   reasons: string[];
+  /** Bytes of blocks in use (objects, index, log, superblocks, blocks waiting to be freed). */
   usedBytes: number;
+  /**
+   * Bytes kept back for the next checkpoint (copy-on-write index pages and the allocator bitmap); no object is
+   * stored in them, so a store that would need them is ERR_VDE_FULL.
+   */
+  reservedBytes: number;
+  /** Bytes still available to objects: capacity less used and reserved bytes. */
   freeBytes: number;
   /** Bytes the container may use: `maxSizeBytes`, or the file plus the disk's free space. */
   capacityBytes: number;
+  /** (used + reserved) ÷ capacity, in percent: 100 means stores are refused for lack of space. */
   usedPercent: number;
   containerBytes: number;
   objectCount: number;
