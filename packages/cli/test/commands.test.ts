@@ -217,6 +217,25 @@ describe('put, get, stat, ls, rm', () => {
   });
 });
 
+describe('get of a damaged object', () => {
+  it('to standard output: ERR_VDE_CORRUPT, exit 1, and not one byte written', async () => {
+    await created();
+    const marker = Buffer.from('unique-marker-of-this-object;');
+    // Over 1 MiB: streamed, it would go out in two chunks and the first one before the checksum is known.
+    const body = Buffer.concat(Array.from({ length: 50_000 }, () => marker));
+    expect((await vde(['put', file, 'doc', '-'], body)).code).toBe(0);
+    const image = await fs.readFile(file);
+    const at = image.indexOf(marker);
+    expect(at).toBeGreaterThan(0);
+    image.writeUInt8(image.readUInt8(at + 1000) ^ 0x01, at + 1000);
+    await fs.writeFile(file, image);
+    const r = await vde(['get', file, 'doc']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ERR_VDE_CORRUPT');
+    expect(r.stdoutBytes.byteLength).toBe(0);
+  });
+});
+
 describe('check, scrub, health', () => {
   it('report a healthy container (human and --json)', async () => {
     await created();
@@ -379,7 +398,9 @@ describe('bench and demo', () => {
 
   it('demo --objects 200 runs, prints the speed-up and keeps only its container', async () => {
     const target = path.join(dir, 'demo.vde');
-    await fs.writeFile(target, 'an old file to be replaced');
+    // A container already there (say, an earlier demo's) is replaced.
+    expect((await vde(['create', target])).code).toBe(0);
+    expect((await vde(['put', target, 'old-object', '-'], 'old')).code).toBe(0);
     const r = await vde(['demo', target, '--objects', '200', '--max-size', '8k']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -389,6 +410,33 @@ describe('bench and demo', () => {
     expect(r.stdout).toMatch(/^4\. scrub ok: 200 objects/m);
     expect(await fs.readdir(dir)).toEqual(['demo.vde']);
     expect((await vde(['ls', target, '--json'])).stdout).toContain('demo/object-199');
+  });
+
+  it('demo leaves alone a file that is not a container, and a container another writer has open', async () => {
+    const mine = path.join(dir, 'mine.vde');
+    await fs.writeFile(mine, 'important notes');
+    const r = await vde(['demo', mine, '--objects', '20']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ERR_VDE_EXISTS');
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(await fs.readFile(mine, 'utf8')).toBe('important notes');
+    const held = path.join(dir, 'held.vde');
+    const { VirtualDiskEngine } = await import('@vde/engine');
+    const writer = await VirtualDiskEngine.open(held);
+    try {
+      await writer.store('precious', 'acknowledged');
+      const busy = await vde(['demo', held, '--objects', '20']);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toContain('ERR_VDE_LOCKED');
+      await writer.store('precious2', 'still mine');
+    } finally {
+      await writer.close();
+    }
+    const again = await VirtualDiskEngine.open(held, { create: false });
+    expect(new TextDecoder().decode(await again.retrieve('precious'))).toBe('acknowledged');
+    expect(new TextDecoder().decode(await again.retrieve('precious2'))).toBe('still mine');
+    await again.close();
+    expect((await fs.readdir(dir)).sort()).toEqual(['held.vde', 'mine.vde']);
   });
 
   it('demo --json is one document', async () => {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ExistsError, VirtualDiskEngine } from '@vde/engine';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, flag, intOption, positionals } from '../command.js';
-import { removeContainer } from '../container.js';
+import { removeOwnContainer } from '../container.js';
 import { formatCount, formatDuration, formatTable } from '../format.js';
 import { ProgressBar } from '../progress.js';
 import { Workload } from '../workload.js';
@@ -82,7 +82,7 @@ Example:
       }
     } finally {
       if (!keep) {
-        await removeContainer(file);
+        await removeOwnContainer(file);
         if (tempDir !== undefined) await fs.rm(tempDir, { recursive: true, force: true });
       }
     }

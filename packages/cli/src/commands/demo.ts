@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { type ScrubReport, VirtualDiskEngine } from '@vde/engine';
 import { type CliIo, write, writeJson } from '../cli-io.js';
 import { type Command, flag, intOption, positionals } from '../command.js';
-import { removeContainer } from '../container.js';
+import { removeOwnContainer, replaceContainer } from '../container.js';
 import { formatBytes, formatCount, formatDuration, formatRate } from '../format.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
@@ -28,7 +28,7 @@ async function storeRun(
   writers: number,
   label: string,
 ): Promise<{ vde: VirtualDiskEngine; result: RunResult }> {
-  await removeContainer(file);
+  await replaceContainer(file);
   const vde = await VirtualDiskEngine.open(file, { create: true, stripeCount, durability: 'sync' });
   try {
     const walBefore = vde.stats().wal;
@@ -82,7 +82,8 @@ export const demoCommand: Command = {
   summary: 'the tour: 64 concurrent durable writers vs the old global lock, recovery, scrub',
   usage: 'vde demo [<file>] [--objects <n>] [--keep]',
   help: `Shows what VDE does, in well under a minute:
-  1. creates <file> (default ./vde-demo.vde; an existing file there is removed first) and stores a generated
+  1. creates <file> (default ./vde-demo.vde; a VDE container already there is replaced, unless another process
+     has it open; any other file there is left alone and the demo stops) and stores a generated
      workload (3,000 objects of 1-64 KiB) with 64 concurrent writers, every store durable (fsynced); prints the
      stripe statistics and how many stores shared each fsync;
   2. stores the same workload with a single stripe (one global write lock, the old design) into a second
@@ -144,7 +145,7 @@ Example:
       singleResult = run.result;
       await run.vde.close();
     } finally {
-      if (!keep) await removeContainer(single);
+      if (!keep) await removeOwnContainer(single);
     }
     const speedup = singleResult.durationMs / striped.result.durationMs;
     await say(describeRun(singleResult, count));

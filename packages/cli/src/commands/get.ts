@@ -4,11 +4,16 @@ import { type Command, positionals, stringOption } from '../command.js';
 import { openExisting } from '../container.js';
 import { withReader } from './reader.js';
 
+/** Objects up to this size go to standard output only once their checksum is verified. */
+const VERIFY_FIRST_BYTES = 256 << 20;
+
 export const getCommand: Command = {
   name: 'get',
   summary: "write an object's bytes to stdout or a file",
   usage: 'vde get <file> <key> [-o <path>] [--snapshot <name>]',
-  help: `Streams the object's bytes (1 MiB at a time, checksums verified) to standard output, or to <path>.
+  help: `Writes the object's bytes to standard output, or to <path>; checksums are verified.
+To standard output, an object up to 256 MiB is verified whole before its first byte is written (damage: an error,
+no output); a larger one is streamed 1 MiB at a time and damage found at its end comes after its bytes (exit 1).
 With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete.
 
 Options:
@@ -27,8 +32,16 @@ Examples:
     try {
       await withReader(vde, stringOption(ctx, 'snapshot'), async (reader) => {
         // stat first, so a missing key fails before any output file exists.
-        await reader.stat(key);
+        const info = await reader.stat(key);
         if (output === undefined) {
+          // Standard output cannot be taken back: an object up to VERIFY_FIRST_BYTES is read and verified whole
+          // before its first byte is written, so damage is an error with no output. A larger one is streamed, and
+          // damage found at its end comes after the bytes (exit 1).
+          if (info.size <= VERIFY_FIRST_BYTES) {
+            const bytes = await reader.retrieve(key);
+            await new Promise<void>((resolve, reject) => ctx.io.stdout.write(bytes, (err) => (err ? reject(err) : resolve())));
+            return;
+          }
           await pipeline(reader.createReadStream(key), ctx.io.stdout, { end: false });
           return;
         }
