@@ -376,7 +376,25 @@ export class BitmapAllocator {
     return released;
   }
 
-  serialize(): Uint8Array {
+  /**
+   * The checksummed image of the allocator. `asFree`: allocated extents to record as free in the image (the
+   * allocator itself is unchanged): blocks a caller holds privately, that nothing the image describes refers to
+   * yet (VDE: data a store is still writing when a checkpoint is taken). Each must be allocated, not reserved and
+   * not staged, and they must not overlap; otherwise InvalidArgumentError and nothing is returned.
+   */
+  serialize(options: { asFree?: readonly Extent[] } = {}): Uint8Array {
+    let bits = this.#words;
+    let free = this.#free;
+    const asFree = options.asFree ?? [];
+    if (asFree.length > 0) {
+      const sorted = this.#validateExtents(asFree, 'serialize');
+      this.#checkFreeable(sorted, 'serialize');
+      bits = this.#words.slice();
+      for (const e of sorted) {
+        clearRange(bits, e.start, e.count);
+        free += e.count;
+      }
+    }
     const words = wordCount(this.#blockCount);
     const length = BitmapAllocator.serializedByteLength(this.#blockCount);
     const image = new Uint8Array(length);
@@ -385,13 +403,13 @@ export class BitmapAllocator {
     view.setUint32(8, VERSION, true);
     view.setUint32(12, 0, true);
     writeU64(view, 16, this.#blockCount);
-    writeU64(view, 24, this.#free);
+    writeU64(view, 24, free);
     view.setUint32(32, this.#reserved.length, true);
     view.setUint32(36, 0, true);
     if (LITTLE_ENDIAN_HOST) {
-      image.set(new Uint8Array(this.#words.buffer, this.#words.byteOffset, words * 4), HEADER_BYTES);
+      image.set(new Uint8Array(bits.buffer, bits.byteOffset, words * 4), HEADER_BYTES);
     } else {
-      for (let w = 0; w < words; w++) view.setUint32(HEADER_BYTES + 4 * w, this.#words[w]!, true);
+      for (let w = 0; w < words; w++) view.setUint32(HEADER_BYTES + 4 * w, bits[w]!, true);
     }
     const rangesAt = HEADER_BYTES + 4 * words;
     this.#reserved.forEach((r, i) => {

@@ -151,6 +151,31 @@ describe('BitmapAllocator', () => {
     expect(code(() => new BitmapAllocator(0).allocate(1))).toBe('ERR_VDE_FULL');
   });
 
+  it('serialize({ asFree }) records those allocated extents as free in the image only', () => {
+    const a = new BitmapAllocator(100);
+    const [x] = a.allocate(10);
+    const [y] = a.allocate(5);
+    const live = a.serialize();
+    const image = a.serialize({ asFree: [y!] });
+    // The allocator itself is unchanged.
+    expect(a.serialize()).toEqual(live);
+    expect(a.freeCount).toBe(85);
+    // The image loads as the allocator would be had y been freed.
+    const loaded = BitmapAllocator.load(image);
+    loaded.check();
+    expect(loaded.freeCount).toBe(90);
+    const copy = BitmapAllocator.load(live);
+    copy.free([y!]);
+    expect(copy.serialize()).toEqual(image);
+    // Only allocated, non-overlapping extents; nothing is returned otherwise.
+    expect(code(() => a.serialize({ asFree: [{ start: 50, count: 1 }] }))).toBe('ERR_VDE_INVALID_ARGUMENT');
+    expect(code(() => a.serialize({ asFree: [x!, { start: 2, count: 1 }] }))).toBe('ERR_VDE_INVALID_ARGUMENT');
+    expect(code(() => a.serialize({ asFree: [{ start: 99, count: 2 }] }))).toBe('ERR_VDE_RANGE');
+    a.reserve({ start: 90, count: 5 });
+    expect(code(() => a.serialize({ asFree: [{ start: 90, count: 1 }] }))).toBe('ERR_VDE_INVALID_ARGUMENT');
+    expect(a.serialize({ asFree: [] })).toEqual(a.serialize());
+  });
+
   it('free validates every extent before changing anything', () => {
     const a = new BitmapAllocator(32);
     a.allocate(10);

@@ -17,6 +17,7 @@ import {
   TooLargeError,
   VdeError,
   crc32,
+  isValidBlockSize,
   toIoError,
 } from '@vde/block-device';
 import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
@@ -122,6 +123,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
   readonly #io: ObjectIo;
   readonly #pageStore: DevicePageStore;
   readonly #named = new Map<string, NamedSnapshotRecord>();
+  /**
+   * Blocks of streams being written ahead of the gate (see store), one list per store, each kept up to date in the
+   * same synchronous step as the allocation or free: no log record or index entry refers to them yet, so a
+   * checkpoint records them as free (a crash then leaves no leak), and check() counts them as a store's.
+   */
+  readonly #privateExtents = new Set<Extent[]>();
   /** Stores, deletes and batches admitted (past their first check) and not yet settled: close() waits for them. */
   #openWrites = 0;
   #writesDrained: (() => void) | undefined;
@@ -163,9 +170,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const maxBlocks = Math.floor(opts.maxSizeBytes / device.blockSize);
     this.#io = new ObjectIo({
       device,
-      allocateData: (blocks) => this.#allocateData(blocks),
-      freeUnreferenced: (extents) => {
+      allocateData: (blocks, _contiguous, track) => this.#allocateData(blocks, track),
+      freeUnreferenced: (extents, track) => {
         if (extents.length > 0) this.#allocator.free(extents);
+        if (track) track.length = 0;
       },
       verifyChecksums: opts.verifyChecksums,
       maxObjectBytes: maxBlocks * device.blockSize,
@@ -343,7 +351,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * Replay pass 1. A store writes its data blocks before its log record, and one fsync makes both durable, so a
    * crash can keep an unsynced log record while its unsynced data was lost or torn. Each put's data is therefore
    * checked against its checksum: the first record whose data fails is where the durable log ends (it and all later
-   * records were never acknowledged), unless the log itself proves that record was durable — then it is corruption.
+   * records were never acknowledged), unless the log itself proves that record was durable — then its data was
+   * damaged since: the record is kept (that one object reads as ERR_VDE_CORRUPT) and counted as a checksum error. A
+   * damaged record of a durable part of the log is still ERR_VDE_CORRUPT for the whole open.
    * Pass 1 also claims every block the surviving records own before the index changes, because index page splits in
    * pass 2 allocate blocks and must not take one that a later record owns. Returns the last LSN to apply.
    */
@@ -358,10 +368,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const what = `log record ${rec.lsn}`;
         try {
           const record = await this.#io.loadRecord(op.record, what);
-          for await (const _ of this.#io.chunks(record, what)) {
-            // reading verifies the object checksum at the end
+          const blocks = await this.#ownedBlocks(op.record, what);
+          try {
+            for await (const _ of this.#io.chunks(record, what)) {
+              // reading verifies the object checksum at the end
+            }
+          } catch (err) {
+            // The record is sound and the log proves it durable, so the data was durable too (one fsync covers
+            // both): damaged since. That object reads as ERR_VDE_CORRUPT (scrub reports it); the rest opens.
+            if (!(err instanceof CorruptionError) || rec.lsn > knownDurable) throw err;
+            this.#checksumErrors++;
           }
-          owned.push(...(await this.#ownedBlocks(op.record, what)));
+          owned.push(...blocks);
         } catch (err) {
           if (!(err instanceof CorruptionError)) throw err;
           if (rec.lsn <= knownDurable) throw err;
@@ -418,64 +436,82 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const source = normalizeData(data);
       throwIfAborted(signal);
       const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
-      // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
-      // and closure the helpers add is a measurable share of a small store.
-      const reserving = this.#reserveLog(logBytes, signal);
-      if (reserving) await reserving;
-      this.#writers++;
+      // A stream is written before anything is taken (log space, gate, stripe): a source that produces slowly must
+      // not hold the checkpoint gate (every store would queue behind the next checkpoint) or its key's stripe. Its
+      // blocks are private until the store takes the gate (#privateExtents: checkpoints record them as free).
+      let ahead = source instanceof Uint8Array ? undefined : await this.#writeAhead(source, keyBytes, meta, signal);
       let info: ObjectInfo;
       try {
-        const opts = signal ? { signal } : undefined;
-        let gate: { release(): void };
+        // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
+        // and closure the helpers add is a measurable share of a small store.
+        const reserving = this.#reserveLog(logBytes, signal);
+        if (reserving) await reserving;
+        this.#writers++;
         try {
-          gate = await this.#gate.shared(opts);
-        } catch (err) {
-          mapLockError(err);
-        }
-        try {
-          // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
-          // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
-          this.#checkAdmitted();
-          // A large object in memory is written before its stripe is taken: its blocks are fresh and private
-          // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
-          // and the stripe is held only for the record (see "The life of a store" in the README).
-          const early = source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta) ? await this.#io.write(source, -1, signal) : undefined;
-          let handedOver = false;
-          let region: { release(): void };
+          const opts = signal ? { signal } : undefined;
+          let gate: { release(): void };
           try {
-            region = await this.#stripes.acquire(key, opts);
+            gate = await this.#gate.shared(opts);
           } catch (err) {
-            if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
             mapLockError(err);
           }
           try {
+            // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
+            // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
             this.#checkAdmitted();
-            handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
-            const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
-            const put = prepared instanceof Promise ? await prepared : prepared;
-            try {
-              throwIfAborted(signal);
-              await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
-            } catch (err) {
-              if (!this.#poisoned) this.#allocator.free(put.owned);
-              throw err;
+            // A large object in memory is written before its stripe is taken: its blocks are fresh and private
+            // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
+            // and the stripe is held only for the record (see "The life of a store" in the README).
+            let early: WrittenObject | undefined;
+            if (ahead) {
+              // Handed over under the gate: no checkpoint runs before this store has logged and applied them (or
+              // freed them below).
+              early = ahead.written;
+              this.#privateExtents.delete(ahead.track);
+              ahead = undefined;
+            } else if (source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta)) {
+              early = await this.#io.write(source, -1, signal);
             }
-            const applying = this.#apply([put]);
-            if (applying) await applying;
-            info = infoOf(key, put.record);
-          } catch (err) {
-            // Blocks written ahead that no prepared version took over are nobody's: free them.
-            if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
-            throw err;
+            let handedOver = false;
+            let region: { release(): void };
+            try {
+              region = await this.#stripes.acquire(key, opts);
+            } catch (err) {
+              if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+              mapLockError(err);
+            }
+            try {
+              this.#checkAdmitted();
+              handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
+              const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
+              const put = prepared instanceof Promise ? await prepared : prepared;
+              try {
+                throwIfAborted(signal);
+                await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+              } catch (err) {
+                if (!this.#poisoned) this.#allocator.free(put.owned);
+                throw err;
+              }
+              const applying = this.#apply([put]);
+              if (applying) await applying;
+              info = infoOf(key, put.record);
+            } catch (err) {
+              // Blocks written ahead that no prepared version took over are nobody's: free them.
+              if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+              throw err;
+            } finally {
+              region.release();
+            }
           } finally {
-            region.release();
+            gate.release();
           }
         } finally {
-          gate.release();
+          this.#walReserved -= logBytes;
+          this.#writers--;
         }
       } finally {
-        this.#walReserved -= logBytes;
-        this.#writers--;
+        // Written ahead but never handed over (aborted, closed, no log space): nobody's.
+        if (ahead) this.#dropAhead(ahead);
       }
       this.#afterWrite();
       return info;
@@ -971,7 +1007,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (objects !== this.#objectCount) {
       throw new CorruptionError('check', `the index holds ${objects} objects, the count says ${this.#objectCount}`);
     }
-    if (census) census.compare(this.#allocator);
+    if (census) {
+      // Taken last, in the same synchronous step as the comparison: streams written ahead of the gate allocate (and
+      // free) while check() runs.
+      // (A stream may also have grown the container meanwhile: blocks past the census are not compared.)
+      for (const e of this.#privateBlocks()) {
+        const count = Math.min(e.count, census.blockCount - e.start);
+        if (count > 0) census.add({ start: e.start, count }, 'a stream being written ahead of its store');
+      }
+      census.compare(this.#allocator);
+    }
     return {
       objects,
       blocksReferenced: census?.counted ?? 0,
@@ -1083,6 +1128,35 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #checkAdmitted(): void {
     if (this.#closed) throw new ClosedError('the engine is closed');
     if (this.#poisoned) throw this.#poisoned;
+  }
+
+  /** Writes a stream's bytes ahead of the gate, its blocks registered as private while it runs (see store). */
+  async #writeAhead(
+    source: AsyncIterable<unknown>,
+    keyBytes: Uint8Array,
+    meta: Uint8Array,
+    signal: AbortSignal | undefined,
+  ): Promise<{ written: WrittenObject; track: Extent[] }> {
+    const track: Extent[] = [];
+    this.#privateExtents.add(track);
+    try {
+      return { written: await this.#io.write(source, Math.max(-1, this.#inlineLimit(keyBytes, meta)), signal, track), track };
+    } catch (err) {
+      this.#privateExtents.delete(track); // the writer freed its blocks and emptied `track`
+      throw err;
+    }
+  }
+
+  #privateBlocks(): Extent[] {
+    const out: Extent[] = [];
+    for (const track of this.#privateExtents) out.push(...track);
+    return out;
+  }
+
+  /** Frees the blocks of a stream written ahead that no store took over, and forgets them, in one synchronous step. */
+  #dropAhead(ahead: { written: WrittenObject; track: Extent[] }): void {
+    this.#privateExtents.delete(ahead.track);
+    if (!this.#poisoned && ahead.written.extents && ahead.written.extents.length > 0) this.#allocator.free(ahead.written.extents);
   }
 
   /** An admitted write (store, delete, batch) has settled; wakes close() when it was the last one. */
@@ -1485,10 +1559,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * fails, blocks the durable checkpoint and the log still reference are free in memory, and a write to one of them
    * would damage what recovery reads.
    */
-  async #allocateData(blocks: number): Promise<Extent[]> {
+  async #allocateData(blocks: number, track?: Extent[]): Promise<Extent[]> {
     for (;;) {
       if (this.#poisoned) throw this.#poisoned;
-      if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) return this.#allocator.allocate(blocks);
+      if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) {
+        const got = this.#allocator.allocate(blocks);
+        if (track) track.push(...got);
+        return got;
+      }
       await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount, blocks);
     }
   }
@@ -1608,8 +1686,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(), { contiguous: true });
       if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
       this.#applyFrees(eligible);
+      // Blocks of streams still being written ahead of the gate are free in the image: nothing it describes refers
+      // to them, and a crash before their store commits must not leave them allocated (leaked). The block count is
+      // taken with the image: such a stream may grow the container while this checkpoint writes.
+      const allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
+      const imageBlockCount = this.#allocator.blockCount;
       const meta = encodeMeta({
-        allocatorImage: this.#allocator.serialize(),
+        allocatorImage,
         deferred: this.#reclaimer.pendingEntries(),
         snapshots: [...this.#named.values()],
       });
@@ -1622,7 +1705,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         ...old,
         generation,
         checkpointLsn,
-        blockCount: this.#allocator.blockCount,
+        blockCount: imageBlockCount,
         indexRoot: root,
         metaStart: metaRun.start,
         metaBlocks: metaRun.count,
@@ -2014,7 +2097,11 @@ async function detectBlockSize(path: string): Promise<number> {
     const head = new Uint8Array(128);
     await handle.read(head, 0, 128, 0);
     const fromA = peekBlockSize(head);
-    if (fromA !== undefined) return fromA;
+    if (fromA !== undefined) {
+      // A checksummed superblock with a block size no container can have is damage, not the caller's option.
+      if (!isValidBlockSize(fromA)) throw new CorruptionError('superblock', `records an impossible block size (${String(fromA)})`);
+      return fromA;
+    }
     for (let bs = 512; bs <= 65536; bs *= 2) {
       const { bytesRead } = await handle.read(head, 0, 128, bs);
       if (bytesRead === 128 && peekBlockSize(head) === bs) return bs;

@@ -22,10 +22,16 @@ export interface WrittenObject {
 
 export interface ObjectIoHost {
   readonly device: BlockDevice;
-  /** Allocates `blocks` blocks (growing the container if needed); may return several extents. */
-  allocateData(blocks: number, contiguous: boolean): Promise<Extent[]>;
-  /** Frees blocks that were never referenced by anything durable (a failed or aborted store). */
-  freeUnreferenced(extents: readonly Extent[]): void;
+  /**
+   * Allocates `blocks` blocks (growing the container if needed); may return several extents. With `track`, the
+   * extents are also pushed onto it in the same synchronous step as the allocation (see ObjectIo.write).
+   */
+  allocateData(blocks: number, contiguous: boolean, track?: Extent[]): Promise<Extent[]>;
+  /**
+   * Frees blocks that were never referenced by anything durable (a failed or aborted store); with `track`, empties
+   * it in the same synchronous step.
+   */
+  freeUnreferenced(extents: readonly Extent[], track?: Extent[]): void;
   readonly verifyChecksums: boolean;
   readonly maxObjectBytes: number;
   noteCorruption(): void;
@@ -133,9 +139,15 @@ export class ObjectIo {
    * Writes the bytes of a new object version: inline (returned, not written) when `size <= inlineLimit`, else into
    * freshly allocated extents. On any failure the extents it allocated are freed before the error propagates.
    */
-  async write(source: Uint8Array | AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal): Promise<WrittenObject> {
+  /**
+   * Writes a new version's bytes to fresh blocks (or returns them inline when they fit `inlineLimit`). `track`
+   * (streams only): a list the host watches; every block allocated for this object is on it from the moment it is
+   * allocated until it is freed on failure (then the list is emptied at the same moment), so the host always knows
+   * which blocks a store still writing holds.
+   */
+  async write(source: Uint8Array | AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal, track?: Extent[]): Promise<WrittenObject> {
     if (source instanceof Uint8Array) return this.#writeBytes(source, inlineLimit);
-    return this.#writeStream(source, inlineLimit, signal);
+    return this.#writeStream(source, inlineLimit, signal, track);
   }
 
   async #writeBytes(data: Uint8Array, inlineLimit: number): Promise<WrittenObject> {
@@ -196,7 +208,7 @@ export class ObjectIo {
     await settleAll(writes);
   }
 
-  async #writeStream(source: AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal): Promise<WrittenObject> {
+  async #writeStream(source: AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal, track?: Extent[]): Promise<WrittenObject> {
     const bs = this.blockSize;
     const chunkCap = Math.max(bs, Math.floor(STREAM_CHUNK_BYTES / bs) * bs);
     let staging = new Uint8Array(chunkCap);
@@ -207,7 +219,7 @@ export class ObjectIo {
     let inFlight: Promise<void> | undefined;
     const flush = async (bytes: Uint8Array): Promise<void> => {
       const blocks = Math.ceil(bytes.byteLength / bs);
-      const got = await this.host.allocateData(blocks, false);
+      const got = await this.host.allocateData(blocks, false, track);
       for (const e of got) pushExtent(extents, e);
       if (inFlight) await inFlight;
       inFlight = this.#writeExtents(got, bytes);
@@ -253,7 +265,7 @@ export class ObjectIo {
         if (typeof destroy === 'function') (destroy as () => void).call(source);
       }
       if (inFlight) await inFlight.catch(() => undefined);
-      this.host.freeUnreferenced(extents);
+      this.host.freeUnreferenced(extents, track);
       throw err;
     } finally {
       abort?.dispose();
