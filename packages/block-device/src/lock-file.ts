@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LockedError, toIoError } from './errors.js';
@@ -60,14 +61,49 @@ export function parseLock(text: string): LockOwner | undefined {
   return { pid, token: m[2]!, startedMs };
 }
 
-/** True if `owner` may still be running. Our own pid counts as alive unless the start time shows pid reuse. */
+/**
+ * A live process whose start time differs from the lock's `startedMs` by more than this is not the lock's owner (its
+ * pid was reused, typically after a reboot). Generous on purpose: the two clocks are read differently (the owner's
+ * `Date.now() - uptime` against the kernel's boot time plus start ticks), and declaring a live owner stale would
+ * let two writers in.
+ */
+const FOREIGN_START_SLACK_MS = 30_000;
+
+/**
+ * True if `owner` may still be running. Our own pid counts as alive unless the start time shows pid reuse; so does
+ * another live pid, where the system tells its start time (Linux `/proc`).
+ */
 function isAlive(owner: LockOwner): boolean {
   if (owner.pid === process.pid) return Math.abs(owner.startedMs - processStartedMs) < 2_000;
   try {
     process.kill(owner.pid, 0);
-    return true;
   } catch (err) {
     return (err as { code?: unknown }).code === 'EPERM';
+  }
+  const started = startedMsOf(owner.pid);
+  return started === undefined || Math.abs(started - owner.startedMs) <= FOREIGN_START_SLACK_MS;
+}
+
+let bootMs: number | null | undefined;
+
+/**
+ * When process `pid` started, in ms since the epoch, from Linux's `/proc` (boot time plus the start time in clock
+ * ticks, which `/proc` always counts at 100 per second); undefined where that cannot be read.
+ */
+export function startedMsOf(pid: number): number | undefined {
+  try {
+    if (bootMs === undefined) {
+      const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
+      bootMs = btime ? Number(btime[1]) * 1000 : null;
+    }
+    if (bootMs === null) return undefined;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2 (the command name) is in parentheses and may hold spaces or parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]); // field 22, starttime
+    return Number.isFinite(ticks) ? bootMs + ticks * 10 : undefined;
+  } catch {
+    return undefined;
   }
 }
 

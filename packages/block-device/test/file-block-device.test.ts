@@ -1,13 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { link, readFile, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { durableHandleOf, fileHandleOf } from '../src/file-block-device.js';
 import { ClosedError, FileBlockDevice, FullError, IoError, PoisonedError, ReadOnlyError } from '../src/index.js';
-import { formatLock, parseLock } from '../src/lock-file.js';
+import { formatLock, parseLock, startedMsOf } from '../src/lock-file.js';
 import { blockDeviceContract } from './contract.js';
 import { makeTempDir, removeDir, sameBytes, transpileSources } from './helpers.js';
 
@@ -561,6 +561,27 @@ describe('FileBlockDevice one-writer lock', () => {
     // Once closed, the hard link opens (and the identity was released).
     const again = await openTracked(`${p}.hardlink`);
     expect(again.readOnly).toBe(false);
+  });
+
+  it.skipIf(!existsSync('/proc/self/stat'))('a lock whose pid now belongs to a process started at another time (a reboot) is stale', async () => {
+    const p = await tempPath();
+    await writeFile(p, block(4096, 6));
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      const pid = child.pid!;
+      // Written by a VDE process that started a day ago and had this pid: the live process is someone else.
+      await writeFile(`${p}.lock`, formatLock({ pid, token: randomBytes(16).toString('hex'), startedMs: Date.now() - 86_400_000 }));
+      const dev = await openTracked(p);
+      expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.pid).toBe(process.pid);
+      await dev.close();
+      // The same pid with its real start time is a live owner.
+      await writeFile(`${p}.lock`, formatLock({ pid, token: randomBytes(16).toString('hex'), startedMs: startedMsOf(pid)! }));
+      await expect(FileBlockDevice.open(p)).rejects.toMatchObject({ code: 'ERR_VDE_LOCKED' });
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('a path with a NUL character is ERR_VDE_INVALID_ARGUMENT', async () => {
