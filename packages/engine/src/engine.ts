@@ -25,7 +25,7 @@ import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { copyOut, newBytes } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
-import { LOG_BATCH, LOG_DEL, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
+import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
 import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
@@ -75,6 +75,8 @@ const PREFLUSH_MIN_PAGES = 2;
 interface CheckpointExtra {
   addSnapshot?: string;
   holdSnapshot?: boolean;
+  /** A named snapshot was deleted: the checkpoint records a change the log has no record of (see LOG_MARK). */
+  snapshotDeleted?: boolean;
 }
 
 interface CheckpointResult {
@@ -798,7 +800,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (!s) return false;
     this.#named.delete(name);
     this.#reclaimer.releaseSnapshot(s.generation);
-    await this.#runCheckpoint({});
+    await this.#runCheckpoint({ snapshotDeleted: true });
     return true;
   }
 
@@ -1666,6 +1668,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #checkpointLocked(extra: CheckpointExtra): Promise<CheckpointResult> {
     const old = this.#sb;
     const generation = old.generation + 1;
+    if (extra.addSnapshot !== undefined || extra.snapshotDeleted) {
+      // The change lives only in this checkpoint's meta blob: a durable MARK record gives the checkpoint a log
+      // position of its own, so a damaged superblock later cannot silently roll the change back (see #load).
+      try {
+        await this.#wal.append(LOG_MARK, new Uint8Array(0), { durable: true });
+      } catch (err) {
+        this.#poison(err);
+        throw err;
+      }
+    }
     const checkpointLsn = this.#wal.lastLsn;
     const bs = this.#device.blockSize;
     // Room for the flush and the meta blob, before anything is written.

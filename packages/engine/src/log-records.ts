@@ -5,6 +5,12 @@ import { ByteReader, ByteWriter } from './bytes.js';
 export const LOG_PUT = 1;
 export const LOG_DEL = 2;
 export const LOG_BATCH = 3;
+/**
+ * A checkpoint-only change (a named snapshot created or deleted) follows: no operation to replay. It gives that
+ * checkpoint a log position of its own, so that if its superblock is later damaged, the truncated log shows that a
+ * newer checkpoint existed (ERR_VDE_CORRUPT) instead of the older one being opened without the change.
+ */
+export const LOG_MARK = 4;
 
 export type LogOp = { type: 'put'; key: Uint8Array; record: Uint8Array } | { type: 'del'; key: Uint8Array };
 
@@ -62,6 +68,10 @@ export function decodeLogRecord(type: number, payload: Uint8Array, lsn: number):
       else throw new CorruptionError(what, `unknown batch operation ${op}`);
     }
     return ops;
+  }
+  if (type === LOG_MARK) {
+    if (payload.byteLength !== 0) throw new CorruptionError(what, `a mark record holds ${payload.byteLength} bytes`);
+    return [];
   }
   throw new CorruptionError(what, `unknown log record type ${type}`);
 }

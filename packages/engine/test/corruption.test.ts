@@ -115,6 +115,28 @@ describe('a damaged newest superblock', () => {
     await expect(VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), SMALL)).rejects.toMatchObject({ code: 'ERR_VDE_CORRUPT' });
   });
 
+  it('is ERR_VDE_CORRUPT when the damaged checkpoint created or deleted a named snapshot (no silent rollback)', async () => {
+    for (const change of ['create', 'delete'] as const) {
+      const device = new MemoryBlockDevice({ blockSize: 4096 });
+      const vde = await VirtualDiskEngine.open(device, SMALL);
+      await vde.store('a', 'A');
+      if (change === 'delete') await vde.createSnapshot('old');
+      await vde.checkpoint();
+      // A change that lives only in the checkpoint's meta blob, acknowledged; then a crash.
+      if (change === 'create') await vde.createSnapshot('keepme');
+      else expect(await vde.deleteSnapshot('old')).toBe(true);
+      const generation = vde.stats().generation;
+      const image = device.image();
+      await vde.close();
+      const intact = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), SMALL);
+      expect(intact.listSnapshots().map((s) => s.name)).toEqual(change === 'create' ? ['keepme'] : []);
+      await intact.close();
+      const newest = generation % 2 === 1 ? 0 : 4096;
+      image[newest + 100] = image[newest + 100]! ^ 1;
+      await expect(VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), SMALL), change).rejects.toMatchObject({ code: 'ERR_VDE_CORRUPT' });
+    }
+  });
+
   it('falls back to the older checkpoint when the newest superblock write was torn before the log was truncated', async () => {
     const device = new MemoryBlockDevice({ blockSize: 4096 });
     const vde = await VirtualDiskEngine.open(device, SMALL);
