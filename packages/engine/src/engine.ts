@@ -882,7 +882,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const report: ScrubReport = { ok: true, objectsChecked: 0, bytesChecked: 0, indexChecked: false, problems: [], durationMs: 0 };
     const problem = (err: unknown, key?: string): void => {
       const e = err as { code?: unknown; message?: unknown };
-      report.problems.push({ ...(key === undefined ? {} : { key }), code: typeof e.code === 'string' ? e.code : 'ERR_VDE_IO', message: String(e.message) });
+      const found = { ...(key === undefined ? {} : { key }), code: typeof e.code === 'string' ? e.code : 'ERR_VDE_IO', message: String(e.message) };
+      // The structural check and the walk over the entries meet the same damaged index page: report it once.
+      if (report.problems.some((p) => p.key === found.key && p.code === found.code && p.message === found.message)) return;
+      report.problems.push(found);
       if (err instanceof CorruptionError) this.#checksumErrors++;
     };
     // A writable engine scrubs a point-in-time tree: a checkpoint held like a snapshot, read from the disk by a
