@@ -688,11 +688,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /** The object's bytes; `ERR_VDE_NOT_FOUND` if the key does not exist. */
   retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
-    try {
-      checkReadOptions(options, 'retrieve');
-    } catch (err) {
-      return rejected(err);
-    }
+    // Checked inline (a call here cost R1 4-8%); a signal is checked by #read, the only path that takes one.
+    if (options === null || typeof options !== 'object') return Promise.reject(new InvalidArgumentError('retrieve options must be an object'));
     // Fast path: an inline object whose index path is cached is read in one synchronous run (no await, no reader
     // registration: no block is read, and the bytes are copied before anything else can run).
     if (options.signal === undefined) {
