@@ -138,12 +138,9 @@ export class ObjectIo {
   /**
    * Writes the bytes of a new object version: inline (returned, not written) when `size <= inlineLimit`, else into
    * freshly allocated extents. On any failure the extents it allocated are freed before the error propagates.
-   */
-  /**
-   * Writes a new version's bytes to fresh blocks (or returns them inline when they fit `inlineLimit`). `track`
-   * (streams only): a list the host watches; every block allocated for this object is on it from the moment it is
-   * allocated until it is freed on failure (then the list is emptied at the same moment), so the host always knows
-   * which blocks a store still writing holds.
+   * `track` (streams only): a list the host watches; every block allocated for this object is on it from the moment
+   * it is allocated until it is freed on failure (then the list is emptied at the same moment), so the host always
+   * knows which blocks a store still writing holds.
    */
   async write(source: Uint8Array | AsyncIterable<unknown>, inlineLimit: number, signal?: AbortSignal, track?: Extent[]): Promise<WrittenObject> {
     if (source instanceof Uint8Array) return this.#writeBytes(source, inlineLimit);
