@@ -12,7 +12,7 @@ import {
   toIoError,
 } from './errors.js';
 import { FileLock } from './lock-file.js';
-import { checkBlockRange, checkCount } from './range.js';
+import { checkBlockRange, checkBuffer, checkCount, checkOptions } from './range.js';
 
 export interface FileBlockDeviceOptions {
   /** Create the file (empty, 0 blocks) if it does not exist. Default false. Not allowed with `readOnly`. */
@@ -73,6 +73,8 @@ export class FileBlockDevice implements BlockDevice {
    * Completions are monotone, so a count names a prefix of the completion order.
    */
   #completedWrites = 0;
+  /** The last grow queued (settled, never rejected): grows are serialized behind it. */
+  #growing: Promise<void> = Promise.resolve();
   /**
    * `#completedWrites` as it was when the last successful fsync was issued: the first `#syncedWrites` completed
    * writes are durable. `#completedWrites === #syncedWrites` means no completed write is unsynced.
@@ -114,6 +116,7 @@ export class FileBlockDevice implements BlockDevice {
     if (typeof path !== 'string' || path.length === 0) {
       throw new InvalidArgumentError(`path must be a non-empty string, got ${String(path)}`);
     }
+    checkOptions(options, 'file block device options');
     if (path.includes('\0')) throw new InvalidArgumentError(`path must not contain a NUL character: ${JSON.stringify(path)}`);
     const blockSize = options.blockSize ?? 4096;
     if (!isValidBlockSize(blockSize)) {
@@ -167,12 +170,14 @@ export class FileBlockDevice implements BlockDevice {
 
   async readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
     this.#checkOpen();
+    checkBuffer(buffer, 'buffer');
     checkBlockRange(blockNo, buffer.byteLength, this.blockSize, this.#blockCount);
     await this.#track(this.#readFully(buffer, blockNo * this.blockSize), false);
   }
 
   async write(blockNo: number, data: Uint8Array): Promise<void> {
     this.#checkWritable();
+    checkBuffer(data, 'data');
     checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
     await this.#track(this.#writeFully(data, blockNo * this.blockSize), true);
   }
@@ -186,6 +191,7 @@ export class FileBlockDevice implements BlockDevice {
    */
   async writeDurable(blockNo: number, data: Uint8Array): Promise<void> {
     this.#checkWritable();
+    checkBuffer(data, 'data');
     checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
     let handle = this.#durableHandle;
     if (handle === undefined) {
@@ -216,6 +222,7 @@ export class FileBlockDevice implements BlockDevice {
    */
   writeDurableSync(blockNo: number, data: Uint8Array): boolean {
     this.#checkWritable();
+    checkBuffer(data, 'data');
     checkBlockRange(blockNo, data.byteLength, this.blockSize, this.#blockCount);
     const handle = this.#durableHandle;
     if (!handle || this.#completedWrites !== this.#syncedWrites || this.#fileSizeBytes !== this.#syncedSizeBytes) return false;
@@ -237,8 +244,14 @@ export class FileBlockDevice implements BlockDevice {
     this.#checkWritable();
     checkCount(blockCount);
     if (blockCount <= this.#blockCount) return;
-    const sizeBytes = blockCount * this.blockSize;
-    await this.#track(this.#truncate(sizeBytes, blockCount), true);
+    // Grows run one after another: two ftruncates in flight could land in either order, and a smaller one landing
+    // last would shrink the file under blocks already counted (and written). Each grow re-checks when its turn comes.
+    const run = this.#growing.then(() => {
+      if (blockCount <= this.#blockCount) return;
+      return this.#truncate(blockCount * this.blockSize, blockCount);
+    });
+    this.#growing = run.catch(() => undefined);
+    await this.#track(run, true);
   }
 
   async sync(): Promise<void> {

@@ -1,4 +1,4 @@
-import { OutOfRangeError } from './errors.js';
+import { InvalidArgumentError, OutOfRangeError } from './errors.js';
 
 /** Throws `OutOfRangeError` unless `[blockNo, blockNo + byteLength / blockSize)` is whole blocks inside the device. */
 export function checkBlockRange(blockNo: number, byteLength: number, blockSize: number, blockCount: number): number {
@@ -19,4 +19,27 @@ export function checkCount(count: number): void {
   if (!Number.isSafeInteger(count) || count < 0) {
     throw new OutOfRangeError(`block count must be a non-negative integer, got ${String(count)}`);
   }
+}
+
+/**
+ * Throws `InvalidArgumentError` unless `buffer` is a Uint8Array (a Buffer is one). Other typed arrays are refused
+ * rather than reinterpreted: a device stores bytes, and a Uint16Array's elements are not bytes.
+ */
+export function checkBuffer(buffer: unknown, what: string): asserts buffer is Uint8Array {
+  if (!(buffer instanceof Uint8Array)) {
+    throw new InvalidArgumentError(`${what} must be a Uint8Array (or a Buffer), got ${describe(buffer)}`);
+  }
+}
+
+/** Throws `InvalidArgumentError` unless `options` is undefined or an object (null is not). */
+export function checkOptions(options: unknown, what: string): void {
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new InvalidArgumentError(`${what} must be an object, got ${describe(options)}`);
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (ArrayBuffer.isView(value)) return value.constructor.name;
+  return typeof value;
 }

@@ -86,6 +86,44 @@ export function blockDeviceContract(name: string, factory: DeviceFactory): void 
         }
       });
 
+      it('refuses a buffer that is not a Uint8Array with ERR_VDE_INVALID_ARGUMENT and writes nothing', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 2 });
+        try {
+          // A Uint16Array of blockSize / 2 elements is one block of bytes, but its elements are not bytes: refused
+          // (the file and memory devices used to store it differently), as are null and look-alike objects.
+          const bad: unknown[] = [null, undefined, 'x'.repeat(blockSize), { byteLength: blockSize }, new Uint16Array(blockSize / 2).fill(0x0102)];
+          for (const b of bad) {
+            await expectCode(dev.write(0, b as Uint8Array), 'ERR_VDE_INVALID_ARGUMENT');
+            await expectCode(dev.readInto(0, b as Uint8Array), 'ERR_VDE_INVALID_ARGUMENT');
+            if (dev.writeDurable) await expectCode(dev.writeDurable(0, b as Uint8Array), 'ERR_VDE_INVALID_ARGUMENT');
+            if (dev.writeDurableSync) expect(() => dev.writeDurableSync!(0, b as Uint8Array)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+          }
+          expect(sameBytes(await dev.read(0, 2), new Uint8Array(2 * blockSize))).toEqual({ equal: true });
+          // A Buffer is a Uint8Array.
+          await dev.write(1, Buffer.alloc(blockSize, 9));
+          expect(sameBytes(await dev.read(1, 1), new Uint8Array(blockSize).fill(9))).toEqual({ equal: true });
+        } finally {
+          await dev.close();
+        }
+      });
+
+      it('grows issued together never shrink the device: the largest wins, and its blocks stay after sync', async () => {
+        const dev = await factory.make({ blockSize, blockCount: 2 });
+        try {
+          await Promise.all([dev.grow(16), dev.grow(4), dev.grow(9)]);
+          expect(dev.blockCount).toBe(16);
+          const both = Promise.all([dev.grow(32), dev.grow(20)]);
+          await both;
+          await dev.write(30, pattern(blockSize, 30));
+          await dev.sync();
+          expect(dev.blockCount).toBe(32);
+          expect(sameBytes(await dev.read(30, 1), pattern(blockSize, 30))).toEqual({ equal: true });
+          expect(sameBytes(await dev.read(31, 1), new Uint8Array(blockSize))).toEqual({ equal: true });
+        } finally {
+          await dev.close();
+        }
+      });
+
       it('throws ERR_VDE_CLOSED after close, and close is idempotent', async () => {
         const dev = await factory.make({ blockSize, blockCount: 2 });
         await dev.close();

@@ -62,6 +62,7 @@ describe('FileBlockDevice.open', () => {
       await expect(FileBlockDevice.open(p, { create: true, blockSize })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
     }
     await expect(FileBlockDevice.open(p, { create: true, readOnly: true })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    await expect(FileBlockDevice.open(p, null as never)).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
     const dev = await openTracked(p, { create: true });
     expect(dev.path).toBe(p);
     expect(dev.blockSize).toBe(4096);
@@ -109,6 +110,24 @@ describe('FileBlockDevice.open', () => {
     expect(sameBytes(got.subarray(0, 4096), block(4096, 0))).toEqual({ equal: true });
     expect(sameBytes(got.subarray(4096, 4096 + 2048), block(2048, 3))).toEqual({ equal: true });
     expect(sameBytes(got.subarray(4096 + 2048), new Uint8Array(4096 * 2 + 2048))).toEqual({ equal: true });
+  });
+
+  it('grows issued together run one at a time: a smaller one never truncates the file under a larger one', async () => {
+    // Two ftruncates in flight could land in either order; the file must end at the largest size on every run.
+    for (let round = 0; round < 20; round++) {
+      const p = await tempPath(`g${round}.vde`);
+      const dev = await FileBlockDevice.open(p, { create: true, blockSize: 4096 });
+      await Promise.all([dev.grow(16), dev.grow(4), dev.grow(9)]);
+      expect((await stat(p)).size).toBe(16 * 4096);
+      await Promise.all([dev.grow(32), dev.grow(20)]);
+      await dev.write(30, block(4096, 0xab));
+      await dev.sync();
+      expect((await stat(p)).size).toBe(32 * 4096);
+      await dev.close();
+      const again = await FileBlockDevice.open(p, { blockSize: 4096 });
+      expect(again.blockCount).toBe(32);
+      await again.close();
+    }
   });
 });
 

@@ -359,8 +359,19 @@ export class WriteAheadLog {
    * Waits for space if the area is full (until `truncate` frees some).
    */
   append(type: number, payload: Uint8Array, options: AppendOptions = {}): Promise<number> {
+    // Everything that can fail is checked before the LSN is taken: a taken LSN whose record is never queued would
+    // leave a gap that recovery reads as the end of the log (later acknowledged records lost) or as damage.
+    let durable: boolean;
+    let inline: boolean;
+    let copy: Uint8Array;
     try {
       this.#checkUsable();
+      if (options === null || typeof options !== 'object') throw new InvalidArgumentError('append options must be an object');
+      durable = options.durable ?? true;
+      inline = options.inline ?? false;
+      if (typeof durable !== 'boolean' || typeof inline !== 'boolean') {
+        throw new InvalidArgumentError('append options durable and inline must be booleans');
+      }
       if (!Number.isInteger(type) || type < 0 || type > 255) {
         throw new InvalidArgumentError(`record type must be an integer 0..255, got ${String(type)}`);
       }
@@ -371,14 +382,18 @@ export class WriteAheadLog {
             `(largest payload: ${this.#areaBytes - this.recordBytes(0)} bytes)`,
         );
       }
+      try {
+        copy = copyOf(payload);
+      } catch (err) {
+        // A view of a detached (transferred) buffer cannot be read.
+        throw new InvalidArgumentError(`payload cannot be read (${(err as Error).message})`);
+      }
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     const lsn = ++this.#lastLsn;
-    const durable = options.durable ?? true;
-    const inline = options.inline === true;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ lsn, type, payload: copyOf(payload), durable, inline, resolve, reject });
+      this.#queue.push({ lsn, type, payload: copy, durable, inline, resolve, reject });
       this.#queuedBytes += RECORD_HEADER_SIZE + payload.byteLength;
       // A write's worth of durable appends is waiting: start its batch now rather than at the end of the turn, so
       // that the writers still on their way overlap their work with this batch's write.
@@ -855,6 +870,9 @@ function copyOf(bytes: Uint8Array): Uint8Array {
 }
 
 function checkRegion(device: BlockDevice, region: WalRegion): void {
+  if (device === null || typeof device !== 'object' || typeof device.read !== 'function') {
+    throw new InvalidArgumentError('device must be a BlockDevice');
+  }
   const startBlock = (region as Partial<WalRegion> | undefined)?.startBlock ?? -1;
   const blockCount = (region as Partial<WalRegion> | undefined)?.blockCount ?? -1;
   if (!Number.isSafeInteger(startBlock) || startBlock < 0 || !Number.isSafeInteger(blockCount) || blockCount < MIN_REGION_BLOCKS) {

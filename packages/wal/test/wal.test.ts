@@ -88,6 +88,35 @@ describe('create, append, reopen', () => {
     await expect(collect(wal.replay(-1))).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
+  it('a refused append takes no LSN: later acknowledged records are all there after reopen', async () => {
+    // Every check runs before the LSN is taken. A taken LSN with no record would be a hole that recovery reads as
+    // the end of the log (the records after it lost) or as damage in the middle (the log unopenable).
+    await expect(WriteAheadLog.create(null as never, REGION)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(WriteAheadLog.open(null as never, REGION)).rejects.toBeInstanceOf(InvalidArgumentError);
+    const dev = memDevice();
+    const wal = await WriteAheadLog.create(dev, REGION);
+    expect(await wal.append(1, payloadOf(10, 1))).toBe(1);
+    const detached = new Uint8Array(100);
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    const refused: [Uint8Array, unknown][] = [
+      [payloadOf(5, 2), null],
+      [payloadOf(5, 2), 7],
+      [payloadOf(5, 2), { durable: 'yes' }],
+      [payloadOf(5, 2), { inline: 1 }],
+      [detached, undefined],
+    ];
+    for (const [payload, options] of refused) {
+      await expect(wal.append(1, payload, options as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+      expect(wal.lastLsn).toBe(1);
+    }
+    expect(await wal.append(1, payloadOf(10, 2))).toBe(2);
+    expect(await wal.append(1, payloadOf(10, 3))).toBe(3);
+    await wal.close();
+    const again = await WriteAheadLog.open(dev, REGION);
+    expect((await collect(again.replay())).map((r) => r.lsn)).toEqual([1, 2, 3]);
+    await again.close();
+  });
+
   it('open without a header is a FormatError, and so is a different region size', async () => {
     const dev = memDevice();
     await expect(WriteAheadLog.open(dev, REGION)).rejects.toBeInstanceOf(FormatError);
