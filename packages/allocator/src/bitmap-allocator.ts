@@ -383,6 +383,7 @@ export class BitmapAllocator {
    * not staged, and they must not overlap; otherwise InvalidArgumentError and nothing is returned.
    */
   serialize(options: { asFree?: readonly Extent[] } = {}): Uint8Array {
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('serialize options must be an object');
     let bits = this.#words;
     let free = this.#free;
     const asFree = options.asFree ?? [];

@@ -140,6 +140,12 @@ describe('BitmapAllocator', () => {
     expect(a.allocate(100_000, { contiguous: true })).toEqual([{ start: 0, count: 100_000 }]);
   });
 
+  it('serialize(null) is ERR_VDE_INVALID_ARGUMENT, not a TypeError', () => {
+    const a = new BitmapAllocator(10);
+    expect(code(() => a.serialize(null as never))).toBe('ERR_VDE_INVALID_ARGUMENT');
+    expect(code(() => a.serialize(5 as never))).toBe('ERR_VDE_INVALID_ARGUMENT');
+  });
+
   it('FullError allocates nothing', () => {
     const a = new BitmapAllocator(10);
     a.allocate(8);

@@ -234,6 +234,7 @@ export class BTree {
   readonly #entryScratch: Uint8Array;
 
   private constructor(store: PageStore, options: BTreeOptions | undefined) {
+    if (store === null || typeof store !== 'object') throw new InvalidArgumentError('store must be a PageStore');
     const pageSize = store.pageSize;
     if (!Number.isInteger(pageSize) || pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
       throw new InvalidArgumentError(`store.pageSize must be a power of two from 512 to 65536, got ${String(pageSize)}`);
@@ -1220,6 +1221,14 @@ export class BTree {
    */
   async bulkLoad(sorted: Iterable<[Uint8Array, Uint8Array]> | AsyncIterable<[Uint8Array, Uint8Array]>): Promise<void> {
     this.#checkWritable();
+    const iterable = sorted as { [Symbol.iterator]?: unknown; [Symbol.asyncIterator]?: unknown } | null;
+    if (
+      iterable === null ||
+      typeof iterable !== 'object' ||
+      (typeof iterable[Symbol.iterator] !== 'function' && typeof iterable[Symbol.asyncIterator] !== 'function')
+    ) {
+      throw new InvalidArgumentError('bulkLoad takes an iterable or async iterable of [key, value] pairs');
+    }
     if (!this.#isEmpty()) throw new InvalidArgumentError('bulkLoad needs an empty tree');
     const mod0 = this.#modCount;
     const allocated: number[] = [];

@@ -43,7 +43,7 @@ function prefixEnd(prefix: Uint8Array): Uint8Array | null {
 }
 
 export function toBounds(range: KeyRange | undefined): Bounds {
-  const r = range ?? {};
+  const r = range === undefined ? {} : range;
   if (typeof r !== 'object' || r === null) throw new InvalidArgumentError('range must be an object');
   const gt = bytes('gt', r.gt);
   const gte = bytes('gte', r.gte);
@@ -51,8 +51,11 @@ export function toBounds(range: KeyRange | undefined): Bounds {
   const lte = bytes('lte', r.lte);
   const prefix = bytes('prefix', r.prefix);
   const limitIn = r.limit;
-  if (limitIn !== undefined && (typeof limitIn !== 'number' || Number.isNaN(limitIn))) {
-    throw new InvalidArgumentError('range.limit must be a number');
+  if (limitIn !== undefined && (typeof limitIn !== 'number' || !(Number.isInteger(limitIn) || limitIn === Infinity))) {
+    throw new InvalidArgumentError(`range.limit must be an integer (negative: no limit), got ${String(limitIn)}`);
+  }
+  if (r.reverse !== undefined && typeof r.reverse !== 'boolean') {
+    throw new InvalidArgumentError(`range.reverse must be a boolean, got ${String(r.reverse)}`);
   }
   const b: Bounds = {
     lo: null,

@@ -139,6 +139,26 @@ describe('basics', () => {
     await expect(tree.count({ gt: 'a' as unknown as Uint8Array })).rejects.toBeInstanceOf(InvalidArgumentError);
     await tree.check();
   });
+
+  it('rejects a null store, a null range, a fractional limit, a non-boolean reverse and a non-iterable bulk load', async () => {
+    expect(() => BTree.create(null as never)).toThrow(InvalidArgumentError);
+    await expect(BTree.open(null as never, 1)).rejects.toBeInstanceOf(InvalidArgumentError);
+    const tree = BTree.create(new MemoryPageStore(512));
+    await tree.put(utf8('a'), utf8('1'));
+    // entries() checks its range when called (as entryBatches does), count() in its promise.
+    expect(() => tree.entries(null as never)).toThrow(InvalidArgumentError);
+    expect(() => tree.entries({ limit: 1.5 })).toThrow(InvalidArgumentError);
+    await expect(tree.count({ reverse: 'yes' as unknown as boolean })).rejects.toBeInstanceOf(InvalidArgumentError);
+    // Still accepted: no range, a negative limit (no limit) and Infinity.
+    expect(await tree.count()).toBe(1);
+    expect(await tree.count({ limit: -1 })).toBe(1);
+    expect(await tree.count({ limit: Infinity, reverse: true })).toBe(1);
+    const empty = BTree.create(new MemoryPageStore(512));
+    await expect(empty.bulkLoad(5 as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(empty.bulkLoad(null as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await empty.bulkLoad([[utf8('k'), utf8('v')]]);
+    expect(await empty.count()).toBe(1);
+  });
 });
 
 describe('structure', () => {

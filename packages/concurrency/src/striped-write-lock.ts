@@ -375,9 +375,14 @@ export class StripedWriteLock implements AsyncDisposable {
       return Promise.reject(new TypeError('keys must be an iterable of strings'));
     }
     const set = new Set<number>();
-    for (const key of keys) {
-      if (typeof key !== 'string') return Promise.reject(new TypeError('every key must be a string'));
-      set.add(fnv1a32(key) & this.#mask);
+    try {
+      for (const key of keys) {
+        if (typeof key !== 'string') return Promise.reject(new TypeError('every key must be a string'));
+        set.add(fnv1a32(key) & this.#mask);
+      }
+    } catch (err) {
+      // The caller's iterable failed while being read: a rejection like every other failure (nothing is held yet).
+      return Promise.reject(err instanceof Error ? err : new TypeError(`reading keys failed: ${String(err)}`));
     }
     if (options !== undefined) {
       const bad = checkOptions(options);

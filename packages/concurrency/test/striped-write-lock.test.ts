@@ -300,6 +300,18 @@ describe('acquireMany', () => {
     await expect(lock.acquireMany(5 as unknown as string[])).rejects.toThrow(TypeError);
     await expect(lock.acquireMany(['a', 3 as unknown as string])).rejects.toThrow(TypeError);
     await expect(lock.acquireMany(['a'], { timeoutMs: -5 })).rejects.toThrow(RangeError);
+    // An iterable that fails while being read: the promise rejects with its error (nothing throws at the call),
+    // and nothing is held.
+    const failing = {
+      *[Symbol.iterator](): Iterator<string> {
+        yield 'a';
+        throw new Error('boom');
+      },
+    };
+    let pending: Promise<unknown> | undefined;
+    expect(() => (pending = lock.acquireMany(failing))).not.toThrow();
+    await expect(pending).rejects.toThrow('boom');
+    expect(lock.stats().held).toBe(0);
   });
 
   it('gives back the stripes it already holds when aborted while waiting for a later one', async () => {
