@@ -118,6 +118,11 @@ async function dispatch(argv: readonly string[], io: CliIo): Promise<number> {
 export async function run(argv: readonly string[], io: Partial<CliIo> = {}): Promise<number> {
   const streams: CliIo = { stdout: io.stdout ?? process.stdout, stderr: io.stderr ?? process.stderr, stdin: io.stdin ?? process.stdin };
   const debug = argv.includes('--debug');
+  // A failed stdout or stderr (a closed pipe: vde ls | head) also emits 'error'; without a listener that event
+  // would end the process. The failure itself reaches the command through its write callback or pipeline.
+  const ignore = (): void => undefined;
+  streams.stdout.on('error', ignore);
+  streams.stderr.on('error', ignore);
   try {
     return await dispatch(argv, streams);
   } catch (err) {
@@ -138,5 +143,9 @@ export async function run(argv: readonly string[], io: Partial<CliIo> = {}): Pro
       // stderr itself failed: nothing left to report on.
     }
     return 1;
+  } finally {
+    // Kept when run() owns the process's streams: a closed pipe may still report after the last write.
+    if (io.stdout !== undefined) streams.stdout.off('error', ignore);
+    if (io.stderr !== undefined) streams.stderr.off('error', ignore);
   }
 }

@@ -67,4 +67,22 @@ describe('the vde binary', () => {
     const ls = await exec(['ls', file, '--json']);
     expect(JSON.parse(ls.stdout)).toMatchObject([{ key: 'piped', size: payload.length }]);
   });
+
+  it('a closed pipe (vde get | head, vde ls | head) ends quietly with exit 0, not a stack trace', async () => {
+    const file = path.join(dir, 'pipe.vde');
+    expect((await exec(['create', file])).code).toBe(0);
+    const big = path.join(dir, 'big.bin');
+    fs.writeFileSync(big, Buffer.alloc(5_000_000, 0x61));
+    expect((await exec(['put', file, 'big', big])).code).toBe(0);
+    const src = path.join(dir, 'many');
+    fs.mkdirSync(src);
+    for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(src, `f${i}`), `${i}`);
+    expect((await exec(['import', file, src])).code).toBe(0);
+    for (const args of [['get', file, 'big'], ['ls', file], ['ls', file, '--json']]) {
+      // The shell closes the pipe after one line; PIPESTATUS[0] is vde's own exit code.
+      const script = `"${process.execPath}" "${bin}" ${args.map((a) => `"${a}"`).join(' ')} 2>"${dir}/err.txt" | head -c 10 >/dev/null; echo \${PIPESTATUS[0]}`;
+      const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
+      expect({ args: args[0], code: out.trim(), stderr: fs.readFileSync(path.join(dir, 'err.txt'), 'utf8') }).toEqual({ args: args[0], code: '0', stderr: '' });
+    }
+  }, 60_000);
 });

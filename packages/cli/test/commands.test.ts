@@ -29,6 +29,29 @@ interface Info {
 }
 
 describe('help and usage', () => {
+  it('run() resolves when its stdout fails (a closed pipe): it never throws or ends the process', async () => {
+    const { Writable, PassThrough } = await import('node:stream');
+    const { run } = await import('../src/index.js');
+    const failing = new Writable({
+      write(_chunk, _enc, cb) {
+        cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      },
+    });
+    expect(await run(['--help'], { stdout: failing, stderr: new PassThrough() })).toBe(0);
+    // Another failure than a closed pipe is an error (exit 1), reported on stderr.
+    const broken = new Writable({
+      write(_chunk, _enc, cb) {
+        cb(Object.assign(new Error('disk on fire'), { code: 'EIO' }));
+      },
+    });
+    const err: Buffer[] = [];
+    const stderr = new PassThrough();
+    stderr.on('data', (c: Buffer) => err.push(c));
+    expect(await run(['--help'], { stdout: broken, stderr })).toBe(1);
+    expect(Buffer.concat(err).toString()).toContain('disk on fire (EIO)');
+    expect(failing.listenerCount('error')).toBe(0); // run() removes the listener it added to a caller's stream
+  });
+
   it('vde --help lists every command and exits 0', async () => {
     const r = await vde(['--help']);
     expect(r.code).toBe(0);
@@ -141,6 +164,11 @@ describe('put, get, stat, ls, rm', () => {
     expect(get.stdout).toBe('');
     expect(Buffer.compare(await fs.readFile(out), bytes)).toBe(0);
     expect((await fs.readdir(dir)).filter((n) => n.includes('partial'))).toEqual([]);
+    // `-o -` is standard output (no file named "-").
+    const dash = await vde(['get', file, 'dir/in.bin', '-o', '-']);
+    expect(dash.code).toBe(0);
+    expect(Buffer.compare(dash.stdoutBytes, bytes)).toBe(0);
+    expect((await fs.readdir(dir)).includes('-')).toBe(false);
     const stat = await vde(['stat', file, 'dir/in.bin', '--json']);
     expect(json<Info>(stat)).toEqual({ ...info });
     const human = await vde(['stat', file, 'dir/in.bin']);
@@ -336,6 +364,11 @@ describe('import and export', () => {
     const summary = json<{ files: number; bytes: number; skipped: string[] }>(imp);
     expect(summary.files).toBe(154);
     expect(summary.skipped).toEqual([path.join(src, 'link')]);
+    // Without --json the skipped files are listed too, one per line.
+    const other = path.join(dir, 'other.vde');
+    expect((await vde(['create', other])).code).toBe(0);
+    const again = await vde(['import', other, src]);
+    expect(again.stdout).toContain(`skipped 1 links or special files:\n  ${path.join(src, 'link')}\n`);
     expect((await vde(['ls', file, '--prefix', 'a/'])).stdout).toBe('a/b/c/deep.bin\na/x.json\n');
     const out = path.join(dir, 'out');
     const exp = await vde(['export', file, out]);
@@ -437,6 +470,32 @@ describe('bench and demo', () => {
     expect(new TextDecoder().decode(await again.retrieve('precious2'))).toBe('still mine');
     await again.close();
     expect((await fs.readdir(dir)).sort()).toEqual(['held.vde', 'mine.vde']);
+  });
+
+  it('demo leaves alone a foreign file or a held container at the single-stripe path too, also when it fails', async () => {
+    const target = path.join(dir, 'd.vde');
+    const single = path.join(dir, 'd.1-stripe.vde');
+    await fs.writeFile(single, 'precious user data');
+    const r = await vde(['demo', target, '--objects', '10']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ERR_VDE_EXISTS');
+    expect(await fs.readFile(single, 'utf8')).toBe('precious user data');
+    await fs.rm(single);
+    const { VirtualDiskEngine } = await import('@vde/engine');
+    const writer = await VirtualDiskEngine.open(single);
+    try {
+      await writer.store('precious', 'acknowledged');
+      const busy = await vde(['demo', target, '--objects', '10']);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toContain('ERR_VDE_LOCKED');
+      await writer.store('precious2', 'still mine');
+    } finally {
+      await writer.close();
+    }
+    const again = await VirtualDiskEngine.open(single, { create: false });
+    expect(new TextDecoder().decode(await again.retrieve('precious'))).toBe('acknowledged');
+    expect(new TextDecoder().decode(await again.retrieve('precious2'))).toBe('still mine');
+    await again.close();
   });
 
   it('demo --json is one document', async () => {

@@ -557,6 +557,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const o = op as Record<string, unknown>;
         const key = o.key as string;
         const keyBytes = encodeKey(key, this.#maxKeyBytes);
+        if (o.type === 'put' || o.type === 'del') rejectUnknown(o, o.type === 'put' ? PUT_FIELDS : DEL_FIELDS, `field of batch operation ${i}:`);
         if (o.type === 'put') {
           const source = normalizeData(o.data);
           if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
@@ -2033,6 +2034,7 @@ class CallbackFailure extends Error {
 function checkScrubOptions(options: unknown): asserts options is ScrubOptions {
   if (options === undefined) return;
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('scrub options must be an object');
+  rejectUnknown(options, SCRUB_OPTIONS, 'scrub option');
   const { onProgress, signal } = options as ScrubOptions;
   if (onProgress !== undefined && typeof onProgress !== 'function') throw new InvalidArgumentError('onProgress must be a function');
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
@@ -2042,13 +2044,34 @@ function checkScrubOptions(options: unknown): asserts options is ScrubOptions {
 function checkReadOptions(options: unknown, method: string): asserts options is ReadOptions {
   if (options === undefined) return;
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`${method} options must be an object`);
+  rejectUnknown(options, READ_OPTIONS, `${method} option`);
   const signal = (options as ReadOptions).signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
 }
 
+/**
+ * Throws `InvalidArgumentError` naming the first own property of `options` that is not in `known`: a misspelt
+ * option (`metdata`) would otherwise be ignored silently (open() rejects unknown names the same way).
+ */
+function rejectUnknown(options: object, known: readonly string[], what: string): void {
+  for (const name in options) {
+    if (Object.hasOwn(options, name) && !known.includes(name)) {
+      throw new InvalidArgumentError(`unknown ${what} ${JSON.stringify(name)} (known: ${known.join(', ')})`);
+    }
+  }
+}
+
+const STORE_OPTIONS = ['metadata', 'signal'] as const;
+const LIST_OPTIONS = ['prefix', 'start', 'end', 'limit', 'reverse'] as const;
+const SCRUB_OPTIONS = ['onProgress', 'signal'] as const;
+const READ_OPTIONS = ['signal'] as const;
+const PUT_FIELDS = ['type', 'key', 'data', 'metadata'] as const;
+const DEL_FIELDS = ['type', 'key'] as const;
+
 function checkStoreOptions(options: unknown): StoreOptions {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('store options must be an object');
+  rejectUnknown(options, STORE_OPTIONS, 'store option');
   const o = options as StoreOptions;
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
   return o;
@@ -2071,6 +2094,7 @@ const utf8 = new TextEncoder();
 
 function listRange(options: ListOptions): KeyRange {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('list options must be an object');
+  rejectUnknown(options, LIST_OPTIONS, 'list option');
   const range: KeyRange = {};
   const str = (v: unknown, name: string): string | undefined => {
     if (v === undefined) return undefined;

@@ -76,8 +76,8 @@ function int(value: unknown, name: string, fallback: number, min: number, max: n
 
 /** Validates user options and fills in defaults. Unknown option names are rejected (they are usually typos). */
 export function resolveOptions(options: unknown): ResolvedOptions {
-  if (options === undefined || options === null) options = {};
-  if (typeof options !== 'object') throw new InvalidArgumentError('options must be an object');
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options must be an object');
   const o = options as Record<string, unknown>;
   for (const name of Object.keys(o)) {
     if (!KNOWN.has(name)) throw new InvalidArgumentError(`unknown option ${JSON.stringify(name)}`);

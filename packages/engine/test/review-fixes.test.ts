@@ -401,3 +401,34 @@ describe('a stream is written ahead of the gate and its stripe', () => {
     await vde.close();
   });
 });
+
+describe('option names and null options (second review)', () => {
+  it('open(path, null) is ERR_VDE_INVALID_ARGUMENT, and creates nothing', async () => {
+    await using t = await tempDir();
+    const file = join(t.dir, 'n.vde');
+    await expectCode(VirtualDiskEngine.open(file, null as never), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(readFile(file), 'ENOENT');
+  });
+
+  it('a misspelt option of store, batch, list, scrub or a stream read is refused by name; nothing is stored', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('k', 'old', { metadata: { a: '1' } });
+    const err = await vde.store('k', 'new', { metdata: { type: 'x' } } as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VdeError);
+    expect((err as VdeError).code).toBe('ERR_VDE_INVALID_ARGUMENT');
+    expect((err as Error).message).toContain('"metdata"');
+    await expectCode(vde.batch([{ type: 'put', key: 'k', data: 'new', metdata: {} } as never]), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.batch([{ type: 'put', key: 'k', value: 'new' } as never]), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(vde.batch([{ type: 'del', key: 'k', data: 'x' } as never]), 'ERR_VDE_INVALID_ARGUMENT');
+    expect(() => vde.list({ prefx: 'k' } as never)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+    await expectCode(vde.scrub({ onprogress: () => undefined } as never), 'ERR_VDE_INVALID_ARGUMENT');
+    expect(() => vde.createReadStream('k', { sginal: undefined } as never)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+    expect(text(await vde.retrieve('k'))).toBe('old');
+    expect((await vde.stat('k')).metadata).toEqual({ a: '1' });
+    // Known names with undefined values are fine.
+    await vde.store('k2', 'v', { metadata: undefined, signal: undefined } as never);
+    expect((await collect(vde.list({ prefix: 'k', start: undefined, limit: undefined } as never))).length).toBe(2);
+    await checked(vde);
+    await vde.close();
+  });
+});

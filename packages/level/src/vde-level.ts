@@ -108,7 +108,7 @@ export class VdeLevel<KDefault = string, VDefault = string> extends AbstractLeve
     this.#engineOptions = engine ?? {};
   }
 
-  /** The longest key, in bytes, this database accepts (about 505 with 4 KiB blocks; see README "Key mapping"). */
+  /** The longest key, in bytes, this database accepts (511 with 4 KiB blocks; see README "Key mapping"). */
   get maxKeyBytes(): number {
     return this.#open().maxKeyBytes;
   }

@@ -27,9 +27,11 @@ async function storeRun(
   workload: Workload,
   writers: number,
   label: string,
+  onCreated: () => void = () => undefined,
 ): Promise<{ vde: VirtualDiskEngine; result: RunResult }> {
   await replaceContainer(file);
   const vde = await VirtualDiskEngine.open(file, { create: true, stripeCount, durability: 'sync' });
+  onCreated();
   try {
     const walBefore = vde.stats().wal;
     vde.stripes.resetPeak();
@@ -140,12 +142,15 @@ Example:
     const single = singleStripePath(file);
     await say(`\n2. 1 stripe (one global write lock, the old design): ${single}\n`);
     let singleResult: RunResult;
+    // Removed afterwards only if this run created it: a file that replaceContainer refused (someone else's, or a
+    // container another process has open) stays exactly as it was, also when the run fails.
+    let created = false;
     try {
-      const run = await storeRun(io, single, 1, workload, writers, '1 stripe  ');
+      const run = await storeRun(io, single, 1, workload, writers, '1 stripe  ', () => (created = true));
       singleResult = run.result;
       await run.vde.close();
     } finally {
-      if (!keep) await removeOwnContainer(single);
+      if (!keep && created) await removeOwnContainer(single);
     }
     const speedup = singleResult.durationMs / striped.result.durationMs;
     await say(describeRun(singleResult, count));

@@ -17,7 +17,7 @@ no output); a larger one is streamed 1 MiB at a time and damage found at its end
 With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete.
 
 Options:
-  -o, --output <path>  write to this file instead of standard output
+  -o, --output <path>  write to this file instead of standard output (- is standard output)
   --snapshot <name>    read from a named snapshot instead of the live store
 
 Examples:
@@ -27,7 +27,9 @@ Examples:
   json: false,
   async run(ctx) {
     const [file, key] = positionals(ctx, 2, 2, '<file> <key>') as [string, string];
-    const output = stringOption(ctx, 'output');
+    const chosen = stringOption(ctx, 'output');
+    // `-o -` is standard output, as with curl and tar.
+    const output = chosen === '-' ? undefined : chosen;
     const vde = await openExisting(file, { readOnly: true });
     try {
       await withReader(vde, stringOption(ctx, 'snapshot'), async (reader) => {

@@ -91,7 +91,12 @@ Example:
         `imported ${formatCount(files.length)} files (${formatBytes(bytes)}) in ${formatDuration(durationMs)}: ` +
           `${formatRate(files.length, durationMs)}, ${formatBytes((bytes * 1000) / Math.max(durationMs, 1))}/s\n`,
       );
-      if (skipped.length > 0) await write(ctx.io.stdout, `skipped ${formatCount(skipped.length)} links or special files\n`);
+      if (skipped.length > 0) {
+        await write(
+          ctx.io.stdout,
+          `skipped ${formatCount(skipped.length)} links or special files:\n${skipped.map((f) => `  ${f}\n`).join('')}`,
+        );
+      }
     }
     return 0;
   },
