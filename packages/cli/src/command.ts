@@ -58,8 +58,11 @@ export function intOption(ctx: CommandContext, name: string, fallback: number, m
   const v = stringOption(ctx, name);
   if (v === undefined) return fallback;
   const n = parseSize(v);
-  if (n === undefined || n < min || n > max) {
-    throw new UsageError(`${ctx.name}: --${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`, ctx.name);
+  if (n === undefined) {
+    throw new UsageError(`${ctx.name}: --${name} must be a whole number (sizes may say 4k, 32m, 1g), got ${JSON.stringify(v)}`, ctx.name);
+  }
+  if (n < min || n > max) {
+    throw new UsageError(`${ctx.name}: --${name} must be from ${min} to ${max}, got ${JSON.stringify(v)} (${n})`, ctx.name);
   }
   return n;
 }

@@ -82,6 +82,9 @@ describe('help and usage', () => {
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.stderr, argv.join(' ')).toMatch(/^vde: .*\nRun 'vde .*--help' for usage\.\n$/);
     }
+    // A size out of range says so (not "must be an integer"); text that is no size says what a size looks like.
+    expect((await vde(['create', file, '--wal-size', '1k'])).stderr).toMatch(/--wal-size must be from \d+ to \d+, got "1k" \(1024\)/);
+    expect((await vde(['ls', file, '--limit', 'x'])).stderr).toContain('--limit must be a whole number (sizes may say 4k, 32m, 1g), got "x"');
   });
 
   it('--version prints the package version', async () => {
@@ -409,6 +412,20 @@ describe('import and export', () => {
     expect(r.stderr).toBe('vde: key "../escape" is not a relative path; not exported\n');
     expect(await fs.readdir(out)).toEqual(['ok']);
     await expect(fs.stat(path.join(dir, 'escape'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('export skips a key that is also a directory of other keys, and writes all the others', async () => {
+    await created();
+    for (const k of ['ok', 'ok.txt', 'ok/fine', 'ok/deeper/x', 'zz']) await vde(['put', file, k], k);
+    const out = path.join(dir, 'out');
+    const r = await vde(['export', file, out, '--json']);
+    expect(r.code).toBe(1);
+    expect(json(r)).toMatchObject({ files: 4, skipped: ['ok'] });
+    expect(await fs.readFile(path.join(out, 'ok', 'fine'), 'utf8')).toBe('ok/fine');
+    expect(await fs.readFile(path.join(out, 'ok', 'deeper', 'x'), 'utf8')).toBe('ok/deeper/x');
+    expect(await fs.readFile(path.join(out, 'ok.txt'), 'utf8')).toBe('ok.txt');
+    const text = await vde(['export', file, path.join(dir, 'out2')]);
+    expect(text.stderr).toBe('vde: key "ok" is also the directory of other keys; not exported\n');
   });
 });
 

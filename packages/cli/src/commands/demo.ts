@@ -212,7 +212,7 @@ Example:
       });
     } else {
       if (mismatched.length > 0) await say(`\nMISMATCH after reopen: ${mismatched.slice(0, 10).join(', ')}\n`);
-      await say(`\n${ok ? 'Done' : 'FAILED'}. Kept ${file} (file size ${formatBytes(containerBytes)}, ${formatBytes(allocatedBytes)} allocated on disk). Try: vde ls ${file} --long --limit 5\n`);
+      await say(`\n${ok ? 'Done' : 'FAILED'}. Kept ${file} (file size ${formatBytes(containerBytes)}, ${formatBytes(allocatedBytes)} allocated on disk). Try: vde ls ${file} --long --limit 5 (from the repository: node packages/cli/dist/bin.js ls …)\n`);
     }
     return ok ? 0 : 1;
   },

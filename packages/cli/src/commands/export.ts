@@ -26,8 +26,9 @@ export const exportCommand: Command = {
   summary: 'write objects out as a directory tree',
   usage: 'vde export <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Writes every object (or those whose key starts with --prefix) to <dir>/<key>, creating directories for
-the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") are not written: they are
-listed and the command exits 1. Existing files are overwritten.
+the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") and a key that is also the
+directory of other keys ("a" beside "a/b") are not written: they are listed and the command exits 1. Existing
+files are overwritten.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -45,18 +46,24 @@ Example:
     const vde = await openExisting(file, { readOnly: true });
     const started = performance.now();
     const skipped: string[] = [];
+    const reasons = new Map<string, string>();
     let bytes = 0;
     let files = 0;
     try {
       const options: ListOptions = prefix === undefined ? {} : { prefix };
       const infos: ObjectInfo[] = [];
       for await (const info of vde.list(options)) infos.push(info);
+      // A key that is also a directory of other keys ("a" and "a/b") cannot be both a file and a directory: it is
+      // skipped (and reported) before anything is written, instead of failing halfway with EISDIR.
+      const directories = new Set<string>();
+      for (const info of infos) for (let i = info.key.indexOf('/'); i > 0; i = info.key.indexOf('/', i + 1)) directories.add(info.key.slice(0, i));
       await fs.mkdir(dir, { recursive: true });
       const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
       await runPool(infos, concurrency, async (info) => {
         const target = keyToPath(dir, info.key);
-        if (target === undefined) {
+        if (target === undefined || directories.has(info.key)) {
           skipped.push(info.key);
+          reasons.set(info.key, target === undefined ? 'is not a relative path' : 'is also the directory of other keys');
           return;
         }
         await fs.mkdir(path.dirname(target), { recursive: true });
@@ -78,7 +85,7 @@ Example:
       await writeJson(ctx.io.stdout, { files, bytes, durationMs, skipped });
     } else {
       await write(ctx.io.stdout, `exported ${formatCount(files)} objects (${formatBytes(bytes)}) to ${dir} in ${formatDuration(durationMs)}\n`);
-      for (const key of skipped) await write(ctx.io.stderr, `vde: key ${JSON.stringify(key)} is not a relative path; not exported\n`);
+      for (const key of skipped) await write(ctx.io.stderr, `vde: key ${JSON.stringify(key)} ${reasons.get(key) ?? 'was skipped'}; not exported\n`);
     }
     return skipped.length > 0 ? 1 : 0;
   },

@@ -8,8 +8,9 @@ export const healthCommand: Command = {
   summary: 'show space, log fill and error counters (healthy / degraded / critical)',
   usage: 'vde health <file>',
   help: `Shows the container's health: status (healthy, degraded or critical) with its reasons, objects, space
-used and available, log fill and checksum errors seen. The exit code is 0 whatever the status; scripts read
-"status" from --json.
+used and available, log fill and checksum errors seen. It opens the container read-only and reads only what the
+report needs, so "checksum errors" counts what this run met (0 for a fresh open): to check every object and
+index page, run vde scrub. The exit code is 0 whatever the status; scripts read "status" from --json.
 
 Options:
   --json  print the health report as JSON
