@@ -49,7 +49,7 @@ import {
   verifiedInlineData,
 } from './record.js';
 import { Snapshot, type SnapshotHost } from './snapshot.js';
-import { settledSoon } from './turns.js';
+import { rejectedSoon, settledSoon, turnIfSpent } from './turns.js';
 import { typedDevice } from './typed-device.js';
 import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
 import type {
@@ -696,7 +696,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (options.signal === undefined) {
       try {
         const view = this.#cachedView(this.#index, key);
-        if (view === null) return Promise.reject(notFound(key));
+        if (view === null) return rejectedSoon(notFound(key));
         if (view !== undefined) {
           const data = verifiedInlineData(view);
           if (data !== undefined) return settledSoon(copyOut(data));
@@ -731,7 +731,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   stat(key: string): Promise<ObjectInfo> {
     try {
       const found = this.#cachedRecord(this.#index, key);
-      if (found === null) return Promise.reject(notFound(key));
+      if (found === null) return rejectedSoon(notFound(key));
       if (found !== undefined) return settledSoon(infoOf(key, found));
     } catch (err) {
       return rejected(err);
@@ -1829,6 +1829,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const lookup = (): Promise<{ record: ObjectRecord; reader: number } | undefined> => this.#lookup(tree, key);
     const endRead = (r: number): void => this.#endRead(r);
     async function* generate(): AsyncGenerator<Uint8Array> {
+      // A stream of a cached object completes without waiting for I/O: a loop of them must let the event loop turn.
+      const turn = turnIfSpent();
+      if (turn) await turn;
       const found = await lookup();
       if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
       try {
@@ -1994,7 +1997,7 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
 /** A rejected promise for an error caught from our own code (always an Error). */
 
 function rejected(err: unknown): Promise<never> {
-  return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  return rejectedSoon(err instanceof Error ? err : new Error(String(err)));
 }
 
 function notFound(key: string): NotFoundError {

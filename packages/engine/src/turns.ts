@@ -28,8 +28,8 @@ function turned(): void {
   w?.();
 }
 
-/** A promise of `value`: settled now, or once the event loop has turned when this turn's budget is spent. */
-export function settledSoon<T>(value: T): Promise<T> {
+/** Counts one read answered from memory; true when this turn's budget is spent (the answer waits for the turn). */
+function overBudget(): boolean {
   if (!watching) {
     watching = true;
     fastResults = 0;
@@ -38,7 +38,30 @@ export function settledSoon<T>(value: T): Promise<T> {
   } else if (!spent && (++fastResults & 63) === 0 && performance.now() - turnStart > TURN_BUDGET_MS) {
     spent = true;
   }
-  if (!spent) return Promise.resolve(value);
-  nextTurn ??= new Promise<void>((resolve) => (wake = resolve));
-  return nextTurn.then(() => value);
+  if (spent) nextTurn ??= new Promise<void>((resolve) => (wake = resolve));
+  return spent;
+}
+
+/** A promise of `value`: settled now, or once the event loop has turned when this turn's budget is spent. */
+export function settledSoon<T>(value: T): Promise<T> {
+  if (!overBudget()) return Promise.resolve(value);
+  return nextTurn!.then(() => value);
+}
+
+/**
+ * A promise rejected with `err`, on the same budget: a loop that polls for a key not stored yet (each retrieve
+ * rejected with NOT_FOUND at once) must not keep the event loop from turning, or the store it waits for never
+ * completes.
+ */
+export function rejectedSoon(err: Error): Promise<never> {
+  if (!overBudget()) return Promise.reject(err);
+  return nextTurn!.then(() => Promise.reject(err));
+}
+
+/**
+ * Undefined while this turn's budget lasts, else a promise that settles once the event loop has turned: for a
+ * read path that may complete from memory without ever waiting for I/O (a stream of a cached object).
+ */
+export function turnIfSpent(): Promise<void> | undefined {
+  return overBudget() ? nextTurn : undefined;
 }
