@@ -327,7 +327,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#reclaimer.restore(meta.deferred);
     this.#applyFrees(this.#reclaimer.takeEligible(sb.generation + 1));
     this.#objectCount = sb.objectCount;
-    const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore) : this.#pageStore;
+    const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore, dev.blockCount) : this.#pageStore;
     this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
     this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
     this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });

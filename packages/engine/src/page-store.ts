@@ -1,5 +1,5 @@
 import type { BitmapAllocator } from '@vde/allocator';
-import { type BlockDevice, CorruptionError, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
+import { type BlockDevice, CorruptionError, FullError, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
 import type { PageStore } from '@vde/btree';
 
 /** Largest coalesced page write, in bytes. */
@@ -176,14 +176,21 @@ function distinctPages(run: readonly PendingPage[]): number {
   return run[run.length - 1]!.no - run[0]!.no + 1;
 }
 
+/** The largest page number a B-tree accepts (see @vde/btree: page numbers are u32, 0xffffffff is "none"). */
+const MAX_PAGE_NO = 0xfffffffe;
+
 /**
  * A page store for read-only opens: replayed log records change the index in memory only. New pages get numbers
- * past any real block; they are never written (dirty pages are not evicted and a read-only engine never flushes).
+ * counted down from the largest page number the tree accepts, past any real block (a read-only device never
+ * grows); they are never written (dirty pages are not evicted and a read-only engine never flushes).
  */
 export class ReadOnlyPageStore implements PageStore {
   readonly pageSize: number;
-  #next = 2 ** 40;
-  constructor(private readonly inner: DevicePageStore) {
+  #next = MAX_PAGE_NO;
+  constructor(
+    private readonly inner: DevicePageStore,
+    private readonly blockCount: number,
+  ) {
     this.pageSize = inner.pageSize;
   }
   read(pageNo: number): Promise<Uint8Array> {
@@ -193,7 +200,10 @@ export class ReadOnlyPageStore implements PageStore {
     return Promise.reject(new ReadOnlyError('the container is open read-only'));
   }
   allocate(): number {
-    return this.#next++;
+    if (this.#next < this.blockCount) {
+      throw new FullError('a read-only open ran out of page numbers for the index changes it replays in memory');
+    }
+    return this.#next--;
   }
   free(): void {}
 }

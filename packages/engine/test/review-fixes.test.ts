@@ -498,3 +498,31 @@ describe('reads answered from memory let the event loop turn (second review)', (
     await vde.close();
   });
 });
+
+describe('read-only open of a container that needs recovery (second review)', () => {
+  it('replays thousands of un-checkpointed stores in memory (index pages it creates get valid page numbers)', async () => {
+    // The read-only page store numbered its in-memory pages from 2^40, past the largest page number the index
+    // accepts: once replay split a page, the open failed with ERR_VDE_INVALID_ARGUMENT.
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    // The default 32 MiB log: all 3,000 stores stay in the log (SMALL's log would checkpoint them).
+    const vde = await VirtualDiskEngine.open(faulty);
+    await vde.checkpoint();
+    const n = 3000;
+    const value = (i: number): Uint8Array => bytes(i % 3 === 0 ? 9000 : 100, i);
+    const key = (i: number): string => `key/${String(i).padStart(6, '0')}`;
+    for (let i = 0; i < n; i++) await vde.store(key(i), value(i));
+    expect(vde.stats().wal.records).toBeGreaterThanOrEqual(n);
+    const image = (faulty.powerCut({ seed: 1, mode: 'keep-all' }) as MemoryBlockDevice).image();
+    const ro = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096, { readOnly: true }), { readOnly: true });
+    for (let i = 0; i < n; i += 7) expectBytes(await ro.retrieve(key(i)), value(i));
+    expect((await collect(ro.list())).length).toBe(n);
+    await expectCode(ro.store('x', 'y'), 'ERR_VDE_READ_ONLY');
+    await ro.close();
+    // The image itself was not changed: a read-write open recovers the same objects.
+    const rw = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096));
+    expect((await rw.health()).objectCount).toBe(n);
+    await checked(rw);
+    await rw.close();
+  }, 60_000);
+});
