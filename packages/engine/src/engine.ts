@@ -69,6 +69,10 @@ const WAL_START = 2;
 const INITIAL_DATA_BLOCKS = 64;
 /** Free blocks kept in hand for index page splits, which allocate synchronously. */
 const HEADROOM_BLOCKS = 256;
+/** Index pages one write in flight may still dirty or create when it is applied (splits up a deep path, and more). */
+const WRITER_HEADROOM_BLOCKS = 4;
+/** A delete's own index change: the pages of its path dirtied, and merges. */
+const DELETE_HEADROOM_BLOCKS = 32;
 /** Dirty index pages below which an automatic checkpoint does not flush ahead (#runPreflush). */
 const PREFLUSH_MIN_PAGES = 2;
 
@@ -531,7 +535,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
       const existed = await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks([key], undefined, async () => {
-          if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+          // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
+          await this.#ensureFree(this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS);
           await this.#index.prefetch(keyBytes);
           if (!(await this.#index.get(keyBytes))) return false;
           await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -1521,7 +1526,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // The caller holds the gate in shared mode.
     if (this.#closed || this.#closing || this.#poisoned) return;
     const generation = this.#sb.generation;
-    await this.#ensureFree(this.#reserveBlocks());
+    try {
+      await this.#ensureFree(this.#checkpointBlocks());
+    } catch (err) {
+      // A full container: the checkpoint itself flushes (it needs the same blocks, and frees what it can).
+      if (err instanceof FullError) return;
+      throw err;
+    }
     if (this.#closed || this.#closing || this.#poisoned) return;
     // Only flushes write index pages, one at a time (the B-tree chains them), and the checkpoint's waits for
     // this run: every page written while the flag is set is this flush's.
@@ -1540,11 +1551,27 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   // ─── internals: space ─────────────────────────────────────────────────────────────────────────────────────
 
-  /** Blocks the next checkpoint may need (new index pages and the meta blob) plus split headroom. */
+  /**
+   * What a store must leave free: twice what the next checkpoint needs, plus headroom for the index changes of
+   * every write in flight (each one's pages become dirty only when it is applied, after its check).
+   *
+   * Invariant: free blocks >= #checkpointBlocks() whenever no store is between its check and its apply beyond what
+   * this slack covers, so a checkpoint (and with it delete, close and reopen) can always run, also in a container
+   * at maxSizeBytes where stores are refused. Deletes and checkpoints check only #checkpointBlocks() (plus a
+   * delete's own index change): a full container can always be emptied.
+   */
   #reserveBlocks(): number {
     const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
     const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
-    return HEADROOM_BLOCKS + 2 * pages + 2 * meta;
+    return HEADROOM_BLOCKS + 2 * pages + 2 * meta + WRITER_HEADROOM_BLOCKS * this.#writers;
+  }
+
+  /**
+   * Blocks the next checkpoint needs: a new block for each dirty index page (a copy-on-write flush writes each one
+   * to a fresh block at most once; pages created since the last flush already have theirs) and the meta blob.
+   */
+  #checkpointBlocks(): number {
+    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded();
   }
 
   /**
@@ -1681,8 +1708,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     const checkpointLsn = this.#wal.lastLsn;
     const bs = this.#device.blockSize;
-    // Room for the flush and the meta blob, before anything is written.
-    await this.#ensureFree(this.#reserveBlocks());
+    // Room for the flush and the meta blob, before anything is written (what it needs, not a store's reserve: a
+    // checkpoint must run in a container at maxSizeBytes, where it is what frees deleted objects' blocks).
+    await this.#ensureFree(this.#checkpointBlocks());
     try {
       const { root, freedPages } = await this.#index.flush();
       this.#deferPages(freedPages, old.generation);
