@@ -513,7 +513,7 @@ describe('read-only open of a container that needs recovery (second review)', ()
     const key = (i: number): string => `key/${String(i).padStart(6, '0')}`;
     for (let i = 0; i < n; i++) await vde.store(key(i), value(i));
     expect(vde.stats().wal.records).toBeGreaterThanOrEqual(n);
-    const image = (faulty.powerCut({ seed: 1, mode: 'keep-all' }) as MemoryBlockDevice).image();
+    const image = faulty.powerCut({ seed: 1, mode: 'keep-all' }).image();
     const ro = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096, { readOnly: true }), { readOnly: true });
     for (let i = 0; i < n; i += 7) expectBytes(await ro.retrieve(key(i)), value(i));
     expect((await collect(ro.list())).length).toBe(n);
