@@ -1224,7 +1224,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Reserves `bytes` of log space (synchronously when it is free); the caller gives it back when done. */
   #reserveLog(bytes: number, signal: AbortSignal | undefined): void | Promise<void> {
     if (bytes > this.#wal.capacityBytes / 2) {
-      throw new TooLargeError(`the operation needs ${bytes} bytes of log; the log holds ${this.#wal.capacityBytes} (raise walSizeBytes)`);
+      throw new TooLargeError(
+        `the operation needs ${bytes} bytes of log, and one operation may use at most half of the ` +
+          `${this.#wal.capacityBytes}-byte log (${Math.floor(this.#wal.capacityBytes / 2)} bytes): raise walSizeBytes or split the batch`,
+      );
     }
     if (this.#wal.usedBytes + this.#walReserved + bytes <= this.#wal.capacityBytes) {
       this.#walReserved += bytes;
@@ -2130,6 +2133,8 @@ function listRange(options: ListOptions): KeyRange {
   const str = (v: unknown, name: string): string | undefined => {
     if (v === undefined) return undefined;
     if (typeof v !== 'string') throw new InvalidArgumentError(`list option ${name} must be a string`);
+    // As for keys: UTF-8 would turn a lone surrogate into U+FFFD, and the range would select other keys.
+    if (!isWellFormed(v)) throw new InvalidArgumentError(`list option ${name} holds a lone surrogate (not valid UTF-16)`);
     return v;
   };
   const prefix = str(options.prefix, 'prefix');

@@ -410,7 +410,7 @@ describe('option names and null options (second review)', () => {
     await expectCode(readFile(file), 'ENOENT');
   });
 
-  it('a misspelt option of store, batch, list, scrub or a stream read is refused by name; nothing is stored', async () => {
+  it('a misspelt option of store, batch, list, scrub or a stream read is refused by name, as is a list bound with a lone surrogate', async () => {
     const { vde } = await memoryEngine();
     await vde.store('k', 'old', { metadata: { a: '1' } });
     const err = await vde.store('k', 'new', { metdata: { type: 'x' } } as never).catch((e: unknown) => e);
@@ -425,6 +425,13 @@ describe('option names and null options (second review)', () => {
     expect(() => vde.createReadStream('k', { sginal: undefined } as never)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
     expect(text(await vde.retrieve('k'))).toBe('old');
     expect((await vde.stat('k')).metadata).toEqual({ a: '1' });
+    // A list bound with a lone surrogate would select other keys (UTF-8 turns it into U+FFFD): refused, as for keys.
+    await vde.store('\ufffd-replacement', 'r');
+    for (const bound of [{ prefix: '\udc00' }, { start: '\ud800' }, { end: 'a\udfff' }]) {
+      expect(() => vde.list(bound)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }));
+    }
+    expect((await collect(vde.list({ prefix: '\ufffd' }))).map((o) => o.key)).toEqual(['\ufffd-replacement']);
+    await vde.delete('\ufffd-replacement');
     // Known names with undefined values are fine.
     await vde.store('k2', 'v', { metadata: undefined, signal: undefined } as never);
     expect((await collect(vde.list({ prefix: 'k', start: undefined, limit: undefined } as never))).length).toBe(2);
