@@ -126,6 +126,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   readonly #stripes: StripedWriteLock;
   readonly #gate = new AsyncRwLock();
   readonly #reclaimer = new Reclaimer();
+  /** The trees of open snapshots (and of closed ones whose reads may still run): their generation, and whether open. */
+  readonly #snapshotScopes = new WeakMap<BTree, { generation: number; open: boolean }>();
   readonly #io: ObjectIo;
   readonly #pageStore: DevicePageStore;
   readonly #named = new Map<string, NamedSnapshotRecord>();
@@ -815,13 +817,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.releaseSnapshot(generation);
       throw err;
     }
+    const scope = { generation, open: true };
+    this.#snapshotScopes.set(tree, scope);
     const host: SnapshotHost = {
       retrieve: (key, o) => this.#read(tree, key, o),
       createReadStream: (key, o) => this.#readStream(tree, key, o),
       exists: (key) => this.#exists(tree, key),
       stat: (key) => this.#stat(tree, key),
       list: (o) => this.#list(tree, o),
-      release: () => this.#reclaimer.releaseSnapshot(generation),
+      release: () => {
+        // Reads already running keep their own hold on the generation (#beginRead); new ones are refused.
+        scope.open = false;
+        this.#reclaimer.releaseSnapshot(generation);
+      },
     };
     return new Snapshot(host, { name, generation, created });
   }
@@ -943,6 +951,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       await tree.check();
       report.indexChecked = true;
     } catch (err) {
+      if (this.#closedUnder(err)) throw new ClosedError('the engine was closed during the scrub');
       problem(err);
     }
     const reader = this.#reclaimer.beginRead();
@@ -970,6 +979,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // What the caller's own callback threw is theirs, not damage in the container: it ends the scrub as it is.
       if (err instanceof CallbackFailure) throw err.callbackError;
       if (err instanceof AbortedError) throw err;
+      // The engine was closed under the scrub: that is not damage in the container.
+      if (this.#closedUnder(err)) throw new ClosedError('the engine was closed during the scrub');
       if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
       problem(err);
     } finally {
@@ -1118,6 +1129,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   // ─── internals: writes ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Whether `err` (or the state of the engine) says the engine was closed while an operation ran. */
+  #closedUnder(err: unknown): boolean {
+    return this.#closed || this.#closing !== undefined || (err instanceof VdeError && err.code === 'ERR_VDE_CLOSED');
+  }
 
   #checkOpen(): void {
     if (this.#closed || this.#closing) throw new ClosedError('the engine is closed');
@@ -1797,17 +1813,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
-    const reader = this.#reclaimer.beginRead();
+    const reader = this.#beginRead(tree);
     try {
       const value = await tree.get(keyBytes);
       if (!value) {
-        this.#endRead(reader);
+        this.#endRead(reader, tree);
         return undefined;
       }
       const record = this.#io.recordOf(value, `object ${key}`);
       return { record: record instanceof Promise ? await record : record, reader };
     } catch (err) {
-      this.#endRead(reader);
+      this.#endRead(reader, tree);
       throw err;
     }
   }
@@ -1831,8 +1847,28 @@ export class VirtualDiskEngine implements AsyncDisposable {
     return tree.getCachedView(encodeKeyScratch(key, this.#maxKeyBytes));
   }
 
-  #endRead(reader: number): void {
+  /**
+   * Registers a read of `tree`: the blocks it may see stay allocated until #endRead. A read of a snapshot's tree
+   * also holds the snapshot's generation, so closing the snapshot while the read runs (a stream half consumed, a
+   * list step in flight) frees none of its blocks until the read ends; a closed snapshot's tree starts no read.
+   */
+  #beginRead(tree: BTree): number {
+    if (tree !== this.#index) {
+      const scope = this.#snapshotScopes.get(tree);
+      if (scope !== undefined) {
+        if (!scope.open) throw new ClosedError('the snapshot is closed');
+        this.#reclaimer.holdSnapshot(scope.generation);
+      }
+    }
+    return this.#reclaimer.beginRead();
+  }
+
+  #endRead(reader: number, tree: BTree): void {
     this.#reclaimer.endRead(reader);
+    if (tree !== this.#index) {
+      const scope = this.#snapshotScopes.get(tree);
+      if (scope !== undefined) this.#reclaimer.releaseSnapshot(scope.generation);
+    }
     if (!this.#opts.readOnly && !this.#closed) this.#applyFrees(this.#reclaimer.takeEligible(this.#sb.generation));
   }
 
@@ -1845,7 +1881,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     try {
       data = await this.#io.read(found.record, `object ${key}`);
     } finally {
-      this.#endRead(found.reader);
+      this.#endRead(found.reader, tree);
     }
     // Aborted while the blocks were read: the caller asked not to have them.
     throwIfAborted(options.signal);
@@ -1856,43 +1892,31 @@ export class VirtualDiskEngine implements AsyncDisposable {
     checkReadOptions(options, 'createReadStream');
     this.#checkOpen();
     encodeKey(key, this.#maxKeyBytes);
-    const io = this.#io;
+    const signal = options.signal;
+    // No closure made here may refer to the stream: the registry in streamOf holds the read's token strongly, and
+    // the token's `end` closure reaches this scope.
     const lookup = (): Promise<{ record: ObjectRecord; reader: number } | undefined> => this.#lookup(tree, key);
-    const endRead = (r: number): void => this.#endRead(r);
-    async function* generate(): AsyncGenerator<Uint8Array> {
-      // A stream of a cached object completes without waiting for I/O: a loop of them must let the event loop turn.
-      const turn = turnIfSpent();
-      if (turn) await turn;
-      const found = await lookup();
-      if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
-      try {
-        for await (const chunk of io.chunks(found.record, `object ${key}`)) {
-          throwIfAborted(options.signal);
-          yield chunk;
-        }
-      } finally {
-        endRead(found.reader);
-      }
-    }
-    return Readable.from(generate(), { objectMode: false });
+    const endRead = (r: number): void => this.#endRead(r, tree);
+    const token: ReadToken = { end: undefined };
+    return streamOf(readChunks(this.#io, key, signal, lookup, endRead, token), token, signal);
   }
 
   async #exists(tree: BTree, key: string): Promise<boolean> {
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
-    const reader = this.#reclaimer.beginRead();
+    const reader = this.#beginRead(tree);
     try {
       return (await tree.get(keyBytes)) !== undefined;
     } finally {
-      this.#endRead(reader);
+      this.#endRead(reader, tree);
     }
   }
 
   async #stat(tree: BTree, key: string): Promise<ObjectInfo> {
     const found = await this.#lookup(tree, key);
     if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
-    this.#endRead(found.reader);
+    this.#endRead(found.reader, tree);
     return infoOf(key, found.record);
   }
 
@@ -1903,8 +1927,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       io: this.#io,
       tree,
       barrier: () => (tree === this.#index ? this.#applyBarrier : undefined),
-      beginRead: () => this.#reclaimer.beginRead(),
-      endRead: (r) => this.#endRead(r),
+      beginRead: () => this.#beginRead(tree),
+      endRead: (r) => this.#endRead(r, tree),
     };
     return { [Symbol.asyncIterator]: () => new InfoIterator(reader, range) };
   }
@@ -1937,6 +1961,12 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   #offsets: number[] = [];
   #i = 0;
   #done = false;
+  /**
+   * The step in flight that changes the iterator's state after an await (the next leaf, an indirect record), or the
+   * last call queued behind it. A `next()` called before the previous one settled (allowed by the protocol) waits
+   * for it: run at once, it would replace the leaf the previous call is still reading and skip its entries.
+   */
+  #busy: Promise<unknown> | undefined;
 
   constructor(r: ListReader, range: KeyRange) {
     this.#r = r;
@@ -1944,6 +1974,32 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   }
 
   next(): Promise<IteratorResult<ObjectInfo>> {
+    const busy = this.#busy;
+    if (busy === undefined) return this.#next();
+    const queued = busy.then(
+      () => this.#next(),
+      () => this.#next(),
+    );
+    this.#setBusy(queued);
+    return queued;
+  }
+
+  /** Marks `p` as the step in flight until it settles (unless a later call has queued behind it meanwhile). */
+  #setBusy(p: Promise<unknown>): void {
+    this.#busy = p;
+    const clear = (): void => {
+      if (this.#busy === p) this.#busy = undefined;
+    };
+    p.then(clear, clear);
+  }
+
+  /** A step that awaits: tracked as busy when called directly (a queued call is already tracked by its chain). */
+  #async(p: Promise<IteratorResult<ObjectInfo>>): Promise<IteratorResult<ObjectInfo>> {
+    if (this.#busy === undefined) this.#setBusy(p);
+    return p;
+  }
+
+  #next(): Promise<IteratorResult<ObjectInfo>> {
     if (this.#i < this.#offsets.length) {
       const off = this.#offsets[this.#i++]!;
       try {
@@ -1957,12 +2013,12 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
         if (info) return settledSoon({ value: info, done: false });
         const value = b.subarray(keyStart + kl, keyStart + kl + vl);
         if (value[0] !== KIND_INDIRECT) return settledSoon({ value: infoOf(key, this.#r.io.recordOf(value, `object ${key}`) as ObjectRecord), done: false });
-        return this.#indirect(key, value);
+        return this.#async(this.#indirect(key, value));
       } catch (err) {
         return this.#fail(err);
       }
     }
-    return this.#nextBatch();
+    return this.#async(this.#nextBatch());
   }
 
   return(): Promise<IteratorResult<ObjectInfo>> {
@@ -2005,7 +2061,7 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       this.#bytes = Buffer.from(run.bytes.buffer, run.bytes.byteOffset, run.bytes.byteLength);
       this.#offsets = run.offsets;
       this.#i = 0;
-      if (this.#offsets.length > 0) return this.next();
+      if (this.#offsets.length > 0) return this.#next();
     }
   }
 
@@ -2024,6 +2080,80 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
 }
 
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** A stream's read registration: `end` ends it, at most once (cleared when called); `detach` drops its abort listener. */
+interface ReadToken {
+  end: (() => void) | undefined;
+  detach?: () => void;
+}
+
+function endToken(token: ReadToken): void {
+  const end = token.end;
+  token.end = undefined;
+  end?.();
+}
+
+/** What the registry does for a stream collected unfinished. */
+function collected(token: ReadToken): void {
+  endToken(token);
+  token.detach?.();
+}
+
+/** Ends the read registration of a stream collected unfinished (its consumer dropped it without ending it). */
+const streamReads = new FinalizationRegistry<ReadToken>(collected);
+
+/**
+ * The chunks of one object read: the read registration (taken by `lookup`) lasts until the generator finishes (end,
+ * error, destroy, abort) or its stream is garbage-collected unfinished (`token`, see streamOf), so that an abandoned
+ * stream does not keep every block freed after it from being reused.
+ */
+async function* readChunks(
+  io: ObjectIo,
+  key: string,
+  signal: AbortSignal | undefined,
+  lookup: () => Promise<{ record: ObjectRecord; reader: number } | undefined>,
+  endRead: (reader: number) => void,
+  token: ReadToken,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  throwIfAborted(signal);
+  // A stream of a cached object completes without waiting for I/O: a loop of them must let the event loop turn.
+  const turn = turnIfSpent();
+  if (turn) await turn;
+  const found = await lookup();
+  if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
+  token.end = () => endRead(found.reader);
+  try {
+    throwIfAborted(signal);
+    for await (const chunk of io.chunks(found.record, `object ${key}`)) {
+      throwIfAborted(signal);
+      yield chunk;
+    }
+  } finally {
+    endToken(token);
+  }
+}
+
+/**
+ * The Readable of `chunks`. `token` is ended when the stream is collected unfinished: nothing the token reaches may
+ * refer to the stream (the registry holds the token strongly), which is why the stream is made here, apart from the
+ * closures that end the read.
+ */
+function streamOf(chunks: AsyncGenerator<Uint8Array, void, undefined>, token: ReadToken, signal: AbortSignal | undefined): Readable {
+  const stream = Readable.from(chunks, { objectMode: false });
+  streamReads.register(stream, token, token);
+  stream.once('close', () => streamReads.unregister(token));
+  if (signal) {
+    // An abort ends the stream at once, also while its consumer has paused it (it would never pull again). The
+    // listener reaches the stream weakly: a signal that outlives a dropped stream must not keep it alive.
+    const ref = new WeakRef(stream);
+    const onAbort = (): void => void ref.deref()?.destroy(new AbortedError(undefined, { cause: signal.reason }));
+    const detach = (): void => signal.removeEventListener('abort', onAbort);
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.once('close', detach);
+    token.detach = detach;
+  }
+  return stream;
+}
 
 /** A rejected promise for an error caught from our own code (always an Error). */
 

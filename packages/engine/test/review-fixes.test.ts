@@ -3,6 +3,8 @@ import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { MemoryBlockDevice, SourceError, VdeError, VirtualDiskEngine } from '@vde/engine';
 import { SMALL, bytes, checked, collect, expectBytes, expectCode, memoryEngine, tempDir } from './helpers.js';
@@ -614,3 +616,169 @@ describe('a container at maxSizeBytes can always be emptied (second review)', ()
     }
   }, 60_000);
 });
+
+describe('reads that outlive their snapshot, their consumer or their signal (third review)', () => {
+  const gc = (): (() => void) => {
+    // A test process has no --expose-gc: enable it at run time and take V8's gc() from a fresh context.
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  };
+
+  it('closing a snapshot while its stream and list iterator are half read never hands out another object’s bytes', async () => {
+    // A snapshot read registered only as a reader, which protects blocks freed after it started: once close()
+    // released the snapshot's own (older) blocks, new stores reused them under the running stream (13 MiB of
+    // another object's bytes, then a false checksum error) and the iterator (sizes the snapshot never had).
+    await using t = await tempDir();
+    const vde = await VirtualDiskEngine.open(join(t.dir, 's.vde'), { cacheSizeBytes: 64 * 1024 });
+    await vde.store('big', new Uint8Array(16 << 20).fill(0xaa));
+    const key = (i: number): string => `k${String(i).padStart(5, '0')}`;
+    for (let i = 0; i < 3000; i += 500) await vde.batch(Array.from({ length: 500 }, (_, j) => ({ type: 'put' as const, key: key(i + j), data: `old-${i + j}` })));
+    const snap = await vde.snapshot();
+    await vde.store('big', new Uint8Array(16 << 20).fill(0xbb));
+    for (let i = 0; i < 3000; i += 500) await vde.batch(Array.from({ length: 500 }, (_, j) => ({ type: 'put' as const, key: key(i + j), data: `new-${i + j}` })));
+    await vde.checkpoint();
+    const rs = snap.createReadStream('big');
+    const it = snap.list()[Symbol.asyncIterator]();
+    const first = await new Promise<Buffer>((r) => rs.once('data', r));
+    rs.pause();
+    expect(first[0]).toBe(0xaa);
+    const listed: ObjectInfoLike[] = [];
+    for (let i = 0; i < 3; i++) listed.push((await it.next()).value as ObjectInfoLike);
+    await snap.close();
+    // Churn that would land in the blocks the snapshot held.
+    await vde.checkpoint();
+    await vde.checkpoint();
+    for (let i = 0; i < 40; i++) await vde.store(`fill${i}`, new Uint8Array(1 << 20).fill(0xcc));
+    for (let i = 0; i < 3000; i += 500) await vde.batch(Array.from({ length: 500 }, (_, j) => ({ type: 'put' as const, key: `z${i + j}`, data: 'z'.repeat(40) })));
+    await vde.checkpoint();
+    let bytes = first.length;
+    await new Promise<void>((resolve, reject) => {
+      rs.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (c.some((b) => b !== 0xaa)) reject(new Error('the snapshot stream handed out bytes of another object'));
+      });
+      rs.on('end', resolve);
+      rs.on('error', reject);
+      rs.resume();
+    });
+    expect(bytes).toBe(16 << 20);
+    // The iterator goes on with the leaf it already copied, then refuses to read the closed snapshot's pages.
+    let err: unknown;
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) break;
+        listed.push(r.value);
+      }
+    } catch (e) {
+      err = e;
+    }
+    expect((err as VdeError).code).toBe('ERR_VDE_CLOSED');
+    expect(listed[0]).toMatchObject({ key: 'big', size: 16 << 20 });
+    for (const o of listed.slice(1)) {
+      expect(o.key).toMatch(/^k\d{5}$/);
+      expect(o.size).toBe(`old-${Number(o.key.slice(1))}`.length);
+    }
+    expect((await vde.health()).checksumErrors).toBe(0);
+    await checked(vde);
+    await vde.close();
+  }, 60_000);
+
+  it('a read stream that is aborted while paused, or dropped unfinished, stops holding blocks', async () => {
+    const collect = gc();
+    for (const mode of ['abort', 'drop'] as const) {
+      const { vde } = await memoryEngine();
+      await vde.store('big', new Uint8Array(4 << 20).fill(1));
+      for (let i = 0; i < 8; i++) await vde.store(`k${i}`, new Uint8Array(1 << 20).fill(i));
+      await vde.checkpoint();
+      const ac = new AbortController();
+      let failure: unknown;
+      (() => {
+        const s = vde.createReadStream('big', mode === 'abort' ? { signal: ac.signal } : {});
+        s.on('error', (e) => (failure = e));
+        s.once('readable', () => undefined); // one chunk buffered, then the consumer goes away
+      })();
+      await new Promise((r) => setTimeout(r, 20));
+      if (mode === 'abort') {
+        ac.abort();
+        await new Promise((r) => setImmediate(r));
+        expect((failure as VdeError).code).toBe('ERR_VDE_ABORTED');
+      }
+      for (let round = 0; round < 6; round++) {
+        collect();
+        await new Promise((r) => setTimeout(r, 5));
+        for (let i = 0; i < 8; i++) await vde.store(`k${i}`, new Uint8Array(1 << 20).fill(round));
+        await vde.checkpoint();
+      }
+      // Before: the stream's read registration stayed forever, and every block freed after it stayed pending.
+      expect({ mode, pending: vde.stats().pendingFreeBlocks }).toEqual({ mode, pending: 0 });
+      await checked(vde);
+      await vde.close();
+    }
+  }, 60_000);
+
+  it('an already-aborted signal fails a stream of an empty object too', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('empty', '');
+    const ac = new AbortController();
+    ac.abort();
+    await expectCode(collect(vde.createReadStream('empty', { signal: ac.signal })), 'ERR_VDE_ABORTED');
+    const snap = await vde.snapshot();
+    await expectCode(collect(snap.createReadStream('empty', { signal: ac.signal })), 'ERR_VDE_ABORTED');
+    await snap.close();
+    await vde.close();
+  });
+
+  it('next() called again before the previous call settled queues behind it: no entry is skipped', async () => {
+    const { vde } = await memoryEngine({ cacheSizeBytes: 64 * 1024 });
+    const n = 5000;
+    for (let i = 0; i < n; i += 1000) {
+      await vde.batch(Array.from({ length: 1000 }, (_, j) => ({ type: 'put' as const, key: `k${String(i + j).padStart(5, '0')}`, data: 'v'.repeat(50) })));
+    }
+    await vde.checkpoint();
+    for (const source of [vde, await vde.snapshot()]) {
+      for (const inFlight of [2, 4, 7]) {
+        const it = source.list()[Symbol.asyncIterator]();
+        const keys: string[] = [];
+        for (let done = false; !done; ) {
+          for (const r of await Promise.all(Array.from({ length: inFlight }, () => it.next()))) {
+            if (r.done) done = true;
+            else keys.push(r.value.key);
+          }
+        }
+        expect(keys.length).toBe(n);
+        expect(keys.every((k, i) => i === 0 || keys[i - 1]! < k)).toBe(true);
+      }
+      if (source !== vde) await (source as Awaited<ReturnType<VirtualDiskEngine['snapshot']>>).close();
+    }
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('close() during scrub() rejects the scrub with ERR_VDE_CLOSED instead of reporting damage', async () => {
+    await using t = await tempDir();
+    const file = join(t.dir, 'scrub.vde');
+    const vde = await VirtualDiskEngine.open(file);
+    for (let i = 0; i < 400; i++) await vde.store(`o${i}`, new Uint8Array(64 * 1024).fill(i & 255));
+    let checkedSoFar = 0;
+    const scrubbing = vde.scrub({ onProgress: (p) => (checkedSoFar = p.objectsChecked) });
+    const settled = scrubbing.then(
+      (report) => ({ resolved: report.ok, problems: report.problems.map((p) => p.code) }),
+      (e: unknown) => ({ rejected: (e as VdeError).code }),
+    );
+    while (checkedSoFar < 5) await new Promise((r) => setTimeout(r, 1));
+    await vde.close();
+    const outcome = await settled;
+    // Finishing before the close is fine too; reporting the close as damage is not.
+    if ('resolved' in outcome) expect(outcome).toEqual({ resolved: true, problems: [] });
+    else expect(outcome).toEqual({ rejected: 'ERR_VDE_CLOSED' });
+    const again = await VirtualDiskEngine.open(file);
+    expect((await again.scrub()).ok).toBe(true);
+    await again.close();
+  });
+});
+
+interface ObjectInfoLike {
+  key: string;
+  size: number;
+}
