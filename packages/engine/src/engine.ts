@@ -222,14 +222,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
         throw new NotFoundError(`no container at ${path} (pass create: true to make one)`);
       }
       const device = await FileBlockDevice.open(path, { create: true, blockSize: opts.blockSize });
-      return VirtualDiskEngine.#openDevice(device, opts, path);
+      // A file this open created is removed again if the open fails (maxSizeBytes too small, no space), while the
+      // writer lock is still held: no other writer can have it open.
+      return VirtualDiskEngine.#openDevice(device, opts, path, size === undefined);
     }
     const blockSize = await detectBlockSize(path);
     const device = await FileBlockDevice.open(path, { blockSize, readOnly: opts.readOnly });
     return VirtualDiskEngine.#openDevice(device, opts, path);
   }
 
-  static async #openDevice(device: BlockDevice, opts: ResolvedOptions, path: string | undefined): Promise<VirtualDiskEngine> {
+  static async #openDevice(device: BlockDevice, opts: ResolvedOptions, path: string | undefined, created = false): Promise<VirtualDiskEngine> {
     const engine = new VirtualDiskEngine(device, opts, path);
     try {
       if (device.blockCount === 0) {
@@ -239,6 +241,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await engine.#load();
       }
     } catch (err) {
+      if (created && path !== undefined) await fs.rm(path, { force: true }).catch(() => undefined);
       await device.close().catch(() => undefined);
       throw err;
     }
@@ -961,7 +964,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const key = decodeKey(k);
         try {
           const rec = await this.#io.loadRecord(v, `object ${key}`);
-          for await (const chunk of this.#io.chunks(rec, `object ${key}`)) report.bytesChecked += chunk.byteLength;
+          for await (const chunk of this.#io.chunks(rec, `object ${key}`)) {
+            throwIfAborted(signal); // per chunk: a large object does not delay the abort
+            report.bytesChecked += chunk.byteLength;
+          }
         } catch (err) {
           if (err instanceof VdeError && err.code !== 'ERR_VDE_CORRUPT' && err.code !== 'ERR_VDE_IO') throw err;
           problem(err, key);
@@ -1877,13 +1883,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     throwIfAborted(options.signal);
     const found = await this.#lookup(tree, key);
     if (!found) throw notFound(key);
-    let data: Uint8Array;
-    try {
-      data = await this.#io.read(found.record, `object ${key}`);
-    } finally {
-      this.#endRead(found.reader, tree);
-    }
-    // Aborted while the blocks were read: the caller asked not to have them.
+    const reading = this.#io.read(found.record, `object ${key}`).finally(() => this.#endRead(found.reader, tree));
+    // An abort while the blocks are read rejects at once; the read finishes in the background (its registration
+    // keeps the blocks until then) and its bytes are dropped.
+    const data = options.signal ? await abortable(reading, options.signal) : await reading;
     throwIfAborted(options.signal);
     return data;
   }
@@ -2239,6 +2242,31 @@ function checkStoreOptions(options: unknown): StoreOptions {
   const o = options as StoreOptions;
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
   return o;
+}
+
+/** `p`, or a rejection with ERR_VDE_ABORTED as soon as `signal` aborts (`p` then goes on, its outcome dropped). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(new AbortedError(undefined, { cause: signal.reason }));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      p.catch(() => undefined);
+      reject(new AbortedError(undefined, { cause: signal.reason }));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

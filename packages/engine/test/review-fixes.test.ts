@@ -782,3 +782,54 @@ interface ObjectInfoLike {
   key: string;
   size: number;
 }
+
+describe('aborts take effect at once, and a failed create leaves no file (third review)', () => {
+  it('retrieve of a large object rejects as soon as the signal fires, not after the whole read', async () => {
+    // A device whose reads wait until released: the read is still in progress when the signal fires.
+    class HeldReads extends MemoryBlockDevice {
+      hold: Promise<void> | undefined;
+      override async read(blockNo: number, count: number): Promise<Uint8Array> {
+        if (this.hold) await this.hold;
+        return super.read(blockNo, count);
+      }
+      override async readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+        if (this.hold) await this.hold;
+        return super.readInto(blockNo, buffer);
+      }
+    }
+    const device = new HeldReads({ blockSize: 4096 });
+    const vde = await VirtualDiskEngine.open(device);
+    await vde.store('big', new Uint8Array(8 << 20).fill(7));
+    let release!: () => void;
+    device.hold = new Promise<void>((r) => (release = r));
+    const ac = new AbortController();
+    const reading = vde.retrieve('big', { signal: ac.signal }).then(
+      () => 'resolved',
+      (e: unknown) => (e as VdeError).code,
+    );
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    ac.abort();
+    // Before: the rejection waited for the read, which waits for the device here (the race timed out).
+    const outcome = await Promise.race([reading, new Promise((r) => setTimeout(() => r('still waiting for the read'), 2000))]);
+    expect(outcome).toBe('ERR_VDE_ABORTED');
+    device.hold = undefined;
+    release();
+    await new Promise((r) => setTimeout(r, 10));
+    expectBytes(await vde.retrieve('big'), new Uint8Array(8 << 20).fill(7));
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a create that fails (maxSizeBytes too small for the log) removes the file it made; an existing empty file stays', async () => {
+    await using t = await tempDir();
+    const file = join(t.dir, 'small.vde');
+    await expectCode(VirtualDiskEngine.open(file, { maxSizeBytes: 1 << 20 }), 'ERR_VDE_FULL');
+    await expectCode(readFile(file), 'ENOENT');
+    await expectCode(readFile(`${file}.lock`), 'ENOENT');
+    await writeFile(file, '');
+    await expectCode(VirtualDiskEngine.open(file, { maxSizeBytes: 1 << 20 }), 'ERR_VDE_FULL');
+    expect((await readFile(file)).byteLength).toBe(0);
+    const vde = await VirtualDiskEngine.open(file);
+    await vde.close();
+  });
+});
