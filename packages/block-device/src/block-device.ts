@@ -46,6 +46,13 @@ export interface BlockDevice {
    * read-only and poisoned checks throw as `writeDurable` rejects; an I/O failure poisons the device and throws.
    */
   writeDurableSync?(blockNo: number, data: Uint8Array): boolean;
+  /**
+   * Optional, for devices that other opens (other processes) can read at the same time: a read-only open records
+   * the mark of what it reads (VDE: a checkpoint generation) in a reader table; a writer reads the live marks (null:
+   * a reader that has not set its mark yet) to keep what they may read. `FileBlockDevice` implements both.
+   */
+  setReaderMark?(mark: number): Promise<void>;
+  readerMarks?(): Promise<(number | null)[]>;
   /** Grows the device to `blockCount` blocks (new blocks read as zeros). Never shrinks. */
   grow(blockCount: number): Promise<void>;
   close(): Promise<void>;

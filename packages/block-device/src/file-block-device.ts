@@ -12,6 +12,7 @@ import {
   toIoError,
 } from './errors.js';
 import { FileLock } from './lock-file.js';
+import { ReaderEntry, readerMarks } from './readers.js';
 import { checkBlockRange, checkBuffer, checkCount, checkOptions } from './range.js';
 
 export interface FileBlockDeviceOptions {
@@ -19,9 +20,12 @@ export interface FileBlockDeviceOptions {
   create?: boolean;
   /** Bytes per block: a power of two from 512 to 65,536. Default 4096. */
   blockSize?: number;
-  /** Open O_RDONLY: writes and grow throw `ReadOnlyError`; no lock is taken. Default false. */
+  /**
+   * Open O_RDONLY: writes and grow throw `ReadOnlyError`; no lock is taken, but the open registers in the reader
+   * table (`${path}.readers/`, see README) so that a writer can keep what it reads. Default false.
+   */
   readOnly?: boolean;
-  /** Take the one-writer advisory lock (`${path}.lock`). Default true; ignored when `readOnly`. */
+  /** Take the one-writer advisory lock (`${path}.lock`), or with `readOnly` register as a reader. Default true. */
   lock?: boolean;
 }
 
@@ -60,6 +64,8 @@ export class FileBlockDevice implements BlockDevice {
   readonly readOnly: boolean;
   #handle: FileHandle;
   #lock: FileLock | undefined;
+  /** This read-only open's entry in the reader table. */
+  readonly #reader: ReaderEntry | undefined;
   #blockCount: number;
   #fileSizeBytes: number;
   /** File size when the last successful sync started; a size change makes the next sync a full `sync()`. */
@@ -97,8 +103,10 @@ export class FileBlockDevice implements BlockDevice {
     st: { size: number; dev: number; ino: number },
     readOnly: boolean,
     lock: FileLock | undefined,
+    reader: ReaderEntry | undefined,
   ) {
     const sizeBytes = st.size;
+    this.#reader = reader;
     this.#dev = st.dev;
     this.#ino = st.ino;
     this.path = path;
@@ -137,15 +145,18 @@ export class FileBlockDevice implements BlockDevice {
     }
 
     const lock = !readOnly && options.lock !== false ? await FileLock.acquire(path) : undefined;
+    // A reader registers before it reads anything (see readers.ts): a writer then keeps what it may read.
+    const reader = readOnly && options.lock !== false ? await ReaderEntry.create(path) : undefined;
     let handle: FileHandle | undefined;
     try {
       handle = await openHandle(path, readOnly, create);
       const st = await handle.stat();
       lock?.bindIdentity(path, st.dev, st.ino);
-      return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock);
+      return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock, reader);
     } catch (err) {
       await handle?.close().catch(() => undefined);
       await lock?.release().catch(() => undefined);
+      await reader?.release().catch(() => undefined);
       throw err;
     }
   }
@@ -254,6 +265,22 @@ export class FileBlockDevice implements BlockDevice {
     await this.#track(run, true);
   }
 
+  /**
+   * Sets this read-only open's mark in the reader table (VDE: the checkpoint generation it reads); a no-op for a
+   * writable device or one opened with `lock: false`.
+   */
+  async setReaderMark(mark: number): Promise<void> {
+    this.#checkOpen();
+    if (!Number.isSafeInteger(mark) || mark < 0) throw new InvalidArgumentError(`a reader mark must be a non-negative integer, got ${String(mark)}`);
+    await this.#reader?.setMark(mark);
+  }
+
+  /** The marks of the live read-only opens of this file, in any process (null: not set yet); stale entries are removed. */
+  readerMarks(): Promise<(number | null)[]> {
+    this.#checkOpen();
+    return readerMarks(this.path);
+  }
+
   async sync(): Promise<void> {
     this.#checkOpen();
     if (this.readOnly) return;
@@ -288,6 +315,7 @@ export class FileBlockDevice implements BlockDevice {
       } catch (err) {
         throw toIoError(err, `closing ${this.path}`);
       } finally {
+        await this.#reader?.release().catch(() => undefined);
         await this.#lock?.release();
       }
     })();

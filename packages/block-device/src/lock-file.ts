@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LockedError, toIoError } from './errors.js';
 
@@ -40,7 +40,7 @@ const globalRegistry = globalThis as typeof globalThis & { [registryKey]?: Set<s
 const heldPaths: Set<string> = (globalRegistry[registryKey] ??= new Set<string>());
 
 /** When this process started, in ms since the epoch (the same for every module copy in the process). */
-const processStartedMs = Math.round(Date.now() - process.uptime() * 1000);
+export const processStartedMs = Math.round(Date.now() - process.uptime() * 1000);
 
 export interface LockOwner {
   readonly pid: number;
@@ -73,7 +73,7 @@ const FOREIGN_START_SLACK_MS = 30_000;
  * True if `owner` may still be running. Our own pid counts as alive unless the start time shows pid reuse; so does
  * another live pid, where the system tells its start time (Linux `/proc`).
  */
-function isAlive(owner: LockOwner): boolean {
+export function isAlive(owner: Pick<LockOwner, 'pid' | 'startedMs'>): boolean {
   if (owner.pid === process.pid) return Math.abs(owner.startedMs - processStartedMs) < 2_000;
   try {
     process.kill(owner.pid, 0);
@@ -120,6 +120,29 @@ async function readIfExists(path: string): Promise<{ text: string; mtimeMs: numb
   } catch (err) {
     if (isCode(err, 'ENOENT')) return undefined;
     throw toIoError(err, `reading lock file ${path}`);
+  }
+}
+
+/** Writes `content` to `temp`, then links it to `path`: false if `path` exists. The temp file is removed either way. */
+async function createComplete(path: string, temp: string, content: string): Promise<boolean> {
+  try {
+    const handle = await open(temp, 'w');
+    try {
+      await handle.writeFile(content, 'utf8');
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(temp, path);
+      return true;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      throw err;
+    }
+  } catch (err) {
+    throw toIoError(err, `creating ${path}`);
+  } finally {
+    await unlink(temp).catch(() => undefined);
   }
 }
 
@@ -204,23 +227,13 @@ export class FileLock {
     );
   }
 
+  /**
+   * Creates the lock file with its content in one step: the content goes to a temp file first, which is then
+   * hard-linked to the lock path (link fails with EEXIST if the lock exists). A process killed at any moment leaves
+   * either no lock file or a complete one, never an empty one that others must wait out.
+   */
   async #tryCreate(content: string): Promise<boolean> {
-    let handle;
-    try {
-      handle = await open(this.lockPath, 'wx');
-    } catch (err) {
-      if (isCode(err, 'EEXIST')) return false;
-      throw toIoError(err, `creating lock file ${this.lockPath}`);
-    }
-    try {
-      await handle.writeFile(content, 'utf8');
-    } catch (err) {
-      await handle.close().catch(() => undefined);
-      await unlink(this.lockPath).catch(() => undefined);
-      throw toIoError(err, `writing lock file ${this.lockPath}`);
-    }
-    await handle.close();
-    return true;
+    return createComplete(this.lockPath, `${this.lockPath}.${this.#owner.token}.tmp`, content);
   }
 
   /**
@@ -230,16 +243,15 @@ export class FileLock {
    */
   async #takeOver(staleText: string, content: string): Promise<boolean> {
     const marker = `${this.lockPath}.takeover`;
-    let markerHandle;
-    try {
-      markerHandle = await open(marker, 'wx');
-    } catch (err) {
-      if (!isCode(err, 'EEXIST')) throw toIoError(err, `creating ${marker}`);
-      const st = await stat(marker).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs > TAKEOVER_GRACE_MS) await unlink(marker).catch(() => undefined);
+    // The marker names its taker, so a marker left by a taker that was killed is removed at once, not after the grace.
+    if (!(await createComplete(marker, `${marker}.${this.#owner.token}.tmp`, content))) {
+      const seen = await readIfExists(marker);
+      const taker = seen ? parseLock(seen.text) : undefined;
+      if (seen && ((taker && !isAlive(taker)) || Date.now() - seen.mtimeMs > TAKEOVER_GRACE_MS)) {
+        await unlink(marker).catch(() => undefined);
+      }
       return false;
     }
-    await markerHandle.close();
     try {
       const now = await readIfExists(this.lockPath);
       if (now && now.text !== staleText) return false; // someone else changed it: judge again
@@ -285,7 +297,7 @@ export class FileLock {
  * The path with every symbolic link resolved: the file's own if it exists, else its directory's plus its name (a
  * container about to be created). Falls back to the absolute path if the directory cannot be resolved either.
  */
-async function canonicalPath(containerPath: string): Promise<string> {
+export async function canonicalPath(containerPath: string): Promise<string> {
   const absPath = nodePath.resolve(containerPath);
   try {
     return await realpath(absPath);

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { link, readFile, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, readFile, readdir, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -640,6 +640,49 @@ describe('FileBlockDevice one-writer lock', () => {
     expect(owner?.token).not.toBe('a'.repeat(32));
     await dev.close();
     await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a takeover marker left by a killed taker is removed at once; no temp files stay behind', async () => {
+    // A taker killed mid-takeover used to leave an empty marker that blocked every writable open for 5 s.
+    const p = await tempPath();
+    await writeFile(p, new Uint8Array(0));
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    const stale = formatLock({ pid: deadPid, token: 'a'.repeat(32), startedMs: 1 });
+    await writeFile(`${p}.lock`, stale);
+    await writeFile(`${p}.lock.takeover`, formatLock({ pid: deadPid, token: 'b'.repeat(32), startedMs: 1 }));
+    const dev = await FileBlockDevice.open(p);
+    expect(parseLock(await readFile(`${p}.lock`, 'utf8'))?.pid).toBe(process.pid);
+    const left = (await readdir(path.dirname(p))).filter((n) => n.includes('.tmp') || n.endsWith('.takeover'));
+    expect(left).toEqual([]);
+    await dev.close();
+  });
+
+  it('read-only opens register in the reader table, with their mark; a writer sees them; entries of dead processes go', async () => {
+    const p = await tempPath();
+    const writer = await FileBlockDevice.open(p, { create: true });
+    await writer.grow(4);
+    expect(await writer.readerMarks()).toEqual([]);
+    const r1 = await FileBlockDevice.open(p, { readOnly: true });
+    const r2 = await FileBlockDevice.open(p, { readOnly: true });
+    expect(await writer.readerMarks()).toEqual([null, null]); // registered before reading anything: mark unknown
+    await r1.setReaderMark(7);
+    await r2.setReaderMark(3);
+    expect((await writer.readerMarks()).sort()).toEqual([3, 7]);
+    await expect(r1.setReaderMark(-1)).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    await r1.close();
+    expect(await writer.readerMarks()).toEqual([3]);
+    // A reader process that died without closing: its entry is stale and removed.
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
+    await writeFile(path.join(`${p}.readers`, `${deadPid}-0123456789abcdef`), `${deadPid}\n1\n5\n`);
+    expect(await writer.readerMarks()).toEqual([3]);
+    await r2.close();
+    expect(await writer.readerMarks()).toEqual([]);
+    await expect(stat(`${p}.readers`)).rejects.toMatchObject({ code: 'ENOENT' }); // the last reader removes the table
+    // lock: false takes no lock and registers no reader.
+    const quiet = await FileBlockDevice.open(p, { readOnly: true, lock: false });
+    expect(await writer.readerMarks()).toEqual([]);
+    await quiet.close();
+    await writer.close();
   });
 
   it('our own pid with another start time (pid reuse after a crash) is stale', async () => {

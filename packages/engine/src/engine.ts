@@ -69,6 +69,8 @@ const WAL_START = 2;
 const INITIAL_DATA_BLOCKS = 64;
 /** Free blocks kept in hand for index page splits, which allocate synchronously. */
 const HEADROOM_BLOCKS = 256;
+/** Tries of a read-only open that meets what looks like damage (a writer may have moved on under it). */
+const READ_ONLY_OPEN_ATTEMPTS = 5;
 /** Index pages one write in flight may still dirty or create when it is applied (splits up a deep path, and more). */
 const WRITER_HEADROOM_BLOCKS = 4;
 /** A delete's own index change: the pages of its path dirtied, and merges. */
@@ -226,9 +228,23 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // writer lock is still held: no other writer can have it open.
       return VirtualDiskEngine.#openDevice(device, opts, path, size === undefined);
     }
-    const blockSize = await detectBlockSize(path);
-    const device = await FileBlockDevice.open(path, { blockSize, readOnly: opts.readOnly });
-    return VirtualDiskEngine.#openDevice(device, opts, path);
+    if (!opts.readOnly) {
+      const blockSize = await detectBlockSize(path);
+      const device = await FileBlockDevice.open(path, { blockSize, readOnly: false });
+      return VirtualDiskEngine.#openDevice(device, opts, path);
+    }
+    // A read-only open beside a live writer may read a superblock, then find that the writer has checkpointed and
+    // reused the log since: it looks like damage (the log no longer follows the checkpoint). Read it again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const blockSize = await detectBlockSize(path);
+        const device = await FileBlockDevice.open(path, { blockSize, readOnly: true });
+        return await VirtualDiskEngine.#openDevice(device, opts, path);
+      } catch (err) {
+        if (!(err instanceof CorruptionError) || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
+        await new Promise((r) => setTimeout(r, 10 * attempt));
+      }
+    }
   }
 
   static async #openDevice(device: BlockDevice, opts: ResolvedOptions, path: string | undefined, created = false): Promise<VirtualDiskEngine> {
@@ -334,6 +350,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.holdSnapshot(s.generation);
     }
     this.#reclaimer.restore(meta.deferred);
+    if (this.#opts.readOnly) await this.#device.setReaderMark?.(sb.generation);
+    else await this.#refreshReaders();
     this.#applyFrees(this.#reclaimer.takeEligible(sb.generation + 1));
     this.#objectCount = sb.objectCount;
     const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore, dev.blockCount) : this.#pageStore;
@@ -1136,6 +1154,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   // ─── internals: writes ────────────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * Reads the container's reader table (read-only opens, in any process, register there before they read): each
+   * holds the blocks of the checkpoint it reads, like a snapshot of that generation (-1 while it has not said which).
+   */
+  async #refreshReaders(): Promise<void> {
+    const dev = this.#device;
+    if (this.#opts.readOnly || dev.readerMarks === undefined) return;
+    const marks = await dev.readerMarks();
+    let min = Infinity;
+    for (const m of marks) min = Math.min(min, m ?? -1);
+    this.#reclaimer.setExternalMin(min);
+  }
+
   /** Whether `err` (or the state of the engine) says the engine was closed while an operation ran. */
   #closedUnder(err: unknown): boolean {
     return this.#closed || this.#closing !== undefined || (err instanceof VdeError && err.code === 'ERR_VDE_CLOSED');
@@ -1746,7 +1777,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
         this.#reclaimer.holdSnapshot(generation);
       }
       if (extra.holdSnapshot) this.#reclaimer.holdSnapshot(generation);
-      const eligible = this.#reclaimer.takeEligible(generation);
+      // Only blocks freed before the durable checkpoint was made go free in this image: a read-only open (maybe in
+      // another process) may be reading the durable checkpoint right now, having registered after the reader table
+      // was last read. Blocks freed since are taken after this checkpoint is durable and the table read again.
+      const eligible = this.#reclaimer.takeEligible(old.generation);
       // Allocate the meta blob's blocks before the eligible frees are applied, so it never lands on a block the
       // old checkpoint still references.
       const [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(), { contiguous: true });
@@ -1785,6 +1819,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#sb = sb;
       this.#checkpoints++;
       if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
+      // Every reader that may read an older checkpoint registered before this one was durable: it is in the table.
+      await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
       return { generation, root, objects: sb.objectCount };
     } catch (err) {

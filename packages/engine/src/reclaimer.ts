@@ -25,6 +25,8 @@ export class Reclaimer {
   #seq = 0;
   readonly #readers = new Map<number, number>();
   readonly #snapshots = new Map<number, number>();
+  /** The oldest generation a reader in another open (a read-only open, maybe in another process) reads. */
+  #externalMin = Infinity;
 
   /** Starts a read; the blocks it may see stay allocated until `endRead`. */
   beginRead(): number {
@@ -49,6 +51,14 @@ export class Reclaimer {
     else this.#snapshots.set(generation, n);
   }
 
+  /**
+   * The oldest checkpoint generation that read-only opens of the container read (-1: one has not told yet, keep
+   * everything; Infinity: none). Such a reader holds like a snapshot of that generation.
+   */
+  setExternalMin(generation: number): void {
+    this.#externalMin = generation;
+  }
+
   /** Records blocks that the live state stopped referencing while checkpoint `generation` was the durable one. */
   defer(extents: readonly Extent[], generation: number): void {
     if (extents.length === 0) return;
@@ -70,7 +80,7 @@ export class Reclaimer {
   takeEligible(durableGeneration: number): Extent[] {
     const pending = this.#pending;
     if (this.#head >= pending.length) return [];
-    let minSnapshot = Infinity;
+    let minSnapshot = this.#externalMin;
     for (const g of this.#snapshots.keys()) minSnapshot = Math.min(minSnapshot, g);
     let minReader = Infinity;
     for (const s of this.#readers.keys()) minReader = Math.min(minReader, s);

@@ -833,3 +833,44 @@ describe('aborts take effect at once, and a failed create leaves no file (third 
     await vde.close();
   });
 });
+
+describe('read-only opens beside a writer (fourth review)', () => {
+  it('a read-only engine keeps reading its state at open while a writer overwrites everything and checkpoints', async () => {
+    // The writer could not see read-only opens (they take no lock): after a checkpoint it reused blocks they still
+    // read. Readers got newer bytes than they listed, lost keys, and false ERR_VDE_CORRUPT. Read-only opens now
+    // register in the container's reader table, and the writer keeps what they read.
+    await using t = await tempDir();
+    const file = join(t.dir, 'shared.vde');
+    const value = (key: string, ver: number, size: number): Uint8Array => bytes(size, ver * 1000 + Number(key.slice(1)));
+    const writer = await VirtualDiskEngine.open(file, { walSizeBytes: 256 * 1024 });
+    const n = 40;
+    for (let i = 0; i < n; i++) await writer.store(`k${i}`, value(`k${i}`, 0, 64 * 1024), { metadata: { ver: '0' } });
+    for (let i = 0; i < 500; i++) await writer.store(`s${String(i).padStart(4, '0')}`, `small-${i}-v0`);
+    await writer.checkpoint();
+    await writer.store('k0', value('k0', 1, 64 * 1024), { metadata: { ver: '1' } }); // in the log only
+    const reader = await VirtualDiskEngine.open(file, { readOnly: true });
+    for (let ver = 2; ver < 8; ver++) {
+      await Promise.all(Array.from({ length: n }, (_, i) => writer.store(`k${i}`, value(`k${i}`, ver, 64 * 1024), { metadata: { ver: String(ver) } })));
+      for (let i = 0; i < 500; i += 100) {
+        await writer.batch(Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: `s${String(i + j).padStart(4, '0')}`, data: `small-${i + j}-v${ver}` })));
+      }
+      await writer.checkpoint();
+      for (let i = 0; i < n; i++) {
+        const info = await reader.stat(`k${i}`);
+        expect(info.metadata.ver).toBe(i === 0 ? '1' : '0');
+        expectBytes(await reader.retrieve(`k${i}`), value(`k${i}`, Number(info.metadata.ver), 64 * 1024));
+      }
+      const smalls = await collect(reader.list({ prefix: 's' }));
+      expect(smalls.length).toBe(500);
+      for (const o of smalls.slice(0, 50)) expect(text(await reader.retrieve(o.key))).toBe(`small-${Number(o.key.slice(1))}-v0`);
+    }
+    expect((await reader.scrub()).ok).toBe(true);
+    await reader.close();
+    // Once the reader is gone, the writer reuses the space again.
+    await writer.checkpoint();
+    await writer.checkpoint();
+    expect(writer.stats().pendingFreeBlocks).toBe(0);
+    await checked(writer);
+    await writer.close();
+  }, 60_000);
+});

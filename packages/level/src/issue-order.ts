@@ -6,7 +6,10 @@
  * Rules (each wait points back to something issued earlier, so there is no cycle and no deadlock):
  *  1. A write (put, del, batch, clear) is submitted to the engine only after every read and snapshot capture
  *     issued before it has finished, and after the write issued before it was submitted (writes reach the
- *     engine in issue order, so two unawaited puts of one key end with the second value).
+ *     engine in issue order). A write of a key also waits until the writes of that key issued before it have
+ *     completed, and a clear until every write issued before it has: the engine orders one key's writes by when
+ *     each takes the key's stripe, and a batch takes its stripes a few turns later than a put, so submission
+ *     order alone let `batch([put k 1]); put(k, 2)` end with 1, and `put(k); clear()` keep k.
  *  2. A clear holds back the writes issued after it until it is complete (a later put is never cleared).
  *  3. A live read (get, getMany, has, hasMany) first waits for the multi-key batches issued before it that are
  *     still running: the engine applies a batch's index changes one key at a time, and a read must never see
@@ -18,6 +21,10 @@
 export class IssueOrder {
   readonly #reads = new Set<Promise<unknown>>();
   readonly #batches = new Set<Promise<unknown>>();
+  /** Every write issued and not yet settled. */
+  readonly #writes = new Set<Promise<unknown>>();
+  /** The last write issued for each key, while it runs. */
+  readonly #lastByKey = new Map<string, Promise<unknown>>();
   /** Settles when the last issued write has been submitted (or, for a clear, has finished). */
   #writeTail: Promise<unknown> | undefined;
   /** Bumped when a write is issued and when it settles: equal epochs mean no write started or ended between. */
@@ -41,9 +48,17 @@ export class IssueOrder {
   }
 
   /** Runs a write under rules 1 and 2. `multiKey` marks a batch that live reads must not see half of. */
-  write<T>(fn: () => Promise<T>, options: { multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
+  write<T>(fn: () => Promise<T>, options: { keys?: readonly string[]; multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
     const waits: Promise<unknown>[] = [...this.#reads];
     if (this.#writeTail) waits.push(this.#writeTail);
+    if (options.holdLaterWrites) {
+      for (const w of this.#writes) waits.push(w);
+    } else if (options.keys) {
+      for (const k of options.keys) {
+        const w = this.#lastByKey.get(k);
+        if (w) waits.push(w);
+      }
+    }
     this.#epoch++;
     let p: Promise<T>;
     if (waits.length === 0) {
@@ -55,6 +70,16 @@ export class IssueOrder {
       this.#setTail(options.holdLaterWrites ? p : ready);
     }
     if (options.multiKey) this.#hold(this.#batches, p);
+    this.#hold(this.#writes, p);
+    if (options.keys) {
+      for (const k of options.keys) {
+        this.#lastByKey.set(k, p);
+        const forget = (): void => {
+          if (this.#lastByKey.get(k) === p) this.#lastByKey.delete(k);
+        };
+        p.then(forget, forget);
+      }
+    }
     const bump = (): void => {
       this.#epoch++;
     };

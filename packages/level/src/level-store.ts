@@ -101,16 +101,22 @@ export class LevelStore {
 
   put(key: LevelData, value: LevelData): Promise<void> {
     const k = this.vdeKey(key);
-    return this.#write(async () => {
-      await this.engine.store(k, value);
-    });
+    return this.#write(
+      async () => {
+        await this.engine.store(k, value);
+      },
+      { keys: [k] },
+    );
   }
 
   del(key: LevelData): Promise<void> {
     const k = this.vdeKey(key);
-    return this.#write(async () => {
-      await this.engine.delete(k);
-    });
+    return this.#write(
+      async () => {
+        await this.engine.delete(k);
+      },
+      { keys: [k] },
+    );
   }
 
   /** Applies the operations atomically (one engine batch). When a key repeats, its last operation wins. */
@@ -122,7 +128,7 @@ export class LevelStore {
       last.set(key, op.type === 'put' ? { type: 'put', key, data: op.value } : { type: 'del', key });
     }
     const ops = [...last.values()];
-    return this.#write(() => this.engine.batch(ops), { multiKey: ops.length > 1 });
+    return this.#write(() => this.engine.batch(ops), { keys: ops.map((o) => o.key), multiKey: ops.length > 1 });
   }
 
   /**
@@ -157,7 +163,7 @@ export class LevelStore {
     return held ? p.finally(() => held.release()) : p;
   }
 
-  #write<T>(fn: () => Promise<T>, options: { multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
+  #write<T>(fn: () => Promise<T>, options: { keys?: readonly string[]; multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
     this.pool.noteWrite();
     return this.order.write(fn, options);
   }

@@ -219,6 +219,28 @@ describe('VdeLevel: snapshots', () => {
     await db.close();
   });
 
+  it('a put after an unawaited batch of the same key, and a clear after an unawaited put, keep issue order', async () => {
+    // The engine orders one key's writes by when each takes the key's stripe, and a batch takes its stripes a few
+    // turns after a put: submission order alone let the earlier batch win, and let a clear miss an earlier put.
+    const db = new VdeLevel(location(), { engine });
+    await db.open();
+    for (let i = 0; i < 20; i++) {
+      await Promise.all([db.batch([{ type: 'put', key: 'k', value: 'first' }]), db.put('k', 'second')]);
+      expect(await db.get('k')).toBe('second');
+      await Promise.all([db.batch().put('k', 'third').write(), db.put('k', 'fourth')]);
+      expect(await db.get('k')).toBe('fourth');
+      await Promise.all([db.batch([{ type: 'put', key: 'k', value: 'x' }]), db.del('k')]);
+      expect(await db.get('k')).toBeUndefined();
+      await Promise.all([db.put('k', 'gone'), db.clear()]);
+      expect(await db.get('k')).toBeUndefined();
+      await Promise.all([db.put('a', 'first key'), db.put('b', 'y'), db.clear({ limit: 1 })]);
+      expect(await db.get('a')).toBeUndefined();
+      expect(await db.get('b')).toBe('y');
+      await db.clear();
+    }
+    await db.close();
+  });
+
   it('explicit snapshots keep their view until closed; clear() does not remove later writes', async () => {
     const db = new VdeLevel(location(), { engine });
     await db.open();

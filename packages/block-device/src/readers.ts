@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import * as nodePath from 'node:path';
+import { toIoError } from './errors.js';
+import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
+
+/*
+ * The reader table of a container: read-only opens (which take no lock) register here, so that the container's
+ * writer, in this process or another, can keep the blocks they may read (it cannot see them otherwise).
+ *
+ * Layout: a directory `${container}.readers` beside the container's canonical path, one file per read-only open,
+ * named `${pid}-${token}` (token: 16 random hex digits). Content (ASCII, 3 lines, each ending in "\n"):
+ *   line 1  pid        decimal: the reading process
+ *   line 2  startedMs  decimal ms since the epoch when that process started (tells a reused pid apart)
+ *   line 3  mark       a decimal number the reader sets (VDE: the checkpoint generation it reads), or "?" while
+ *                      it does not know it yet (a writer must then keep everything)
+ * A file is replaced atomically (temp file + rename), so it is always complete. A file whose process is gone is
+ * stale: `readerMarks` removes it.
+ *
+ * Invariant the protocol gives a writer: a reader registers BEFORE it reads anything of the container, so a
+ * writer that lists the table after making a new checkpoint durable sees every reader that may have read an
+ * older one.
+ */
+
+export function readersDirOf(canonical: string): string {
+  return `${canonical}.readers`;
+}
+
+/** One read-only open's entry in the reader table. */
+export class ReaderEntry {
+  readonly #file: string;
+  readonly #dir: string;
+  #released = false;
+
+  private constructor(dir: string, file: string) {
+    this.#dir = dir;
+    this.#file = file;
+  }
+
+  /** Registers a reader of `containerPath` with an unknown mark ("?"). */
+  static async create(containerPath: string): Promise<ReaderEntry> {
+    const dir = readersDirOf(await canonicalPath(containerPath));
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw toIoError(err, `creating the reader table ${dir}`);
+    }
+    const entry = new ReaderEntry(dir, nodePath.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`));
+    await entry.#write('?');
+    return entry;
+  }
+
+  /** Sets this reader's mark (a writer keeps what a reader with this mark may read). */
+  async setMark(mark: number): Promise<void> {
+    if (this.#released) return;
+    await this.#write(String(mark));
+  }
+
+  /** Removes the entry (and the table's directory if it is empty); idempotent. */
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    await unlink(this.#file).catch(() => undefined);
+    await rmdir(this.#dir).catch(() => undefined); // ENOTEMPTY: other readers are registered
+  }
+
+  async #write(mark: string): Promise<void> {
+    const temp = `${this.#file}.tmp`;
+    try {
+      const handle = await open(temp, 'w');
+      try {
+        await handle.writeFile(`${process.pid}\n${processStartedMs}\n${mark}\n`, 'utf8');
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, this.#file);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw toIoError(err, `writing reader entry ${this.#file}`);
+    }
+  }
+}
+
+/**
+ * The marks of the live readers of `containerPath` (null: a reader that has not set its mark yet). Entries of
+ * processes that are gone are removed. An empty array when no reader is registered.
+ */
+export async function readerMarks(containerPath: string): Promise<(number | null)[]> {
+  const dir = readersDirOf(await canonicalPath(containerPath));
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') return [];
+    throw toIoError(err, `reading the reader table ${dir}`);
+  }
+  const marks: (number | null)[] = [];
+  for (const name of names) {
+    if (name.endsWith('.tmp')) continue;
+    const file = nodePath.join(dir, name);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      continue; // released meanwhile
+    }
+    const m = /^(\d{1,10})\n(\d{1,16})\n(\?|\d{1,16})\n$/.exec(text);
+    if (!m) {
+      marks.push(null); // not ours to judge: keep everything
+      continue;
+    }
+    if (!isAlive({ pid: Number(m[1]), startedMs: Number(m[2]) })) {
+      await unlink(file).catch(() => undefined);
+      continue;
+    }
+    marks.push(m[3] === '?' ? null : Number(m[3]));
+  }
+  return marks;
+}
