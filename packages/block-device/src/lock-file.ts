@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { link, readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LockedError, toIoError } from './errors.js';
 
@@ -126,12 +126,7 @@ async function readIfExists(path: string): Promise<{ text: string; mtimeMs: numb
 /** Writes `content` to `temp`, then links it to `path`: false if `path` exists. The temp file is removed either way. */
 async function createComplete(path: string, temp: string, content: string): Promise<boolean> {
   try {
-    const handle = await open(temp, 'w');
-    try {
-      await handle.writeFile(content, 'utf8');
-    } finally {
-      await handle.close();
-    }
+    await writeFile(temp, content, 'utf8');
     try {
       await link(temp, path);
       return true;
@@ -257,12 +252,7 @@ export class FileLock {
       if (now && now.text !== staleText) return false; // someone else changed it: judge again
       const temp = `${this.lockPath}.${this.#owner.token}.tmp`;
       try {
-        const handle = await open(temp, 'wx');
-        try {
-          await handle.writeFile(content, 'utf8');
-        } finally {
-          await handle.close();
-        }
+        await writeFile(temp, content, { encoding: 'utf8', flag: 'wx' });
         await rename(temp, this.lockPath);
       } catch (err) {
         await unlink(temp).catch(() => undefined);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rmdir, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { toIoError } from './errors.js';
 import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
@@ -67,12 +67,7 @@ export class ReaderEntry {
   async #write(mark: string): Promise<void> {
     const temp = `${this.#file}.tmp`;
     try {
-      const handle = await open(temp, 'w');
-      try {
-        await handle.writeFile(`${process.pid}\n${processStartedMs}\n${mark}\n`, 'utf8');
-      } finally {
-        await handle.close();
-      }
+      await writeFile(temp, `${process.pid}\n${processStartedMs}\n${mark}\n`, 'utf8');
       await rename(temp, this.#file);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
