@@ -152,6 +152,7 @@ export class FileBlockDevice implements BlockDevice {
       handle = await openHandle(path, readOnly, create);
       const st = await handle.stat();
       lock?.bindIdentity(path, st.dev, st.ino);
+      reader?.bindIdentity(st.dev, st.ino);
       return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock, reader);
     } catch (err) {
       await handle?.close().catch(() => undefined);
@@ -278,7 +279,7 @@ export class FileBlockDevice implements BlockDevice {
   /** The marks of the live read-only opens of this file, in any process (null: not set yet); stale entries are removed. */
   readerMarks(): Promise<(number | null)[]> {
     this.#checkOpen();
-    return readerMarks(this.path);
+    return readerMarks(this.path, { dev: this.#dev, ino: this.#ino });
   }
 
   async sync(): Promise<void> {

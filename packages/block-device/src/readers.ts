@@ -22,6 +22,15 @@ import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
  * older one.
  */
 
+/**
+ * This process's read-only opens by file identity (`<dev>:<ino>`): a writer in this process also finds those that
+ * opened the file under another name (a hard link), whose table sits beside that name. Shared by every copy of
+ * this module in the realm.
+ */
+const byIdentityKey: unique symbol = Symbol.for('@vde/block-device/readers-by-identity');
+const globalRegistry = globalThis as typeof globalThis & { [byIdentityKey]?: Map<string, Set<ReaderEntry>> };
+const byIdentity: Map<string, Set<ReaderEntry>> = (globalRegistry[byIdentityKey] ??= new Map());
+
 export function readersDirOf(canonical: string): string {
   return `${canonical}.readers`;
 }
@@ -31,6 +40,9 @@ export class ReaderEntry {
   readonly #file: string;
   readonly #dir: string;
   #released = false;
+  #identity: string | undefined;
+  /** The mark last set (null: not yet). */
+  mark: number | null = null;
 
   private constructor(dir: string, file: string) {
     this.#dir = dir;
@@ -54,12 +66,30 @@ export class ReaderEntry {
   async setMark(mark: number): Promise<void> {
     if (this.#released) return;
     await this.#write(String(mark));
+    this.mark = mark;
+  }
+
+  get file(): string {
+    return this.#file;
+  }
+
+  /** Records the identity of the file this reader opened (see byIdentity). */
+  bindIdentity(dev: number, ino: number): void {
+    this.#identity = `${dev}:${ino}`;
+    let set = byIdentity.get(this.#identity);
+    if (!set) byIdentity.set(this.#identity, (set = new Set()));
+    set.add(this);
   }
 
   /** Removes the entry (and the table's directory if it is empty); idempotent. */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
+    if (this.#identity !== undefined) {
+      const set = byIdentity.get(this.#identity);
+      set?.delete(this);
+      if (set?.size === 0) byIdentity.delete(this.#identity);
+    }
     await unlink(this.#file).catch(() => undefined);
     await rmdir(this.#dir).catch(() => undefined); // ENOTEMPTY: other readers are registered
   }
@@ -80,16 +110,19 @@ export class ReaderEntry {
  * The marks of the live readers of `containerPath` (null: a reader that has not set its mark yet). Entries of
  * processes that are gone are removed. An empty array when no reader is registered.
  */
-export async function readerMarks(containerPath: string): Promise<(number | null)[]> {
+export async function readerMarks(containerPath: string, identity?: { dev: number; ino: number }): Promise<(number | null)[]> {
   const dir = readersDirOf(await canonicalPath(containerPath));
+  const marks: (number | null)[] = [];
+  // This process's readers of the same file under another name (a hard link).
+  const local = identity === undefined ? undefined : byIdentity.get(`${identity.dev}:${identity.ino}`);
+  for (const entry of local ?? []) if (nodePath.dirname(entry.file) !== dir) marks.push(entry.mark);
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return [];
+    if ((err as { code?: unknown }).code === 'ENOENT') return marks;
     throw toIoError(err, `reading the reader table ${dir}`);
   }
-  const marks: (number | null)[] = [];
   for (const name of names) {
     if (name.endsWith('.tmp')) continue;
     const file = nodePath.join(dir, name);
@@ -110,5 +143,7 @@ export async function readerMarks(containerPath: string): Promise<(number | null
     }
     marks.push(m[3] === '?' ? null : Number(m[3]));
   }
+  // The table of readers that all died: removed with its last stale entry (rmdir fails while any entry is left).
+  if (names.length > 0 && marks.length === 0) await rmdir(dir).catch(() => undefined);
   return marks;
 }

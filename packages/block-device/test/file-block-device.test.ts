@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { link, readFile, readdir, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rename, stat, symlink, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -678,6 +678,11 @@ describe('FileBlockDevice one-writer lock', () => {
     await r2.close();
     expect(await writer.readerMarks()).toEqual([]);
     await expect(stat(`${p}.readers`)).rejects.toMatchObject({ code: 'ENOENT' }); // the last reader removes the table
+    // A table left with only a dead reader's entry (killed, no close): the writer removes the entry and the table.
+    await mkdir(`${p}.readers`);
+    await writeFile(path.join(`${p}.readers`, `${deadPid}-fedcba9876543210`), `${deadPid}\n1\n?\n`);
+    expect(await writer.readerMarks()).toEqual([]);
+    await expect(stat(`${p}.readers`)).rejects.toMatchObject({ code: 'ENOENT' });
     // lock: false takes no lock and registers no reader.
     const quiet = await FileBlockDevice.open(p, { readOnly: true, lock: false });
     expect(await writer.readerMarks()).toEqual([]);

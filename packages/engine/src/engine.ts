@@ -350,8 +350,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.holdSnapshot(s.generation);
     }
     this.#reclaimer.restore(meta.deferred);
-    if (this.#opts.readOnly) await this.#device.setReaderMark?.(sb.generation);
+    // A reader's mark is the oldest generation it may read: the checkpoint, or a named snapshot it may open (the
+    // writer holds a named snapshot only until it is deleted there, which this open would not see).
+    const oldestNamed = Math.min(Infinity, ...meta.snapshots.map((s) => s.generation));
+    if (this.#opts.readOnly) await this.#device.setReaderMark?.(Math.min(sb.generation, oldestNamed));
     else await this.#refreshReaders();
+    this.#reclaimer.setDurableNamedMin(oldestNamed);
     this.#applyFrees(this.#reclaimer.takeEligible(sb.generation + 1));
     this.#objectCount = sb.objectCount;
     const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore, dev.blockCount) : this.#pageStore;
@@ -1791,10 +1795,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // taken with the image: such a stream may grow the container while this checkpoint writes.
       const allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
       const imageBlockCount = this.#allocator.blockCount;
+      const listed = [...this.#named.values()];
       const meta = encodeMeta({
         allocatorImage,
         deferred: this.#reclaimer.pendingEntries(),
-        snapshots: [...this.#named.values()],
+        snapshots: listed,
       });
       if (meta.byteLength > metaRun.count * bs) throw new Error(`meta blob of ${meta.byteLength} bytes outgrew its estimate`);
       const metaPadded = new Uint8Array(metaRun.count * bs);
@@ -1820,6 +1825,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#checkpoints++;
       if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
       // Every reader that may read an older checkpoint registered before this one was durable: it is in the table.
+      this.#reclaimer.setDurableNamedMin(Math.min(Infinity, ...listed.map((s) => s.generation)));
       await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
       return { generation, root, objects: sb.objectCount };
@@ -2092,7 +2098,8 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       } finally {
         this.#r.endRead(reader);
       }
-      if (step.done) {
+      // return() may have run while the leaf loaded: a finished iterator stays finished.
+      if (step.done || this.#done) {
         this.#finish();
         return { value: undefined, done: true };
       }

@@ -27,6 +27,11 @@ export class Reclaimer {
   readonly #snapshots = new Map<number, number>();
   /** The oldest generation a reader in another open (a read-only open, maybe in another process) reads. */
   #externalMin = Infinity;
+  /**
+   * The oldest named snapshot the durable checkpoint lists. A read-only open that read that checkpoint may open it,
+   * so it stays held (whatever this engine did since) until a newer checkpoint that no longer lists it is durable.
+   */
+  #durableNamedMin = Infinity;
 
   /** Starts a read; the blocks it may see stay allocated until `endRead`. */
   beginRead(): number {
@@ -59,6 +64,11 @@ export class Reclaimer {
     this.#externalMin = generation;
   }
 
+  /** See #durableNamedMin: set when a checkpoint is durable (and at open) from the snapshots it lists. */
+  setDurableNamedMin(generation: number): void {
+    this.#durableNamedMin = generation;
+  }
+
   /** Records blocks that the live state stopped referencing while checkpoint `generation` was the durable one. */
   defer(extents: readonly Extent[], generation: number): void {
     if (extents.length === 0) return;
@@ -80,7 +90,7 @@ export class Reclaimer {
   takeEligible(durableGeneration: number): Extent[] {
     const pending = this.#pending;
     if (this.#head >= pending.length) return [];
-    let minSnapshot = this.#externalMin;
+    let minSnapshot = Math.min(this.#externalMin, this.#durableNamedMin);
     for (const g of this.#snapshots.keys()) minSnapshot = Math.min(minSnapshot, g);
     let minReader = Infinity;
     for (const s of this.#readers.keys()) minReader = Math.min(minReader, s);

@@ -1,7 +1,7 @@
 // Regressions found by an adversarial review of the public API (each test fails on the code before its fix).
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -835,6 +835,57 @@ describe('aborts take effect at once, and a failed create leaves no file (third 
 });
 
 describe('read-only opens beside a writer (fourth review)', () => {
+  it('a read-only open keeps reading a named snapshot the writer deletes, and one opened through a hard link', async () => {
+    // The reader's mark covered only the checkpoint it read, not the named snapshots it may open; and a reader that
+    // opened the file under another name (a hard link) registered in another table.
+    await using t = await tempDir();
+    const file = join(t.dir, 'named.vde');
+    const fill = (b: number): Uint8Array => new Uint8Array(64 * 1024).fill(b);
+    const writer = await VirtualDiskEngine.open(file);
+    for (let i = 0; i < 20; i++) await writer.store(`k${i}`, fill(0x41));
+    await writer.createSnapshot('s1');
+    for (let i = 0; i < 20; i++) await writer.store(`k${i}`, fill(0x42));
+    await writer.checkpoint();
+    const reader = await VirtualDiskEngine.open(file, { readOnly: true });
+    const snap = await reader.openSnapshot('s1');
+    const alias = join(t.dir, 'alias.vde');
+    await link(file, alias);
+    const viaLink = await VirtualDiskEngine.open(alias, { readOnly: true });
+    await writer.deleteSnapshot('s1');
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) await writer.store(`n${i}`, fill(0x43 + round));
+      for (let i = 0; i < 20; i++) await writer.store(`k${i}`, fill(0x50 + round));
+      await writer.checkpoint();
+    }
+    for (let i = 0; i < 20; i++) {
+      expectBytes(await snap.retrieve(`k${i}`), fill(0x41));
+      expectBytes(await viaLink.retrieve(`k${i}`), fill(0x42));
+    }
+    await snap.close();
+    await reader.close();
+    await viaLink.close();
+    await writer.checkpoint();
+    await writer.checkpoint();
+    expect(writer.stats().pendingFreeBlocks).toBe(0);
+    await checked(writer);
+    await writer.close();
+  });
+
+  it('return() ends a list iterator even while a next() is loading a leaf', async () => {
+    const { vde } = await memoryEngine({ cacheSizeBytes: 64 * 1024 });
+    for (let i = 0; i < 3000; i += 1000) {
+      await vde.batch(Array.from({ length: 1000 }, (_, j) => ({ type: 'put' as const, key: `k${String(i + j).padStart(5, '0')}`, data: 'v'.repeat(40) })));
+    }
+    await vde.checkpoint();
+    const it = vde.list()[Symbol.asyncIterator]();
+    const calls = [it.next(), it.next(), it.return!(), it.next()];
+    const results = await Promise.all(calls);
+    expect(results[2]).toEqual({ value: undefined, done: true });
+    expect(results[3]!.done).toBe(true);
+    expect((await it.next()).done).toBe(true);
+    await vde.close();
+  });
+
   it('a read-only engine keeps reading its state at open while a writer overwrites everything and checkpoints', async () => {
     // The writer could not see read-only opens (they take no lock): after a checkpoint it reused blocks they still
     // read. Readers got newer bytes than they listed, lost keys, and false ERR_VDE_CORRUPT. Read-only opens now
