@@ -563,7 +563,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const existed = await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks([key], undefined, async () => {
           // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
-          await this.#ensureFree(this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS);
+          // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
+          const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
+          if (this.#allocator.freeCount < need) await this.#ensureFree(need);
           await this.#index.prefetch(keyBytes);
           if (!(await this.#index.get(keyBytes))) return false;
           await this.#append(LOG_DEL, encodeDel(keyBytes));
