@@ -909,7 +909,7 @@ export class BTree {
           // Under the minimum fill: merge with a sibling, or move entries over from it.
           const parent = path[d - 1]!;
           const pi = idx[d - 1]!;
-          if (parent.count < 2) throw new Error(`btree page ${parent.no}: branch with one child (internal error)`);
+          if (parent.count < 2) throw new CorruptionError(`btree page ${parent.no}`, 'branch with one child');
           const si = pi > 0 ? pi - 1 : pi + 1;
           const sibNo = childAt(parent, si);
           const sib = cache.lookup(sibNo);

@@ -209,7 +209,8 @@ export function validatePage(pageNo: number, b: Uint8Array, lim: Limits, verifyC
   if (slotEnd > pageSize || heapStart < slotEnd || heapStart > pageSize) {
     throw new CorruptionError(what, `count ${count} / heapStart ${heapStart} do not fit a ${pageSize}-byte page`);
   }
-  if (!leaf && count < 1) throw new CorruptionError(what, 'branch page without entries');
+  // A branch with one child is never written (the tree collapses it), and a delete under it would find no sibling.
+  if (!leaf && count < 2) throw new CorruptionError(what, `branch page with ${count} children`);
   const hdr = leaf ? LEAF_ENTRY_HEADER : BRANCH_ENTRY_HEADER;
   let used = 0;
   let prevOff = -1;

@@ -604,6 +604,21 @@ describe('corruption', () => {
     }
   });
 
+  it('a branch with one child is CorruptionError when read, never a raw Error from a delete under it', async () => {
+    const { store, root } = await flushedTree();
+    const page = await store.read(root);
+    expect(page[6]).toBe(2);
+    page[8] = 1; // count 1: only child 0 is left (a checksummed page the tree never writes)
+    page[9] = 0;
+    reseal(page);
+    await store.write(root, page);
+    const attempt = async (): Promise<void> => {
+      const t = await BTree.open(store, root, { cacheSizeBytes: 0 });
+      for (let i = 0; i < 400; i++) await t.delete(key4(i));
+    };
+    await expect(attempt()).rejects.toBeInstanceOf(CorruptionError);
+  });
+
   it('a branch pointing at itself or at a page of the wrong level is caught (no infinite recursion)', async () => {
     const { store, root } = await flushedTree();
     const page = await store.read(root);

@@ -45,6 +45,7 @@ import {
   recordBytesFor,
   objectInfoAt,
   recordKind,
+  type DataArea,
   type RecordFields,
   verifiedInlineData,
 } from './record.js';
@@ -185,6 +186,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (extents.length > 0) this.#allocator.free(extents);
         if (track) track.length = 0;
       },
+      dataArea: () => this.#dataArea(),
       verifyChecksums: opts.verifyChecksums,
       maxObjectBytes: maxBlocks * device.blockSize,
       noteCorruption: () => {
@@ -229,7 +231,20 @@ export class VirtualDiskEngine implements AsyncDisposable {
       return VirtualDiskEngine.#openDevice(device, opts, path, size === undefined);
     }
     if (!opts.readOnly) {
-      const blockSize = await detectBlockSize(path);
+      let blockSize: number;
+      try {
+        blockSize = await detectBlockSize(path);
+      } catch (err) {
+        if (!(err instanceof FormatError || err instanceof CorruptionError)) throw err;
+        // Another process may be creating this container right now: it holds the lock while it writes the first
+        // checkpoint, and that is ERR_VDE_LOCKED, not a damaged file. Holding the lock, look again.
+        const probe = await FileBlockDevice.open(path, { readOnly: false });
+        try {
+          blockSize = await detectBlockSize(path);
+        } finally {
+          await probe.close();
+        }
+      }
       const device = await FileBlockDevice.open(path, { blockSize, readOnly: false });
       return VirtualDiskEngine.#openDevice(device, opts, path);
     }
@@ -332,9 +347,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new CorruptionError('container', `the file holds ${dev.blockCount} blocks but the checkpoint covers ${sb.blockCount} (truncated)`);
     }
     this.#sb = sb;
-    const metaBytes = (await dev.read(sb.metaStart, sb.metaBlocks)).subarray(0, sb.metaLength);
+    // Only the blocks that hold metaLength bytes are read: metaBlocks may be larger (the run was sized before the
+    // blob was encoded), and a damaged count must not make this read gigabytes.
+    const metaBytes = (await dev.read(sb.metaStart, Math.ceil(sb.metaLength / sb.blockSize))).subarray(0, sb.metaLength);
     if (crc32(metaBytes) !== sb.metaCrc) throw new CorruptionError('checkpoint meta blob', 'checksum mismatch');
-    const meta = decodeMeta(metaBytes, sb.blockCount);
+    const meta = decodeMeta(metaBytes, sb.blockCount, sb.generation);
     try {
       this.#allocator = BitmapAllocator.load(meta.allocatorImage);
     } catch (err) {
@@ -344,6 +361,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (this.#allocator.blockCount !== sb.blockCount) {
       throw new CorruptionError('allocator bitmap', `covers ${this.#allocator.blockCount} blocks, the superblock says ${sb.blockCount}`);
     }
+    this.#checkHeldBlocks(sb);
     if (dev.blockCount > sb.blockCount) this.#allocator.grow(dev.blockCount);
     for (const s of meta.snapshots) {
       this.#named.set(s.name, s);
@@ -369,6 +387,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new CorruptionError(
         'superblock',
         `the newest checkpoint is damaged (the log starts at record ${this.#wal.headLsn}, the surviving superblock ${sb === sa ? 'A' : 'B'} needs ${sb.checkpointLsn + 1})`,
+      );
+    }
+    // The checkpoint covers records up to checkpointLsn, and the log is truncated only up to it: a log that ends
+    // before it would hand out LSNs the next replay skips (acknowledged writes silently lost).
+    if (this.#wal.lastLsn < sb.checkpointLsn) {
+      throw new CorruptionError(
+        'write-ahead log',
+        `the log ends at record ${this.#wal.lastLsn}, before the checkpoint's record ${sb.checkpointLsn}`,
       );
     }
     const endLsn = await this.#verifyLog(sb.checkpointLsn);
@@ -397,8 +423,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const owned: Extent[] = [];
       let intact = true;
       for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) {
-        if (op.type !== 'put') continue;
         const what = `log record ${rec.lsn}`;
+        // A record that passed its log checksum holds a key the engine accepted; anything else was not written by
+        // VDE and must not reach the index (an empty or over-long key could never be read or deleted again).
+        if (op.key.byteLength === 0 || op.key.byteLength > this.#maxKeyBytes) {
+          throw new CorruptionError(what, `holds a key of ${op.key.byteLength} bytes`);
+        }
+        decodeKey(op.key);
+        if (op.type !== 'put') continue;
         try {
           const record = await this.#io.loadRecord(op.record, what);
           const blocks = await this.#ownedBlocks(op.record, what);
@@ -427,7 +459,39 @@ export class VirtualDiskEngine implements AsyncDisposable {
     return last;
   }
 
+  /**
+   * The blocks a checkpoint itself lives in must be allocated in its bitmap: the superblocks, the log, the meta blob
+   * and the index root. A bitmap that marks any of them free would let the next checkpoint write over them.
+   */
+  #dataArea(): DataArea {
+    const sb = this.#sb as Superblock | undefined;
+    return { first: sb ? sb.walStart + sb.walBlocks : 0, end: this.#device.blockCount, blockSize: this.#device.blockSize };
+  }
+
+  #checkHeldBlocks(sb: Superblock): void {
+    const held: [number, number, string][] = [
+      [0, sb.walStart + sb.walBlocks, 'the superblocks and the log'],
+      [sb.metaStart, Math.ceil(sb.metaLength / sb.blockSize), 'the checkpoint meta blob'],
+      [sb.indexRoot, 1, 'the index root'],
+    ];
+    for (const [start, count, what] of held) {
+      for (let b = start; b < start + count; b++) {
+        if (!this.#allocator.isAllocated(b)) throw new CorruptionError('allocator bitmap', `block ${b} of ${what} is marked free`);
+      }
+    }
+  }
+
   #claim(owned: readonly Extent[], lsn: number): void {
+    for (const e of owned) {
+      // Blocks the checkpoint still deferred (held for readers) that a durable record after it owns were reused by
+      // the writer, which takes a deferred block only once no reader may read it: the record's claim stands.
+      let held = false;
+      for (let b = e.start; b < e.start + e.count && !held; b++) held = this.#allocator.isAllocated(b);
+      if (held) {
+        const withdrawn = this.#reclaimer.withdraw(e);
+        if (withdrawn.length > 0) this.#allocator.free(withdrawn);
+      }
+    }
     for (const e of owned) {
       for (let b = e.start; b < e.start + e.count; b++) {
         if (this.#allocator.isAllocated(b)) throw new CorruptionError(`log record ${lsn}`, `block ${b} is already in use`);
@@ -451,7 +515,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       return rec.extents ? [...rec.extents] : [];
     }
     return this.#io.loadRecord(value, what).then((rec) => {
-      const p = decodeIndirect(value, what, this.#device.blockCount, this.#device.blockSize);
+      const p = decodeIndirect(value, what, this.#dataArea());
       return [...(rec.extents ?? []), { start: p.start, count: p.blocks }];
     });
   }
@@ -982,12 +1046,29 @@ export class VirtualDiskEngine implements AsyncDisposable {
       problem(err);
     }
     const reader = this.#reclaimer.beginRead();
+    // Which blocks the objects walked so far own: two objects sharing a block, or an object on a block the bitmap
+    // marks free, read fine today but are overwritten by the next store. (A read-only open has not claimed the
+    // blocks of the log's records in its bitmap, so only sharing is checked there.)
+    const owners = new Uint8Array(Math.ceil(this.#allocator.blockCount / 8));
+    const checkOwned = async (value: Uint8Array, key: string): Promise<void> => {
+      for (const e of await this.#ownedBlocks(value, `object ${key}`)) {
+        for (let b = e.start; b < e.start + e.count && b < this.#allocator.blockCount; b++) {
+          const bit = 1 << (b & 7);
+          if ((owners[b >> 3]! & bit) !== 0) throw new CorruptionError(`object ${key}`, `block ${b} also belongs to another object`);
+          owners[b >> 3]! |= bit;
+          if (!this.#opts.readOnly && !this.#allocator.isAllocated(b)) {
+            throw new CorruptionError(`object ${key}`, `block ${b} is marked free in the allocator bitmap`);
+          }
+        }
+      }
+    };
     try {
       for await (const [k, v] of tree.entries()) {
         throwIfAborted(signal);
         const key = decodeKey(k);
         try {
           const rec = await this.#io.loadRecord(v, `object ${key}`);
+          await checkOwned(v, key);
           for await (const chunk of this.#io.chunks(rec, `object ${key}`)) {
             throwIfAborted(signal); // per chunk: a large object does not delay the abort
             report.bytesChecked += chunk.byteLength;
@@ -1167,7 +1248,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #refreshReaders(): Promise<void> {
     const dev = this.#device;
     if (this.#opts.readOnly || dev.readerMarks === undefined) return;
-    const marks = await dev.readerMarks();
+    let marks: readonly (number | null)[];
+    try {
+      marks = await dev.readerMarks();
+    } catch {
+      // The table cannot be read now (a permission, a full descriptor table): keep every deferred block, as for a
+      // reader that has not told its mark, and read it again after the next checkpoint. Space is only held longer.
+      marks = [null];
+    }
     let min = Infinity;
     for (const m of marks) min = Math.min(min, m ?? -1);
     this.#reclaimer.setExternalMin(min);
@@ -1758,6 +1846,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #checkpointLocked(extra: CheckpointExtra): Promise<CheckpointResult> {
     const old = this.#sb;
     const generation = old.generation + 1;
+    // A superblock holds integers below 2^53; only a damaged or crafted file gets here, and a superblock written
+    // past the limit would be refused by every later open.
+    if (!Number.isSafeInteger(generation)) throw new CorruptionError('superblock', `generation ${old.generation} cannot grow`);
     if (extra.addSnapshot !== undefined || extra.snapshotDeleted) {
       // The change lives only in this checkpoint's meta blob: a durable MARK record gives the checkpoint a log
       // position of its own, so a damaged superblock later cannot silently roll the change back (see #load).

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, InvalidKeyError, TooLargeError } from '@vde/block-device';
+import { CorruptionError, InvalidArgumentError, InvalidKeyError, TooLargeError } from '@vde/block-device';
 
 export const MAX_KEY_BYTES = 1024;
 export const MAX_METADATA_BYTES = 64 * 1024;
@@ -67,7 +67,7 @@ export function decodeKeyAt(b: Buffer, start: number, end: number): string {
     }
     if (ascii) return b.toString('latin1', start, end);
   }
-  return decoder.decode(b.subarray(start, end));
+  return decodeUtf8(b.subarray(start, end), 'index key');
 }
 
 export function decodeKey(bytes: Uint8Array): string {
@@ -82,15 +82,20 @@ export function decodeKey(bytes: Uint8Array): string {
     }
     if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   }
-  return decoder.decode(bytes);
+  return decodeUtf8(bytes, 'index key');
 }
 
 export function encodeUtf8(s: string): Uint8Array {
   return encoder.encode(s);
 }
 
-export function decodeUtf8(bytes: Uint8Array): string {
-  return decoder.decode(bytes);
+/** Decodes stored UTF-8; bytes that are not valid UTF-8 are a `CorruptionError` of `what`. */
+export function decodeUtf8(bytes: Uint8Array, what = 'stored text'): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new CorruptionError(what, 'is not valid UTF-8');
+  }
 }
 
 export function isWellFormed(s: string): boolean {

@@ -46,7 +46,8 @@ export function encodeMeta(m: MetaBlob): Uint8Array {
   return new ByteWriter(body.byteLength + 4).bytes(body).u32(crc32(body)).finish();
 }
 
-export function decodeMeta(bytes: Uint8Array, blockCount: number): MetaBlob {
+/** `generation` is the superblock's: nothing the blob lists may be newer than the checkpoint that wrote it. */
+export function decodeMeta(bytes: Uint8Array, blockCount: number, generation: number): MetaBlob {
   const what = 'checkpoint meta blob';
   if (bytes.byteLength < 16) throw new CorruptionError(what, 'too short');
   const body = bytes.subarray(0, bytes.byteLength - 4);
@@ -60,16 +61,22 @@ export function decodeMeta(bytes: Uint8Array, blockCount: number): MetaBlob {
   const deferred: DeferredEntry[] = [];
   for (let i = 0; i < n; i++) {
     const d = { start: r.u64(), count: r.u32(), generation: r.u64() };
-    if (d.count < 1 || d.start + d.count > blockCount) throw new CorruptionError(what, 'deferred entry out of range');
+    if (d.count < 1 || d.start + d.count > blockCount || d.generation > generation) {
+      throw new CorruptionError(what, 'deferred entry out of range');
+    }
     deferred.push(d);
   }
   const s = r.u32();
   if (s * 34 > r.remaining) throw new CorruptionError(what, `claims ${s} snapshots`);
   const snapshots: NamedSnapshotRecord[] = [];
   for (let i = 0; i < s; i++) {
-    const name = decodeUtf8(r.take(r.u16()));
+    const name = decodeUtf8(r.take(r.u16()), what);
     const rec = { name, generation: r.u64(), root: r.u64(), createdMs: r.u64(), objectCount: r.u64() };
     if (rec.root >= blockCount) throw new CorruptionError(what, `snapshot ${name} root out of range`);
+    // A snapshot newer than the checkpoint listing it would never be compared with a freed block: its pages would
+    // be reused under it.
+    if (rec.generation > generation) throw new CorruptionError(what, `snapshot ${name} is newer than its checkpoint`);
+    if (snapshots.some((o) => o.name === name)) throw new CorruptionError(what, `snapshot ${name} is listed twice`);
     snapshots.push(rec);
   }
   if (r.remaining !== 0) throw new CorruptionError(what, 'trailing bytes');

@@ -109,6 +109,35 @@ export class Reclaimer {
     return out;
   }
 
+  /**
+   * Removes the blocks of `extent` from the pending entries and returns them (recovery: a durable log record after
+   * the checkpoint owns them, so the writer had taken them already). The split entries keep their place, so the
+   * order takeEligible relies on holds. Linear in the pending entries; only recovery calls it, on a conflict.
+   */
+  withdraw(extent: Extent): Extent[] {
+    const out: Extent[] = [];
+    const end = extent.start + extent.count;
+    const kept: Pending[] = [];
+    for (let i = this.#head; i < this.#pending.length; i++) {
+      const p = this.#pending[i]!;
+      const pEnd = p.start + p.count;
+      if (pEnd <= extent.start || p.start >= end) {
+        kept.push(p);
+        continue;
+      }
+      const from = Math.max(p.start, extent.start);
+      const to = Math.min(pEnd, end);
+      out.push({ start: from, count: to - from });
+      if (p.start < from) kept.push({ ...p, count: from - p.start });
+      if (to < pEnd) kept.push({ ...p, start: to, count: pEnd - to });
+    }
+    if (out.length > 0) {
+      this.#pending = kept;
+      this.#head = 0;
+    }
+    return out;
+  }
+
   /** What a checkpoint persists: entries still held. */
   pendingEntries(): DeferredEntry[] {
     return this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));

@@ -104,18 +104,34 @@ export function recordKind(bytes: Uint8Array, what: string): number {
   return kind;
 }
 
-export function decodeIndirect(bytes: Uint8Array, what: string, blockCount: number, blockSize: number): IndirectPointer {
+/**
+ * Where object blocks may lie: `[first, end)`, the data area (past the superblocks and the log, within the
+ * container), in blocks of `blockSize` bytes.
+ */
+export interface DataArea {
+  first: number;
+  end: number;
+  blockSize: number;
+}
+
+export function decodeIndirect(bytes: Uint8Array, what: string, area: DataArea): IndirectPointer {
   const r = new ByteReader(bytes, what);
   if (r.u8() !== KIND_INDIRECT) throw new CorruptionError(what, 'not an indirect record');
   const p = { start: r.u64(), blocks: r.u32(), length: r.u32(), crc: r.u32() };
-  if (p.blocks < 1 || p.start + p.blocks > blockCount || p.length > p.blocks * blockSize || p.length < HEADER) {
+  // The run is exactly as long as the record: a larger block count would make the read of it allocate that much.
+  if (p.start < area.first || p.start + p.blocks > area.end || p.length < HEADER || p.blocks !== Math.ceil(p.length / area.blockSize)) {
     throw new CorruptionError(what, 'indirect record pointer is out of range');
   }
   return p;
 }
 
-/** Decodes a kind 1 or 2 record; every length is checked against the bytes present and the device size. */
-export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number, blockSize: number): ObjectRecord {
+/**
+ * Decodes a kind 1 or 2 record; every length is checked against the bytes present, and every extent against the
+ * data area. Extents of one record never overlap (each block holds one part of the object), so the blocks a record
+ * claims, and what reading it allocates, are bounded by the container's size.
+ */
+export function decodeRecord(bytes: Uint8Array, what: string, area: DataArea): ObjectRecord {
+  const blockSize = area.blockSize;
   const len = bytes.byteLength;
   if (len < HEADER) throw new CorruptionError(what, `truncated: a record needs ${HEADER} bytes, got ${len}`);
   const kind = bytes[0]!;
@@ -145,14 +161,27 @@ export function decodeRecord(bytes: Uint8Array, what: string, blockCount: number
     const start = rd64(bytes, o, what);
     const n = rd32(bytes, o + 8);
     o += 12;
-    if (n < 1 || start + n > blockCount) throw new CorruptionError(what, `extent ${start}+${n} is outside the container`);
+    if (n < 1 || start < area.first || start + n > area.end) {
+      throw new CorruptionError(what, `extent ${start}+${n} is outside the data area`);
+    }
     extents.push({ start, count: n });
     blocks += n;
   }
   if (blocks * blockSize < size || (size > 0 && (blocks - 1) * blockSize >= size)) {
     throw new CorruptionError(what, `extents hold ${blocks} blocks for ${size} bytes`);
   }
+  if (count > 1 && blocks > area.end - area.first) throw new CorruptionError(what, `extents overlap`);
+  if (count > 1 && overlapping(extents)) throw new CorruptionError(what, `extents overlap`);
   return { size, createdMs, modifiedMs, crc, nonce, metadata, extents };
+}
+
+function overlapping(extents: readonly Extent[]): boolean {
+  const sorted = [...extents].sort((a, b) => a.start - b.start);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    if (prev.start + prev.count > sorted[i]!.start) return true;
+  }
+  return false;
 }
 
 /** What `ObjectInfo` needs of a record. */

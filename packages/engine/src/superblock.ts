@@ -25,6 +25,10 @@ export interface Superblock {
 }
 
 export const FORMAT_VERSION = 1;
+/** The smallest log region the write-ahead log accepts (2 header blocks, 2 record blocks); VDE formats 16 or more. */
+const MIN_WAL_BLOCKS = 4;
+/** The smallest meta blob (magic, version, three counts, CRC). */
+const MIN_META_BYTES = 20;
 export const SUPERBLOCK_BYTES = 128;
 const MAGIC = [0x56, 0x44, 0x45, 0x43, 0x4e, 0x54, 0x52, 0x00];
 
@@ -97,13 +101,14 @@ export function decodeSuperblock(bytes: Uint8Array, slot: 'A' | 'B'): Superblock
   const geometryOk =
     sb.generation >= 1 &&
     sb.walStart === 2 &&
-    sb.walBlocks >= 1 &&
+    sb.walBlocks >= MIN_WAL_BLOCKS &&
     sb.blockCount >= sb.walStart + sb.walBlocks &&
     sb.indexRoot >= sb.walStart + sb.walBlocks &&
     sb.indexRoot < sb.blockCount &&
     sb.metaStart >= sb.walStart + sb.walBlocks &&
     sb.metaBlocks >= 1 &&
     sb.metaStart + sb.metaBlocks <= sb.blockCount &&
+    sb.metaLength >= MIN_META_BYTES &&
     sb.metaLength <= sb.metaBlocks * sb.blockSize &&
     (slot === 'A') === (sb.generation % 2 === 1);
   if (!geometryOk) throw new CorruptionError(what, 'fields are inconsistent (geometry out of range)');

@@ -13,7 +13,7 @@ import {
 } from '@vde/block-device';
 import { FaultyBlockDevice } from '@vde/test-harness';
 import { WriteAheadLog } from '@vde/wal';
-import { HEADER_BLOCKS, RECORD_HEADER_SIZE, encodeRecordHeader, recordCrc, setRecordCrc } from '../src/format.js';
+import { HEADER_BLOCKS, RECORD_HEADER_SIZE, decodeHeader, encodeHeader, encodeRecordHeader, recordCrc, setRecordCrc } from '../src/format.js';
 import { collect, DurableRecordingDevice, InlineDevice, payloadOf, RecordingDevice, settle } from './helpers.js';
 
 const BS = 512;
@@ -682,6 +682,28 @@ describe('back-pressure and truncate', () => {
 });
 
 describe('recovery', () => {
+  it('an append past LSN 2^53 - 1 is refused (typed) before it takes an LSN; every acknowledged record reopens', async () => {
+    const dev = memDevice();
+    await (await WriteAheadLog.create(dev, REGION)).close();
+    // A checksummed header whose head is near the largest LSN a record can hold (only a crafted log gets there).
+    const image = dev.image();
+    const slot = (REGION.startBlock + 1) * BS;
+    const found = decodeHeader(image.subarray(slot, slot + BS));
+    if (!found.ok) throw new Error('the fresh log has no header in slot 1');
+    const block = new Uint8Array(BS);
+    encodeHeader({ ...found.header, generation: found.header.generation + 2, headLsn: Number.MAX_SAFE_INTEGER - 1 }, block);
+    image.set(block, slot);
+    const crafted = MemoryBlockDevice.fromImage(image, BS);
+    const wal = await WriteAheadLog.open(crafted, REGION);
+    expect(await wal.append(1, payloadOf(10, 1))).toBe(Number.MAX_SAFE_INTEGER - 1);
+    expect(await wal.append(1, payloadOf(10, 2))).toBe(Number.MAX_SAFE_INTEGER);
+    await expect(wal.append(1, payloadOf(10, 3))).rejects.toBeInstanceOf(CorruptionError);
+    expect(wal.lastLsn).toBe(Number.MAX_SAFE_INTEGER);
+    await wal.close();
+    const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(crafted.image(), BS), REGION);
+    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER]);
+  });
+
   async function threeBatches(): Promise<{ dev: MemoryBlockDevice; positions: number[] }> {
     const dev = memDevice();
     const wal = await WriteAheadLog.create(dev, REGION);
