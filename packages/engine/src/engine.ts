@@ -26,7 +26,7 @@ import { WriteAheadLog } from '@vde/wal';
 import { copyOut, newBytes } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
-import { type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
+import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
@@ -362,6 +362,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new CorruptionError('allocator bitmap', `covers ${this.#allocator.blockCount} blocks, the superblock says ${sb.blockCount}`);
     }
     this.#checkHeldBlocks(sb);
+    this.#checkDeferred(sb, meta.deferred);
     if (dev.blockCount > sb.blockCount) this.#allocator.grow(dev.blockCount);
     for (const s of meta.snapshots) {
       this.#named.set(s.name, s);
@@ -478,6 +479,23 @@ export class VirtualDiskEngine implements AsyncDisposable {
       for (let b = start; b < start + count; b++) {
         if (!this.#allocator.isAllocated(b)) throw new CorruptionError('allocator bitmap', `block ${b} of ${what} is marked free`);
       }
+    }
+  }
+
+  /**
+   * Deferred entries name blocks of the data area that the bitmap marks used (they are held, not free), each once:
+   * anything else would make a later free fail (or free the log) long after open.
+   */
+  #checkDeferred(sb: Superblock, deferred: readonly DeferredEntry[]): void {
+    const first = sb.walStart + sb.walBlocks;
+    const sorted = [...deferred].sort((a, b) => a.start - b.start);
+    let end = first;
+    for (const d of sorted) {
+      if (d.start < end) throw new CorruptionError('checkpoint meta blob', `deferred blocks ${d.start}+${d.count} overlap the log or another entry`);
+      for (let b = d.start; b < d.start + d.count; b++) {
+        if (!this.#allocator.isAllocated(b)) throw new CorruptionError('checkpoint meta blob', `deferred block ${b} is marked free`);
+      }
+      end = d.start + d.count;
     }
   }
 

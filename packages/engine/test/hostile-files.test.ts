@@ -107,6 +107,25 @@ describe('checksummed but impossible checkpoints are ERR_VDE_CORRUPT at open', (
     await expectOpenCorrupt(twice.image());
   });
 
+  it('deferred entries on the log, listed twice, or on blocks the bitmap marks free', async () => {
+    const image = await closedImage({ a: 'alpha' });
+    const sb = await newest(MemoryBlockDevice.fromImage(image, BS));
+    const first = sb.walStart + sb.walBlocks;
+    const free = BitmapAllocator.load((await readMeta(MemoryBlockDevice.fromImage(image, BS), sb)).allocatorImage);
+    let unused = first;
+    while (free.isAllocated(unused)) unused++;
+    const entries = [
+      [{ start: 0, count: 2, generation: 1 }],
+      [{ start: sb.indexRoot, count: 1, generation: 1 }, { start: sb.indexRoot, count: 1, generation: 1 }],
+      [{ start: unused, count: 1, generation: 1 }],
+    ];
+    for (const deferred of entries) {
+      const dev = MemoryBlockDevice.fromImage(image, BS);
+      await rewriteMeta(dev, (m) => ({ ...m, deferred }));
+      await expectCode(VirtualDiskEngine.open(MemoryBlockDevice.fromImage(dev.image(), BS), SMALL), 'ERR_VDE_CORRUPT');
+    }
+  });
+
   it('an inflated meta block count does not make open read the whole run', async () => {
     const image = await closedImage({ a: 'alpha' });
     const sb = await newest(MemoryBlockDevice.fromImage(image, BS));

@@ -290,11 +290,15 @@ export class WriteAheadLog {
       // The head record was lost (it had not been durable): the next batch starts at the block boundary, so the
       // header must say so, or a later scan from the old mid-block head would miss it.
       header = { ...header, generation: header.generation + 1, headPos: nextBatchPos % (areaBlocks * bs) };
-      const block = new Uint8Array(bs);
-      encodeHeader(header, block);
-      const slot = header.generation % HEADER_BLOCKS;
-      await ioStep('wal: writing the header', () => device.write(region.startBlock + slot, block));
-      extraBytes += bs;
+      // A read-only device (a reader of a crashed log) keeps the corrected header in memory: its scans start from
+      // it, and a writer that opens the log later makes the same correction on disk.
+      if (!device.readOnly) {
+        const block = new Uint8Array(bs);
+        encodeHeader(header, block);
+        const slot = header.generation % HEADER_BLOCKS;
+        await ioStep('wal: writing the header', () => device.write(region.startBlock + slot, block));
+        extraBytes += bs;
+      }
     }
     // Whatever the scan found may still be only in the OS cache: make it durable before anyone relies on it.
     await ioStep('wal: syncing after recovery', () => device.sync());
