@@ -2,20 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { toIoError } from './errors.js';
-import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
+import { canonicalPath, formatIdentity, liveness, parseIdentity, processStartedMs, selfIdentity, type ProcessIdentity } from './lock-file.js';
 
 /*
  * The reader table of a container: read-only opens (which take no lock) register here, so that the container's
  * writer, in this process or another, can keep the blocks they may read (it cannot see them otherwise).
  *
  * Layout: a directory `${container}.readers` beside the container's canonical path, one file per read-only open,
- * named `${pid}-${token}` (token: 16 random hex digits). Content (ASCII, 3 lines, each ending in "\n"):
+ * named `${pid}-${token}` (token: 16 random hex digits). Content (ASCII, 3 or 7 lines, each ending in "\n"):
  *   line 1  pid        decimal: the reading process
  *   line 2  startedMs  decimal ms since the epoch when that process started (tells a reused pid apart)
  *   line 3  mark       a decimal number the reader sets (VDE: the checkpoint generation it reads), or "?" while
  *                      it does not know it yet (a writer must then keep everything)
+ *   lines 4-7          the reader's `ProcessIdentity` (see lock-file.ts), where it has one (Linux); a parser ignores
+ *                      lines after the first 3 it does not know, so later versions may add lines
  * A file is replaced atomically (temp file + rename), so it is always complete. A file whose process is gone is
- * stale: `readerMarks` removes it.
+ * stale: `readerMarks` removes it. Versions before lines 4-7 cannot parse a 7-line entry: they keep everything while
+ * it is there, which is safe.
  *
  * Invariant the protocol gives a writer: a reader registers BEFORE it reads anything of the container, so a
  * writer that lists the table after making a new checkpoint durable sees every reader that may have read an
@@ -58,14 +61,22 @@ export class ReaderEntry {
       throw toIoError(err, `creating the reader table ${dir}`);
     }
     const entry = new ReaderEntry(dir, nodePath.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`));
-    await entry.#write('?');
+    try {
+      await entry.#write('?');
+    } catch (err) {
+      throw toIoError(err, `writing reader entry ${entry.#file}`);
+    }
     return entry;
   }
 
   /** Sets this reader's mark (a writer keeps what a reader with this mark may read). */
   async setMark(mark: number): Promise<void> {
     if (this.#released) return;
-    await this.#write(String(mark));
+    try {
+      await this.#write(String(mark));
+    } catch (err) {
+      throw toIoError(err, `writing reader entry ${this.#file}`);
+    }
     this.mark = mark;
   }
 
@@ -94,16 +105,40 @@ export class ReaderEntry {
     await rmdir(this.#dir).catch(() => undefined); // ENOTEMPTY: other readers are registered
   }
 
+  /** Replaces the entry's file atomically; throws Node's error as it is. */
   async #write(mark: string): Promise<void> {
     const temp = `${this.#file}.tmp`;
+    const identity = selfIdentity();
+    const content = `${process.pid}\n${processStartedMs}\n${mark}\n${identity === undefined ? '' : formatIdentity(identity)}`;
     try {
-      await writeFile(temp, `${process.pid}\n${processStartedMs}\n${mark}\n`, 'utf8');
+      await writeFile(temp, content, 'utf8');
       await rename(temp, this.#file);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
-      throw toIoError(err, `writing reader entry ${this.#file}`);
+      throw err;
     }
   }
+}
+
+export interface ParsedReaderEntry {
+  readonly pid: number;
+  readonly startedMs: number;
+  /** null: "?", not set yet. */
+  readonly mark: number | null;
+  /** Lines 4-7, where the reader wrote them. */
+  readonly identity: ProcessIdentity | undefined;
+}
+
+/** Parses a reader entry's content (see the top of this file); undefined if its first 3 lines are not valid. */
+export function parseReaderEntry(text: string): ParsedReaderEntry | undefined {
+  const m = /^(\d{1,10})\n(\d{1,16})\n(\?|\d{1,16})\n/.exec(text);
+  if (!m) return undefined;
+  const rest = text.slice(m[0].length);
+  if (rest !== '' && !rest.endsWith('\n')) return undefined; // cut short
+  const pid = Number(m[1]);
+  const startedMs = Number(m[2]);
+  if (pid <= 0 || !Number.isSafeInteger(startedMs)) return undefined;
+  return { pid, startedMs, mark: m[3] === '?' ? null : Number(m[3]), identity: parseIdentity(rest) };
 }
 
 /**
@@ -132,16 +167,16 @@ export async function readerMarks(containerPath: string, identity?: { dev: numbe
     } catch {
       continue; // released meanwhile
     }
-    const m = /^(\d{1,10})\n(\d{1,16})\n(\?|\d{1,16})\n$/.exec(text);
-    if (!m) {
+    const entry = parseReaderEntry(text);
+    if (!entry) {
       marks.push(null); // not ours to judge: keep everything
       continue;
     }
-    if (!isAlive({ pid: Number(m[1]), startedMs: Number(m[2]) })) {
+    if (liveness(entry, entry.identity) === 'dead') {
       await unlink(file).catch(() => undefined);
       continue;
     }
-    marks.push(m[3] === '?' ? null : Number(m[3]));
+    marks.push(entry.mark);
   }
   // The table of readers that all died: removed with its last stale entry (rmdir fails while any entry is left).
   if (names.length > 0 && marks.length === 0) await rmdir(dir).catch(() => undefined);
