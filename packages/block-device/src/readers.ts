@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { toIoError } from './errors.js';
+import { IoError, toIoError } from './errors.js';
 import { canonicalPath, formatIdentity, liveness, parseIdentity, processStartedMs, selfIdentity, type ProcessIdentity } from './lock-file.js';
 
 /*
@@ -16,9 +16,10 @@ import { canonicalPath, formatIdentity, liveness, parseIdentity, processStartedM
  *                      it does not know it yet (a writer must then keep everything)
  *   lines 4-7          the reader's `ProcessIdentity` (see lock-file.ts), where it has one (Linux); a parser ignores
  *                      lines after the first 3 it does not know, so later versions may add lines
- * A file is replaced atomically (temp file + rename), so it is always complete. A file whose process is gone is
- * stale: `readerMarks` removes it. Versions before lines 4-7 cannot parse a 7-line entry: they keep everything while
- * it is there, which is safe.
+ * A file is replaced atomically (temp file + rename), so it is complete unless a power loss cut it (it is not
+ * fsynced; every reader is gone then). A file whose process is gone is stale: `readerMarks` removes it; so is a file
+ * it cannot parse that is older than `GARBAGE_GRACE_MS` (by mtime), and a leftover `*.tmp` as old. Versions before
+ * lines 4-7 cannot parse a 7-line entry: they keep everything while it is there, which is safe.
  *
  * Invariant the protocol gives a writer: a reader registers BEFORE it reads anything of the container, so a
  * writer that lists the table after making a new checkpoint durable sees every reader that may have read an
@@ -33,6 +34,14 @@ import { canonicalPath, formatIdentity, liveness, parseIdentity, processStartedM
 const byIdentityKey: unique symbol = Symbol.for('@vde/block-device/readers-by-identity');
 const globalRegistry = globalThis as typeof globalThis & { [byIdentityKey]?: Map<string, Set<ReaderEntry>> };
 const byIdentity: Map<string, Set<ReaderEntry>> = (globalRegistry[byIdentityKey] ??= new Map());
+
+/**
+ * An entry (or `*.tmp` file) in the table that `readerMarks` cannot parse is ignored and removed once it is older than
+ * this: entries are written complete (temp + rename), so only a cut write (power loss) or a stray file is unparsable.
+ */
+const GARBAGE_GRACE_MS = 5_000;
+/** How often a reader makes the table again when it was removed between its `mkdir` and its write (see `create`). */
+const CREATE_ATTEMPTS = 20;
 
 export function readersDirOf(canonical: string): string {
   return `${canonical}.readers`;
@@ -52,21 +61,37 @@ export class ReaderEntry {
     this.#file = file;
   }
 
-  /** Registers a reader of `containerPath` with an unknown mark ("?"). */
-  static async create(containerPath: string): Promise<ReaderEntry> {
+  /**
+   * Registers a reader of `containerPath` with an unknown mark ("?"). Undefined, registering nothing, where the
+   * container's file system is read-only (EROFS): no writer can write the container through it. No write access to
+   * the directory (EACCES, EPERM) is an `IoError` that says so: an unregistered reader could read blocks that a
+   * writer (of another user) reuses.
+   */
+  static async create(containerPath: string): Promise<ReaderEntry | undefined> {
     const dir = readersDirOf(await canonicalPath(containerPath));
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (err) {
-      throw toIoError(err, `creating the reader table ${dir}`);
-    }
     const entry = new ReaderEntry(dir, nodePath.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`));
-    try {
-      await entry.#write('?');
-    } catch (err) {
-      throw toIoError(err, `writing reader entry ${entry.#file}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await mkdir(dir, { recursive: true });
+        await entry.#write('?');
+        return entry;
+      } catch (err) {
+        const code = (err as { code?: unknown } | null)?.code;
+        // Another reader's release (or a writer removing a table of dead readers) removed the table, empty, between
+        // our mkdir and our write: make it again. Once our temp file is in it, nobody can remove it (rmdir fails).
+        if (code === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        if (code === 'EROFS') return undefined;
+        if (code === 'EACCES' || code === 'EPERM') {
+          throw new IoError(
+            `cannot open ${containerPath} read-only: a read-only open registers in the reader table ${dir} (so that ` +
+              `a writer keeps the blocks it reads), which needs write access to the container's directory, and this ` +
+              `process has none (${String(code)}). Give it write access to that directory, or read a copy of the container`,
+            { cause: err },
+          );
+        }
+        throw toIoError(err, `registering in the reader table ${dir}`);
+      }
     }
-    return entry;
   }
 
   /** Sets this reader's mark (a writer keeps what a reader with this mark may read). */
@@ -141,9 +166,19 @@ export function parseReaderEntry(text: string): ParsedReaderEntry | undefined {
   return { pid, startedMs, mark: m[3] === '?' ? null : Number(m[3]), identity: parseIdentity(rest) };
 }
 
+/** True if `file` was last modified more than `GARBAGE_GRACE_MS` ago (false if it cannot be told). */
+async function isOld(file: string): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs > GARBAGE_GRACE_MS;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The marks of the live readers of `containerPath` (null: a reader that has not set its mark yet). Entries of
- * processes that are gone are removed. An empty array when no reader is registered.
+ * processes that are gone are removed, and so are unparsable entries and temp files older than
+ * `GARBAGE_GRACE_MS`. An empty array when no reader is registered.
  */
 export async function readerMarks(containerPath: string, identity?: { dev: number; ino: number }): Promise<(number | null)[]> {
   const dir = readersDirOf(await canonicalPath(containerPath));
@@ -159,8 +194,12 @@ export async function readerMarks(containerPath: string, identity?: { dev: numbe
     throw toIoError(err, `reading the reader table ${dir}`);
   }
   for (const name of names) {
-    if (name.endsWith('.tmp')) continue;
     const file = nodePath.join(dir, name);
+    if (name.endsWith('.tmp')) {
+      // Being written (a reader renames it at once), or left by a process killed in between.
+      if (await isOld(file)) await unlink(file).catch(() => undefined);
+      continue;
+    }
     let text: string;
     try {
       text = await readFile(file, 'utf8');
@@ -169,7 +208,10 @@ export async function readerMarks(containerPath: string, identity?: { dev: numbe
     }
     const entry = parseReaderEntry(text);
     if (!entry) {
-      marks.push(null); // not ours to judge: keep everything
+      // Cut by a power loss (no reader survives one) or not an entry at all: garbage once old. A young one may be
+      // a reader of a format we do not know: keep everything.
+      if (await isOld(file)) await unlink(file).catch(() => undefined);
+      else marks.push(null);
       continue;
     }
     if (liveness(entry, entry.identity) === 'dead') {

@@ -1,9 +1,9 @@
-// Liveness of lock owners and readers across PID namespaces and clock steps.
+// Liveness of lock owners and readers across PID namespaces and clock steps, and the reader table's garbage.
 // Each test failed on the code before its fix (the identity file and entry lines 4-7 did not exist then).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileBlockDevice } from '../src/index.js';
@@ -281,4 +281,62 @@ describe('lock and reader liveness', () => {
     );
     expect((await writer.readerMarks()).sort()).toEqual([3, 5, 6]);
   });
+});
+
+describe('reader table garbage', () => {
+  it('an unparsable entry is kept (keep everything) while young, then ignored and removed; so is an old temp file', async () => {
+    const p = await tempPath();
+    const writer = await openTracked(p, { create: true });
+    const table = `${p}.readers`;
+    await mkdir(table);
+    const old = new Date(Date.now() - 60_000);
+    // A 0-byte entry (what a power loss can leave: entries are not fsynced) and a stray file.
+    const empty = path.join(table, '12345-0123456789abcdef');
+    const stray = path.join(table, 'notes.txt');
+    const cut = path.join(table, '12346-0123456789abcdef');
+    await writeFile(empty, '');
+    await writeFile(stray, 'hello\n');
+    await writeFile(cut, '12346\n17');
+    expect(await writer.readerMarks()).toEqual([null, null, null]); // young: maybe being written, keep everything
+    for (const f of [empty, stray, cut]) await utimes(f, old, old);
+    const oldTemp = path.join(table, '12347-0123456789abcdef.tmp');
+    const youngTemp = path.join(table, '12348-0123456789abcdef.tmp');
+    await writeFile(oldTemp, '12347\n');
+    await utimes(oldTemp, old, old);
+    await writeFile(youngTemp, '12348\n');
+    expect(await writer.readerMarks()).toEqual([]);
+    expect(await readdir(table)).toEqual([path.basename(youngTemp)]);
+    // Once the young temp file is old too, the table goes with it.
+    await utimes(youngTemp, old, old);
+    expect(await writer.readerMarks()).toEqual([]);
+    await expect(stat(table)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('read-only opens without write access to the directory', () => {
+  it.skipIf(!(linux && process.getuid?.() === 0))(
+    'as another user: ERR_VDE_IO (EACCES) saying why the directory must be writable',
+    async () => {
+      const p = await tempPath();
+      const dev = await FileBlockDevice.open(p, { create: true });
+      await dev.grow(1);
+      await dev.close();
+      await chmod(path.dirname(p), 0o755);
+      await chmod(p, 0o644);
+      const dir = await makeTempDir();
+      dirs.push(dir);
+      const lib = path.join(dir, 'lib');
+      const url = await transpileSources(lib);
+      await chmod(dir, 0o755);
+      const script = `
+        process.setgid(65534); process.setuid(65534);
+        const { FileBlockDevice } = await import(${JSON.stringify(url)});
+        try { const d = await FileBlockDevice.open(${JSON.stringify(p)}, { readOnly: true }); console.log('OPENED'); await d.close(); }
+        catch (e) { console.log(e.code + ' ' + e.errno + ' ' + e.message); }`;
+      const out = await runChild(process.execPath, ['--input-type=module', '-e', script]);
+      expect(out).toContain('ERR_VDE_IO EACCES');
+      expect(out).toContain('write access');
+      expect(out).toContain(`${p}.readers`);
+    },
+  );
 });
