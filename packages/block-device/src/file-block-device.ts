@@ -22,7 +22,9 @@ export interface FileBlockDeviceOptions {
   blockSize?: number;
   /**
    * Open O_RDONLY: writes and grow throw `ReadOnlyError`; no lock is taken, but the open registers in the reader
-   * table (`${path}.readers/`, see README) so that a writer can keep what it reads. Default false.
+   * table (`${path}.readers/`, see README) so that a writer can keep what it reads. That needs write access to the
+   * directory (`IoError` with `errno` EACCES or EPERM without it); on a read-only file system (EROFS) the open
+   * registers nothing. Default false.
    */
   readOnly?: boolean;
   /** Take the one-writer advisory lock (`${path}.lock`), or with `readOnly` register as a reader. Default true. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { link, readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { link, readdir, readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LockedError, toIoError } from './errors.js';
 
@@ -11,8 +11,17 @@ import { LockedError, toIoError } from './errors.js';
  *   line 1  pid        decimal, 1..10 digits: the owning process
  *   line 2  token      32 lowercase hex digits (16 random bytes): this lock, unique per open
  *   line 3  startedMs  decimal ms since the epoch when the owning process started (tells a reused pid apart)
- * each line ends with "\n". Invariant: a lock file whose pid is alive belongs to that process; only the holder of
- * `token` removes it.
+ * each line ends with "\n". Invariant: a lock file whose owner is alive (as `liveness` judges it) belongs to that
+ * process; only the holder of `token` removes it.
+ *
+ * The owner's clock-independent identity (`ProcessIdentity`: boot id, start ticks, pid and time namespaces; Linux
+ * only) sits in a separate file, `${container}.lock.<token>.id`, named by the lock's token. It is not in the lock file
+ * because versions before it parse the lock with an anchored 3-line pattern: a longer lock file would be unparsable
+ * to them, and they take over an unparsable lock after 5 s even while its owner runs. Invariant: while a lock file
+ * names token T and its owner runs, `${container}.lock.T.id` exists if the owner had an identity (written before
+ * the lock is created or renamed into place; removed on release, before the lock, when nothing is written through
+ * the lock any more). No identity file (an older version, or not Linux): the lock is judged by pid and `startedMs`
+ * as before.
  *
  * The lock file sits beside the container's canonical path (symbolic links resolved), so a container opened
  * through a symbolic link or under another spelling of its path finds the same lock. Within one process the
@@ -28,6 +37,8 @@ import { LockedError, toIoError } from './errors.js';
 const UNPARSABLE_GRACE_MS = 5_000;
 /** A takeover marker older than this is left over from a crashed taker. */
 const TAKEOVER_GRACE_MS = 5_000;
+/** An identity or temp file of another token older than this, beside a lock we took, is left over from a crash. */
+const STRAY_GRACE_MS = 5_000;
 const RETRY_DELAY_MS = 20;
 const MAX_ATTEMPTS = 50;
 
@@ -65,13 +76,122 @@ export function parseLock(text: string): LockOwner | undefined {
  * A live process whose start time differs from the lock's `startedMs` by more than this is not the lock's owner (its
  * pid was reused, typically after a reboot). Generous on purpose: the two clocks are read differently (the owner's
  * `Date.now() - uptime` against the kernel's boot time plus start ticks), and declaring a live owner stale would
- * let two writers in.
+ * let two writers in. Only used for owners without a `ProcessIdentity` (older versions, not Linux).
  */
 const FOREIGN_START_SLACK_MS = 30_000;
 
 /**
- * True if `owner` may still be running. Our own pid counts as alive unless the start time shows pid reuse; so does
- * another live pid, where the system tells its start time (Linux `/proc`).
+ * A process's identity that no clock step changes (Linux `/proc`): the same boot id and the same start ticks name
+ * the same process. The namespaces tell whether a checker may compare pids and ticks at all: pids are per PID
+ * namespace, and `/proc` shows start times shifted by the reader's time namespace.
+ */
+export interface ProcessIdentity {
+  /** `/proc/sys/kernel/random/boot_id`: 36 characters, lowercase hex and dashes; new at every boot. */
+  readonly bootId: string;
+  /** Field 22 (`starttime`) of `/proc/self/stat`: clock ticks after boot when the process started, decimal. */
+  readonly startTicks: string;
+  /** `readlink /proc/self/ns/pid`, e.g. `pid:[4026531836]`. */
+  readonly pidNs: string;
+  /** `readlink /proc/self/ns/time`, e.g. `time:[4026531834]`, or `-` where the kernel has no time namespaces. */
+  readonly timeNs: string;
+}
+
+const IDENTITY_PATTERN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\n(\d{1,20})\n(pid:\[\d{1,20}\])\n(time:\[\d{1,20}\]|-)\n/;
+
+/** The four identity lines (each ending in "\n"): boot id, start ticks, pid namespace, time namespace. */
+export function formatIdentity(id: ProcessIdentity): string {
+  return `${id.bootId}\n${id.startTicks}\n${id.pidNs}\n${id.timeNs}\n`;
+}
+
+/** Parses the four identity lines at the start of `text` (lines after them are ignored); undefined if they are not there. */
+export function parseIdentity(text: string): ProcessIdentity | undefined {
+  const m = IDENTITY_PATTERN.exec(text);
+  return m ? { bootId: m[1]!, startTicks: m[2]!, pidNs: m[3]!, timeNs: m[4]! } : undefined;
+}
+
+/** Field 22 (`starttime`) of a `/proc/<pid>/stat` text, decimal; undefined if absent. */
+function startTicksIn(stat: string): string | undefined {
+  // Field 2 (the command name) is in parentheses and may hold spaces or parentheses: count from the last ')'.
+  const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return ticks !== undefined && /^\d{1,20}$/.test(ticks) ? ticks : undefined;
+}
+
+/**
+ * This process's identity and whether its `/proc` shows its own PID namespace (field 1 of `/proc/self/stat` is
+ * `process.pid`; not so under a `/proc` mounted for another namespace, where `/proc/<pid>` names other processes).
+ * Null where `/proc` cannot tell (not Linux, no `/proc`). Read once: none of it changes while the process runs.
+ */
+let self: { identity: ProcessIdentity; procIsOurs: boolean } | null | undefined;
+
+function selfInfo(): { identity: ProcessIdentity; procIsOurs: boolean } | null {
+  if (self !== undefined) return self;
+  try {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const startTicks = startTicksIn(stat);
+    const pidNs = readlinkSync('/proc/self/ns/pid');
+    let timeNs = '-';
+    try {
+      timeNs = readlinkSync('/proc/self/ns/time');
+    } catch {
+      // a kernel without time namespaces (before Linux 5.6)
+    }
+    const identity = { bootId, startTicks: startTicks ?? '', pidNs, timeNs };
+    const procIsOurs = Number(stat.slice(0, stat.indexOf(' '))) === process.pid;
+    self = startTicks !== undefined && parseIdentity(formatIdentity(identity)) ? { identity, procIsOurs } : null;
+  } catch {
+    self = null;
+  }
+  return self;
+}
+
+/** This process's `ProcessIdentity`, or undefined where `/proc` cannot tell it (not Linux). */
+export function selfIdentity(): ProcessIdentity | undefined {
+  return selfInfo()?.identity;
+}
+
+/**
+ * How a checker judges an owner (of a lock, a takeover marker or a reader entry):
+ * - `alive`: it runs (or may run: its pid is alive and nothing shows otherwise);
+ * - `dead`: it is gone, or its pid (or boot) now belongs to another process;
+ * - `other-namespace`: it ran in another PID (or time) namespace, whose pids this process cannot check;
+ * - `unknown`: it recorded an identity, but this process cannot read its own (no usable `/proc`).
+ * Only `dead` lets a caller remove or take over what the owner holds.
+ */
+export type Liveness = 'alive' | 'dead' | 'other-namespace' | 'unknown';
+
+/**
+ * Judges `owner`. With the owner's `identity` (written by this version on Linux) the judgement is exact and needs
+ * no clock: a different boot id means the owner's boot is over (dead); another namespace, or a `/proc` that is not
+ * ours, means we cannot tell (`other-namespace`, `unknown`: not dead); else the pid must be alive and, where `/proc`
+ * shows its start ticks, have exactly the owner's. Without an identity (older versions, not Linux): `isAlive`.
+ */
+export function liveness(owner: Pick<LockOwner, 'pid' | 'startedMs'>, identity: ProcessIdentity | undefined): Liveness {
+  if (identity === undefined) return isAlive(owner) ? 'alive' : 'dead';
+  const me = selfInfo();
+  if (me === null) return 'unknown';
+  if (identity.bootId !== me.identity.bootId) return 'dead';
+  if (identity.pidNs !== me.identity.pidNs || identity.timeNs !== me.identity.timeNs) return 'other-namespace';
+  if (!me.procIsOurs) return 'unknown';
+  if (owner.pid === process.pid) return identity.startTicks === me.identity.startTicks ? 'alive' : 'dead';
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    return (err as { code?: unknown }).code === 'EPERM' ? 'alive' : 'dead';
+  }
+  let ticks: string | undefined;
+  try {
+    ticks = startTicksIn(readFileSync(`/proc/${owner.pid}/stat`, 'utf8'));
+  } catch {
+    return 'alive'; // exited meanwhile, or hidden (hidepid): the kill said it ran
+  }
+  return ticks === undefined || ticks === identity.startTicks ? 'alive' : 'dead';
+}
+
+/**
+ * True if `owner` may still be running, judged without its identity (the format of older versions). Our own pid
+ * counts as alive unless the start time shows pid reuse; so does another live pid, where the system tells its
+ * start time (Linux `/proc`).
  */
 export function isAlive(owner: Pick<LockOwner, 'pid' | 'startedMs'>): boolean {
   if (owner.pid === process.pid) return Math.abs(owner.startedMs - processStartedMs) < 2_000;
@@ -97,11 +217,8 @@ export function startedMsOf(pid: number): number | undefined {
       bootMs = btime ? Number(btime[1]) * 1000 : null;
     }
     if (bootMs === null) return undefined;
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 2 (the command name) is in parentheses and may hold spaces or parentheses: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]); // field 22, starttime
-    return Number.isFinite(ticks) ? bootMs + ticks * 10 : undefined;
+    const ticks = startTicksIn(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return ticks === undefined ? undefined : bootMs + Number(ticks) * 10;
   } catch {
     return undefined;
   }
@@ -139,6 +256,25 @@ async function createComplete(path: string, temp: string, content: string): Prom
   } finally {
     await unlink(temp).catch(() => undefined);
   }
+}
+
+/** The file holding the identity of the owner of lock token `token` (see the top of this file). */
+function identityPathOf(lockPath: string, token: string): string {
+  return `${lockPath}.${token}.id`;
+}
+
+/** The identity recorded for lock token `token`, or undefined (none, an older version's lock, unreadable). */
+async function identityOf(lockPath: string, token: string): Promise<ProcessIdentity | undefined> {
+  try {
+    return parseIdentity(await readFile(identityPathOf(lockPath, token), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** How `owner` of a lock or takeover marker at `lockPath` is judged, by its identity file where it has one. */
+async function judge(lockPath: string, owner: LockOwner): Promise<Liveness> {
+  return liveness(owner, await identityOf(lockPath, owner.token));
 }
 
 /** An exclusive advisory lock on one container path, held by this process until `release()`. */
@@ -195,17 +331,49 @@ export class FileLock {
     this.#identity = identity;
   }
 
+  /** Our identity file: written before our lock (or takeover marker) can exist, removed on failure and release. */
+  get #identityPath(): string {
+    return identityPathOf(this.lockPath, this.#owner.token);
+  }
+
   async #take(containerPath: string): Promise<void> {
+    const identity = selfIdentity();
+    if (identity !== undefined) {
+      try {
+        await writeFile(this.#identityPath, formatIdentity(identity), 'utf8');
+      } catch (err) {
+        await unlink(this.#identityPath).catch(() => undefined);
+        throw toIoError(err, `creating ${this.#identityPath}`);
+      }
+    }
+    try {
+      await this.#takeWithIdentity(containerPath);
+    } catch (err) {
+      await unlink(this.#identityPath).catch(() => undefined);
+      throw err;
+    }
+    await this.#sweep();
+  }
+
+  async #takeWithIdentity(containerPath: string): Promise<void> {
     const content = formatLock(this.#owner);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (await this.#tryCreate(content)) return;
       const seen = await readIfExists(this.lockPath);
       if (!seen) continue; // released between our create and our read: try again
       const holder = parseLock(seen.text);
-      if (holder && isAlive(holder)) {
+      const state = holder ? await judge(this.lockPath, holder) : undefined;
+      if (holder && state !== 'dead') {
         throw new LockedError(
-          `${containerPath} is open for writing by process ${holder.pid} (lock file ${this.lockPath}); ` +
-            `close it there first, or delete the lock file if that process is not a VDE process`,
+          state === 'alive'
+            ? `${containerPath} is open for writing by process ${holder.pid} (lock file ${this.lockPath}); ` +
+                `close it there first, or delete the lock file if that process is not a VDE process`
+            : `${containerPath} is open for writing by process ${holder.pid} ` +
+                (state === 'other-namespace'
+                  ? `of another PID namespace (another container on this host, say; lock file ${this.lockPath}), `
+                  : `(lock file ${this.lockPath}), and this process cannot check pids (its /proc is missing or shows another PID namespace), `) +
+                `so that process is taken to be running: close it there first, or, if it has ended, delete the lock ` +
+                `file and ${identityPathOf(this.lockPath, holder.token)}`,
         );
       }
       if (!holder && Date.now() - seen.mtimeMs < UNPARSABLE_GRACE_MS) {
@@ -213,13 +381,44 @@ export class FileLock {
         await sleep(RETRY_DELAY_MS);
         continue;
       }
-      if (await this.#takeOver(seen.text, content)) return;
+      if (await this.#takeOver(seen.text, content)) {
+        // The stale owner's identity file goes with its lock.
+        if (holder) await unlink(identityPathOf(this.lockPath, holder.token)).catch(() => undefined);
+        return;
+      }
       await sleep(RETRY_DELAY_MS);
     }
     throw new LockedError(
       `${containerPath}: could not take lock file ${this.lockPath} (it keeps changing or holds unreadable content); ` +
         `if no VDE process uses the container, delete the lock file`,
     );
+  }
+
+  /**
+   * Once we hold the lock: removes identity files and temp files beside it that a killed process left (their
+   * token is not ours and they are older than the grace), so crashes do not pile them up. A live taker's identity
+   * file is younger: a taker writes it when it starts, and gives up within about a second.
+   */
+  async #sweep(): Promise<void> {
+    const dir = nodePath.dirname(this.lockPath);
+    const prefix = `${nodePath.basename(this.lockPath)}.`;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const m = /^(?:takeover\.)?([0-9a-f]{32})\.(?:id|tmp)$/.exec(name.slice(prefix.length));
+      if (!m || m[1] === this.#owner.token) continue;
+      const file = nodePath.join(dir, name);
+      try {
+        if (Date.now() - (await stat(file)).mtimeMs > STRAY_GRACE_MS) await unlink(file);
+      } catch {
+        // gone meanwhile, or not ours to remove
+      }
+    }
   }
 
   /**
@@ -242,7 +441,7 @@ export class FileLock {
     if (!(await createComplete(marker, `${marker}.${this.#owner.token}.tmp`, content))) {
       const seen = await readIfExists(marker);
       const taker = seen ? parseLock(seen.text) : undefined;
-      if (seen && ((taker && !isAlive(taker)) || Date.now() - seen.mtimeMs > TAKEOVER_GRACE_MS)) {
+      if (seen && ((taker && (await judge(this.lockPath, taker)) === 'dead') || Date.now() - seen.mtimeMs > TAKEOVER_GRACE_MS)) {
         await unlink(marker).catch(() => undefined);
       }
       return false;
@@ -265,11 +464,14 @@ export class FileLock {
     }
   }
 
-  /** Removes the lock file if it still holds our token; idempotent. */
+  /** Removes the lock file if it still holds our token, and our identity file; idempotent. */
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
     try {
+      // The identity file first: killed in between, we leave a lock without one (judged by pid, as an older
+      // version's), never a stray identity file. Nothing is written through the lock any more.
+      await unlink(this.#identityPath).catch(() => undefined);
       const seen = await readIfExists(this.lockPath);
       if (seen && parseLock(seen.text)?.token === this.#owner.token) {
         await unlink(this.lockPath).catch((err: unknown) => {

@@ -1,21 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { toIoError } from './errors.js';
-import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
+import { IoError, toIoError } from './errors.js';
+import { canonicalPath, formatIdentity, liveness, parseIdentity, processStartedMs, selfIdentity, type ProcessIdentity } from './lock-file.js';
 
 /*
  * The reader table of a container: read-only opens (which take no lock) register here, so that the container's
  * writer, in this process or another, can keep the blocks they may read (it cannot see them otherwise).
  *
  * Layout: a directory `${container}.readers` beside the container's canonical path, one file per read-only open,
- * named `${pid}-${token}` (token: 16 random hex digits). Content (ASCII, 3 lines, each ending in "\n"):
+ * named `${pid}-${token}` (token: 16 random hex digits). Content (ASCII, 3 or 7 lines, each ending in "\n"):
  *   line 1  pid        decimal: the reading process
  *   line 2  startedMs  decimal ms since the epoch when that process started (tells a reused pid apart)
  *   line 3  mark       a decimal number the reader sets (VDE: the checkpoint generation it reads), or "?" while
  *                      it does not know it yet (a writer must then keep everything)
- * A file is replaced atomically (temp file + rename), so it is always complete. A file whose process is gone is
- * stale: `readerMarks` removes it.
+ *   lines 4-7          the reader's `ProcessIdentity` (see lock-file.ts), where it has one (Linux); a parser ignores
+ *                      lines after the first 3 it does not know, so later versions may add lines
+ * A file is replaced atomically (temp file + rename), so it is complete unless a power loss cut it (it is not
+ * fsynced; every reader is gone then). A file whose process is gone is stale: `readerMarks` removes it; so is a file
+ * it cannot parse that is older than `GARBAGE_GRACE_MS` (by mtime), and a leftover `*.tmp` as old. Versions before
+ * lines 4-7 cannot parse a 7-line entry: they keep everything while it is there, which is safe.
  *
  * Invariant the protocol gives a writer: a reader registers BEFORE it reads anything of the container, so a
  * writer that lists the table after making a new checkpoint durable sees every reader that may have read an
@@ -30,6 +34,14 @@ import { canonicalPath, isAlive, processStartedMs } from './lock-file.js';
 const byIdentityKey: unique symbol = Symbol.for('@vde/block-device/readers-by-identity');
 const globalRegistry = globalThis as typeof globalThis & { [byIdentityKey]?: Map<string, Set<ReaderEntry>> };
 const byIdentity: Map<string, Set<ReaderEntry>> = (globalRegistry[byIdentityKey] ??= new Map());
+
+/**
+ * An entry (or `*.tmp` file) in the table that `readerMarks` cannot parse is ignored and removed once it is older than
+ * this: entries are written complete (temp + rename), so only a cut write (power loss) or a stray file is unparsable.
+ */
+const GARBAGE_GRACE_MS = 5_000;
+/** How often a reader makes the table again when it was removed between its `mkdir` and its write (see `create`). */
+const CREATE_ATTEMPTS = 20;
 
 export function readersDirOf(canonical: string): string {
   return `${canonical}.readers`;
@@ -49,23 +61,47 @@ export class ReaderEntry {
     this.#file = file;
   }
 
-  /** Registers a reader of `containerPath` with an unknown mark ("?"). */
-  static async create(containerPath: string): Promise<ReaderEntry> {
+  /**
+   * Registers a reader of `containerPath` with an unknown mark ("?"). Undefined, registering nothing, where the
+   * container's file system is read-only (EROFS): no writer can write the container through it. No write access to
+   * the directory (EACCES, EPERM) is an `IoError` that says so: an unregistered reader could read blocks that a
+   * writer (of another user) reuses.
+   */
+  static async create(containerPath: string): Promise<ReaderEntry | undefined> {
     const dir = readersDirOf(await canonicalPath(containerPath));
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (err) {
-      throw toIoError(err, `creating the reader table ${dir}`);
-    }
     const entry = new ReaderEntry(dir, nodePath.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`));
-    await entry.#write('?');
-    return entry;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await mkdir(dir, { recursive: true });
+        await entry.#write('?');
+        return entry;
+      } catch (err) {
+        const code = (err as { code?: unknown } | null)?.code;
+        // Another reader's release (or a writer removing a table of dead readers) removed the table, empty, between
+        // our mkdir and our write: make it again. Once our temp file is in it, nobody can remove it (rmdir fails).
+        if (code === 'ENOENT' && attempt < CREATE_ATTEMPTS) continue;
+        if (code === 'EROFS') return undefined;
+        if (code === 'EACCES' || code === 'EPERM') {
+          throw new IoError(
+            `cannot open ${containerPath} read-only: a read-only open registers in the reader table ${dir} (so that ` +
+              `a writer keeps the blocks it reads), which needs write access to the container's directory, and this ` +
+              `process has none (${String(code)}). Give it write access to that directory, or read a copy of the container`,
+            { cause: err },
+          );
+        }
+        throw toIoError(err, `registering in the reader table ${dir}`);
+      }
+    }
   }
 
   /** Sets this reader's mark (a writer keeps what a reader with this mark may read). */
   async setMark(mark: number): Promise<void> {
     if (this.#released) return;
-    await this.#write(String(mark));
+    try {
+      await this.#write(String(mark));
+    } catch (err) {
+      throw toIoError(err, `writing reader entry ${this.#file}`);
+    }
     this.mark = mark;
   }
 
@@ -94,21 +130,55 @@ export class ReaderEntry {
     await rmdir(this.#dir).catch(() => undefined); // ENOTEMPTY: other readers are registered
   }
 
+  /** Replaces the entry's file atomically; throws Node's error as it is. */
   async #write(mark: string): Promise<void> {
     const temp = `${this.#file}.tmp`;
+    const identity = selfIdentity();
+    const content = `${process.pid}\n${processStartedMs}\n${mark}\n${identity === undefined ? '' : formatIdentity(identity)}`;
     try {
-      await writeFile(temp, `${process.pid}\n${processStartedMs}\n${mark}\n`, 'utf8');
+      await writeFile(temp, content, 'utf8');
       await rename(temp, this.#file);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
-      throw toIoError(err, `writing reader entry ${this.#file}`);
+      throw err;
     }
+  }
+}
+
+export interface ParsedReaderEntry {
+  readonly pid: number;
+  readonly startedMs: number;
+  /** null: "?", not set yet. */
+  readonly mark: number | null;
+  /** Lines 4-7, where the reader wrote them. */
+  readonly identity: ProcessIdentity | undefined;
+}
+
+/** Parses a reader entry's content (see the top of this file); undefined if its first 3 lines are not valid. */
+export function parseReaderEntry(text: string): ParsedReaderEntry | undefined {
+  const m = /^(\d{1,10})\n(\d{1,16})\n(\?|\d{1,16})\n/.exec(text);
+  if (!m) return undefined;
+  const rest = text.slice(m[0].length);
+  if (rest !== '' && !rest.endsWith('\n')) return undefined; // cut short
+  const pid = Number(m[1]);
+  const startedMs = Number(m[2]);
+  if (pid <= 0 || !Number.isSafeInteger(startedMs)) return undefined;
+  return { pid, startedMs, mark: m[3] === '?' ? null : Number(m[3]), identity: parseIdentity(rest) };
+}
+
+/** True if `file` was last modified more than `GARBAGE_GRACE_MS` ago (false if it cannot be told). */
+async function isOld(file: string): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs > GARBAGE_GRACE_MS;
+  } catch {
+    return false;
   }
 }
 
 /**
  * The marks of the live readers of `containerPath` (null: a reader that has not set its mark yet). Entries of
- * processes that are gone are removed. An empty array when no reader is registered.
+ * processes that are gone are removed, and so are unparsable entries and temp files older than
+ * `GARBAGE_GRACE_MS`. An empty array when no reader is registered.
  */
 export async function readerMarks(containerPath: string, identity?: { dev: number; ino: number }): Promise<(number | null)[]> {
   const dir = readersDirOf(await canonicalPath(containerPath));
@@ -124,24 +194,31 @@ export async function readerMarks(containerPath: string, identity?: { dev: numbe
     throw toIoError(err, `reading the reader table ${dir}`);
   }
   for (const name of names) {
-    if (name.endsWith('.tmp')) continue;
     const file = nodePath.join(dir, name);
+    if (name.endsWith('.tmp')) {
+      // Being written (a reader renames it at once), or left by a process killed in between.
+      if (await isOld(file)) await unlink(file).catch(() => undefined);
+      continue;
+    }
     let text: string;
     try {
       text = await readFile(file, 'utf8');
     } catch {
       continue; // released meanwhile
     }
-    const m = /^(\d{1,10})\n(\d{1,16})\n(\?|\d{1,16})\n$/.exec(text);
-    if (!m) {
-      marks.push(null); // not ours to judge: keep everything
+    const entry = parseReaderEntry(text);
+    if (!entry) {
+      // Cut by a power loss (no reader survives one) or not an entry at all: garbage once old. A young one may be
+      // a reader of a format we do not know: keep everything.
+      if (await isOld(file)) await unlink(file).catch(() => undefined);
+      else marks.push(null);
       continue;
     }
-    if (!isAlive({ pid: Number(m[1]), startedMs: Number(m[2]) })) {
+    if (liveness(entry, entry.identity) === 'dead') {
       await unlink(file).catch(() => undefined);
       continue;
     }
-    marks.push(m[3] === '?' ? null : Number(m[3]));
+    marks.push(entry.mark);
   }
   // The table of readers that all died: removed with its last stale entry (rmdir fails while any entry is left).
   if (names.length > 0 && marks.length === 0) await rmdir(dir).catch(() => undefined);
