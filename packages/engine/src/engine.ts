@@ -584,7 +584,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
               early = ahead.written;
               this.#privateExtents.delete(ahead.track);
               ahead = undefined;
-            } else if (source instanceof Uint8Array && source.byteLength > this.#inlineLimit(keyBytes, meta)) {
+            } else if (source instanceof Uint8Array && source.byteLength > Math.max(0, this.#inlineLimit(keyBytes, meta))) {
               early = await this.#io.write(source, -1, signal);
             }
             let handedOver = false;
@@ -1313,7 +1313,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const track: Extent[] = [];
     this.#privateExtents.add(track);
     try {
-      return { written: await this.#io.write(source, Math.max(-1, this.#inlineLimit(keyBytes, meta)), signal, track), track };
+      return { written: await this.#io.write(source, Math.max(0, this.#inlineLimit(keyBytes, meta)), signal, track), track };
     } catch (err) {
       this.#privateExtents.delete(track); // the writer freed its blocks and emptied `track`
       throw err;
@@ -1355,12 +1355,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #putPayloadBound(keyBytes: Uint8Array, meta: Uint8Array, source: unknown): number {
     const size = source instanceof Uint8Array ? source.byteLength : Infinity;
-    const value =
-      size <= this.#inlineLimit(keyBytes, meta) ? recordBytesFor(meta.byteLength, size, 0) : Math.max(this.#maxValue(keyBytes), INDIRECT_BYTES);
+    // A record larger than an index entry is moved out of line: the payload then holds a pointer of fixed size.
+    const outOfLine = Math.max(this.#maxValue(keyBytes), INDIRECT_BYTES);
+    const value = size <= this.#inlineLimit(keyBytes, meta) ? Math.min(recordBytesFor(meta.byteLength, size, 0), outOfLine) : outOfLine;
     return 2 + keyBytes.byteLength + value;
   }
 
-  /** Objects up to this size live inline in their index entry. */
+  /**
+   * Objects up to this size live inline in their index entry (the fast paths' test). Negative when the key and
+   * metadata leave no room even for an empty object: the slow path then writes an empty object as a record without
+   * data (ObjectIo inlines every empty object), and moves that record out of line whole.
+   */
   #inlineLimit(keyBytes: Uint8Array, meta: Uint8Array): number {
     return Math.min(Math.floor(this.#device.blockSize / 4), this.#maxValue(keyBytes) - recordBytesFor(meta.byteLength, 0, 0));
   }
@@ -1487,7 +1492,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
       throw err;
     }
-    const inlineLimit = Math.max(-1, this.#inlineLimit(keyBytes, meta));
+    const inlineLimit = Math.max(0, this.#inlineLimit(keyBytes, meta));
     // Small in-memory objects are inlined without a write. Their bytes need no copy: the record is encoded from
     // them in the same synchronous run.
     const written: WrittenObject =

@@ -154,7 +154,7 @@ export class ObjectIo {
   async #writeBytes(data: Uint8Array, inlineLimit: number): Promise<WrittenObject> {
     const size = data.byteLength;
     if (size > this.host.maxObjectBytes) throw new TooLargeError(`object of ${size} bytes is larger than the container may grow`);
-    if (size <= inlineLimit) return inlineObject(data);
+    if (size <= inlineLimit || size === 0) return inlineObject(data); // an empty object has no blocks to write
     // A large object's checksum is computed while the thread pool copies its bytes: 64 concurrent 1 MiB stores
     // otherwise spend about 20 ms checksumming before the first write goes out; and in slices, a turn each
     // (ChecksumQueue), so that the writes queued behind the first ones keep starting. A smaller one is checksummed
@@ -253,7 +253,7 @@ export class ObjectIo {
         }
       }
       throwIfAborted(signal);
-      if (extents.length === 0 && size <= inlineLimit) return { size, crc, inline: staging.slice(0, staged) };
+      if (extents.length === 0 && (size <= inlineLimit || size === 0)) return { size, crc, inline: staging.slice(0, staged) };
       if (staged > 0) await flush(staging.subarray(0, Math.ceil(staged / bs) * bs));
       if (inFlight) await inFlight;
       return { size, crc, extents };

@@ -925,3 +925,36 @@ describe('read-only opens beside a writer (fourth review)', () => {
     await writer.close();
   }, 60_000);
 });
+
+describe('an empty object whose key and metadata fill an index entry (fuzzing review)', () => {
+  it('stores, reads, lists, deletes and reopens from every source, at every block size', async () => {
+    for (const blockSize of [512, 4096, 65536]) {
+      const { device, vde } = await memoryEngine({ blockSize });
+      // Metadata large enough that even a 0-byte record does not fit one entry (at 64 KiB blocks it does fit).
+      const metadata = { note: 'x'.repeat(Math.min(60_000, blockSize * 2)) };
+      const longKey = 'k'.repeat(vde.maxKeyBytes);
+      async function* none(): AsyncGenerator<Uint8Array> {}
+      await vde.store('keep', 'data');
+      expect((await vde.store('bytes', new Uint8Array(0), { metadata })).size).toBe(0);
+      expect((await vde.store('string', '', { metadata })).size).toBe(0);
+      expect((await vde.store('stream', none(), { metadata })).size).toBe(0);
+      expect((await vde.store(longKey, none(), { metadata: { ['x'.repeat(50)]: 'en' } })).size).toBe(0);
+      await vde.batch([{ type: 'put', key: 'batch', data: '', metadata }]);
+      for (const key of ['bytes', 'string', 'stream', 'batch']) {
+        expect((await vde.retrieve(key)).byteLength).toBe(0);
+        expect((await vde.stat(key)).metadata).toEqual(metadata);
+      }
+      expect((await collect(vde.list())).map((o) => o.size)).toEqual([0, 0, 4, 0, 0, 0]) // batch, bytes, keep, kkk…, stream, string;
+      expect(await vde.delete('stream')).toBe(true);
+      await vde.store('after', 'y');
+      await checked(vde);
+      await vde.close();
+      const again = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(device.image(), blockSize), { ...SMALL, blockSize });
+      expect(await again.exists('stream')).toBe(false);
+      expect((await again.stat('bytes')).metadata).toEqual(metadata);
+      expect(new TextDecoder().decode(await again.retrieve('keep'))).toBe('data');
+      await checked(again);
+      await again.close();
+    }
+  });
+});
