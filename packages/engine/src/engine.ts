@@ -149,6 +149,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #wal!: WriteAheadLog;
   #index!: BTree;
   #sb!: Superblock;
+  /** Where object blocks may lie (see DataArea). */
+  readonly #area: DataArea;
   #objectCount = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -178,6 +180,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#path = path;
     this.#stripes = new StripedWriteLock(opts.stripeCount);
     this.#pageStore = new DevicePageStore(device, () => this.#allocator);
+    // One object for every record decode (a read's hot path): its bounds follow the superblock and the device.
+    const sbOf = (): Superblock | undefined => this.#sb; // undefined until format or load sets it
+    this.#area = {
+      get first(): number {
+        const sb = sbOf();
+        return sb ? sb.walStart + sb.walBlocks : 0;
+      },
+      get end(): number {
+        return device.blockCount;
+      },
+      blockSize: device.blockSize,
+    };
     const maxBlocks = Math.floor(opts.maxSizeBytes / device.blockSize);
     this.#io = new ObjectIo({
       device,
@@ -186,7 +200,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (extents.length > 0) this.#allocator.free(extents);
         if (track) track.length = 0;
       },
-      dataArea: () => this.#dataArea(),
+      dataArea: () => this.#area,
       verifyChecksums: opts.verifyChecksums,
       maxObjectBytes: maxBlocks * device.blockSize,
       noteCorruption: () => {
@@ -465,8 +479,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * and the index root. A bitmap that marks any of them free would let the next checkpoint write over them.
    */
   #dataArea(): DataArea {
-    const sb = this.#sb as Superblock | undefined;
-    return { first: sb ? sb.walStart + sb.walBlocks : 0, end: this.#device.blockCount, blockSize: this.#device.blockSize };
+    return this.#area;
   }
 
   #checkHeldBlocks(sb: Superblock): void {
