@@ -98,6 +98,17 @@ export class FileBlockDevice implements BlockDevice {
   #poisoned = false;
   #closing: Promise<void> | undefined;
 
+  /**
+   * True if this open created the file (`create`, and no file was there): only then may a caller that fails to
+   * format it remove it again. Decided by the exclusive create itself, so an open that raced another open which
+   * created the file first sees false.
+   */
+  get created(): boolean {
+    return this.#created;
+  }
+
+  #created = false;
+
   private constructor(
     path: string,
     handle: FileHandle,
@@ -151,11 +162,14 @@ export class FileBlockDevice implements BlockDevice {
     const reader = readOnly && options.lock !== false ? await ReaderEntry.create(path) : undefined;
     let handle: FileHandle | undefined;
     try {
-      handle = await openHandle(path, readOnly, create);
+      let created: boolean;
+      ({ handle, created } = await openHandle(path, readOnly, create));
       const st = await handle.stat();
       lock?.bindIdentity(path, st.dev, st.ino);
       reader?.bindIdentity(st.dev, st.ino);
-      return new FileBlockDevice(path, handle, blockSize, st, readOnly, lock, reader);
+      const device = new FileBlockDevice(path, handle, blockSize, st, readOnly, lock, reader);
+      device.#created = created;
+      return device;
     } catch (err) {
       await handle?.close().catch(() => undefined);
       await lock?.release().catch(() => undefined);
@@ -455,9 +469,9 @@ async function writeAll(handle: FileHandle, data: Uint8Array, position: number):
   }
 }
 
-async function openHandle(path: string, readOnly: boolean, create: boolean): Promise<FileHandle> {
+async function openHandle(path: string, readOnly: boolean, create: boolean): Promise<{ handle: FileHandle; created: boolean }> {
   try {
-    return await open(path, readOnly ? 'r' : 'r+');
+    return { handle: await open(path, readOnly ? 'r' : 'r+'), created: false };
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if (code !== 'ENOENT') throw toIoError(err, `opening ${path}`);
@@ -476,7 +490,7 @@ async function openHandle(path: string, readOnly: boolean, create: boolean): Pro
     await handle.close().catch(() => undefined);
     throw err;
   }
-  return handle;
+  return { handle, created: true };
 }
 
 /** fsyncs a directory so that a file just created in it keeps its name after a crash (a no-op on Windows). */

@@ -35,9 +35,9 @@ import { LockedError, toIoError } from './errors.js';
 
 /** A lock file with unparsable content younger than this is assumed to be being written by its creator. */
 const UNPARSABLE_GRACE_MS = 5_000;
-/** A takeover marker older than this is left over from a crashed taker. */
+/** A takeover marker with unparsable content (an older version's) older than this is left over from a crashed taker. */
 const TAKEOVER_GRACE_MS = 5_000;
-/** An identity or temp file of another token older than this, beside a lock we took, is left over from a crash. */
+/** An identity or temp file of another token, with no identity to judge its owner by, older than this is left over. */
 const STRAY_GRACE_MS = 5_000;
 const RETRY_DELAY_MS = 20;
 const MAX_ATTEMPTS = 50;
@@ -171,14 +171,17 @@ export function liveness(owner: Pick<LockOwner, 'pid' | 'startedMs'>, identity: 
   const me = selfInfo();
   if (me === null) return 'unknown';
   if (identity.bootId !== me.identity.bootId) return 'dead';
-  if (identity.pidNs !== me.identity.pidNs || identity.timeNs !== me.identity.timeNs) return 'other-namespace';
+  if (identity.pidNs !== me.identity.pidNs) return 'other-namespace';
   if (!me.procIsOurs) return 'unknown';
-  if (owner.pid === process.pid) return identity.startTicks === me.identity.startTicks ? 'alive' : 'dead';
+  // Another time namespace shares our pids but shifts the start ticks /proc shows: the pid alone decides.
+  const sameClock = identity.timeNs === me.identity.timeNs;
+  if (owner.pid === process.pid) return !sameClock || identity.startTicks === me.identity.startTicks ? 'alive' : 'dead';
   try {
     process.kill(owner.pid, 0);
   } catch (err) {
     return (err as { code?: unknown }).code === 'EPERM' ? 'alive' : 'dead';
   }
+  if (!sameClock) return 'alive';
   let ticks: string | undefined;
   try {
     ticks = startTicksIn(readFileSync(`/proc/${owner.pid}/stat`, 'utf8'));
@@ -265,11 +268,26 @@ function identityPathOf(lockPath: string, token: string): string {
 
 /** The identity recorded for lock token `token`, or undefined (none, an older version's lock, unreadable). */
 async function identityOf(lockPath: string, token: string): Promise<ProcessIdentity | undefined> {
+  return (await identityFileOf(lockPath, token))?.identity;
+}
+
+/** An identity file's content: the four identity lines, then the owner's pid (line 5). */
+function formatIdentityFile(identity: ProcessIdentity): string {
+  return `${formatIdentity(identity)}${process.pid}\n`;
+}
+
+/** The identity file of lock token `token` and the pid on its line 5 (undefined: none), or undefined. */
+async function identityFileOf(lockPath: string, token: string): Promise<{ identity: ProcessIdentity; pid: number | undefined } | undefined> {
+  let text: string;
   try {
-    return parseIdentity(await readFile(identityPathOf(lockPath, token), 'utf8'));
+    text = await readFile(identityPathOf(lockPath, token), 'utf8');
   } catch {
     return undefined;
   }
+  const identity = parseIdentity(text);
+  if (identity === undefined) return undefined;
+  const pid = /^(?:[^\n]*\n){4}(\d{1,10})\n/.exec(text);
+  return { identity, pid: pid ? Number(pid[1]) : undefined };
 }
 
 /** How `owner` of a lock or takeover marker at `lockPath` is judged, by its identity file where it has one. */
@@ -340,7 +358,7 @@ export class FileLock {
     const identity = selfIdentity();
     if (identity !== undefined) {
       try {
-        await writeFile(this.#identityPath, formatIdentity(identity), 'utf8');
+        await writeFile(this.#identityPath, formatIdentityFile(identity), 'utf8');
       } catch (err) {
         await unlink(this.#identityPath).catch(() => undefined);
         throw toIoError(err, `creating ${this.#identityPath}`);
@@ -396,8 +414,10 @@ export class FileLock {
 
   /**
    * Once we hold the lock: removes identity files and temp files beside it that a killed process left (their
-   * token is not ours and they are older than the grace), so crashes do not pile them up. A live taker's identity
-   * file is younger: a taker writes it when it starts, and gives up within about a second.
+   * token is not ours), so crashes do not pile them up. A file whose token has an identity file naming a pid goes
+   * only if that process is judged dead: a live taker may be stopped or slow for any time, and removing its
+   * identity file would leave its lock judged by the older rules. Other files (no identity: not Linux, or an
+   * older version) go once older than the grace.
    */
   async #sweep(): Promise<void> {
     const dir = nodePath.dirname(this.lockPath);
@@ -414,7 +434,12 @@ export class FileLock {
       if (!m || m[1] === this.#owner.token) continue;
       const file = nodePath.join(dir, name);
       try {
-        if (Date.now() - (await stat(file)).mtimeMs > STRAY_GRACE_MS) await unlink(file);
+        const owner = await identityFileOf(this.lockPath, m[1]!);
+        const stray =
+          owner?.pid !== undefined
+            ? liveness({ pid: owner.pid, startedMs: 0 }, owner.identity) === 'dead'
+            : Date.now() - (await stat(file)).mtimeMs > STRAY_GRACE_MS;
+        if (stray) await unlink(file);
       } catch {
         // gone meanwhile, or not ours to remove
       }
@@ -437,18 +462,22 @@ export class FileLock {
    */
   async #takeOver(staleText: string, content: string): Promise<boolean> {
     const marker = `${this.lockPath}.takeover`;
-    // The marker names its taker, so a marker left by a taker that was killed is removed at once, not after the grace.
+    // The marker names its taker, so a marker left by a taker that was killed is removed at once. A marker whose
+    // taker is alive (or cannot be judged) stays, however old: that taker may be stopped, and it renames its lock in
+    // when it resumes. Only unparsable content (an older version's empty marker) goes after the grace.
     if (!(await createComplete(marker, `${marker}.${this.#owner.token}.tmp`, content))) {
       const seen = await readIfExists(marker);
       const taker = seen ? parseLock(seen.text) : undefined;
-      if (seen && ((taker && (await judge(this.lockPath, taker)) === 'dead') || Date.now() - seen.mtimeMs > TAKEOVER_GRACE_MS)) {
+      if (seen && (taker ? (await judge(this.lockPath, taker)) === 'dead' : Date.now() - seen.mtimeMs > TAKEOVER_GRACE_MS)) {
         await unlink(marker).catch(() => undefined);
       }
       return false;
     }
     try {
+      // Gone (released, or taken over and released meanwhile) or changed: someone else moved on, judge again. A
+      // rename now could replace a lock that a plain open has just created.
       const now = await readIfExists(this.lockPath);
-      if (now && now.text !== staleText) return false; // someone else changed it: judge again
+      if (now?.text !== staleText) return false;
       const temp = `${this.lockPath}.${this.#owner.token}.tmp`;
       try {
         await writeFile(temp, content, { encoding: 'utf8', flag: 'wx' });

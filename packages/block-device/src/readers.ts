@@ -43,6 +43,12 @@ const GARBAGE_GRACE_MS = 5_000;
 /** How often a reader makes the table again when it was removed between its `mkdir` and its write (see `create`). */
 const CREATE_ATTEMPTS = 20;
 
+const exists = (path: string): Promise<boolean> =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
 export function readersDirOf(canonical: string): string {
   return `${canonical}.readers`;
 }
@@ -135,12 +141,19 @@ export class ReaderEntry {
     const temp = `${this.#file}.tmp`;
     const identity = selfIdentity();
     const content = `${process.pid}\n${processStartedMs}\n${mark}\n${identity === undefined ? '' : formatIdentity(identity)}`;
-    try {
-      await writeFile(temp, content, 'utf8');
-      await rename(temp, this.#file);
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      throw err;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await writeFile(temp, content, 'utf8');
+        await rename(temp, this.#file);
+        return;
+      } catch (err) {
+        await unlink(temp).catch(() => undefined);
+        // A writer removed our temp file as left over (we were stopped past its grace) before the rename: write it
+        // again. (ENOENT for the table itself is the caller's case; it makes the table again.)
+        const code = (err as { code?: unknown } | null)?.code;
+        if (code === 'ENOENT' && attempt < CREATE_ATTEMPTS && (await exists(this.#dir))) continue;
+        throw err;
+      }
     }
   }
 }
@@ -196,8 +209,12 @@ export async function readerMarks(containerPath: string, identity?: { dev: numbe
   for (const name of names) {
     const file = nodePath.join(dir, name);
     if (name.endsWith('.tmp')) {
-      // Being written (a reader renames it at once), or left by a process killed in between.
-      if (await isOld(file)) await unlink(file).catch(() => undefined);
+      // Being written (a reader renames it at once, unless it is stopped), or left by a process killed in between:
+      // removed once old, unless it names a reader that is not dead.
+      if (await isOld(file)) {
+        const owner = parseReaderEntry(await readFile(file, 'utf8').catch(() => ''));
+        if (!owner || liveness(owner, owner.identity) === 'dead') await unlink(file).catch(() => undefined);
+      }
       continue;
     }
     let text: string;

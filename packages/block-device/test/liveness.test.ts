@@ -177,7 +177,7 @@ describe('lock and reader liveness', () => {
     const text = await readFile(`${p}.lock`, 'utf8');
     expect(OLD_LOCK_PATTERN.test(text)).toBe(true);
     const token = parseLock(text)!.token;
-    expect(await readFile(`${p}.lock.${token}.id`, 'utf8')).toBe(identityLines({ ticks: startTicks(child.pid!) }));
+    expect(await readFile(`${p}.lock.${token}.id`, 'utf8')).toBe(`${identityLines({ ticks: startTicks(child.pid!) })}${child.pid}\n`);
   });
 
   it.skipIf(!linux)('an identity file decides exactly: same boot and ticks alive; other ticks or boot stale; other namespace alive', async () => {

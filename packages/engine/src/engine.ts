@@ -71,7 +71,7 @@ const INITIAL_DATA_BLOCKS = 64;
 /** Free blocks kept in hand for index page splits, which allocate synchronously. */
 const HEADROOM_BLOCKS = 256;
 /** Tries of a read-only open that meets what looks like damage (a writer may have moved on under it). */
-const READ_ONLY_OPEN_ATTEMPTS = 5;
+const READ_ONLY_OPEN_ATTEMPTS = 10;
 /** Index pages one write in flight may still dirty or create when it is applied (splits up a deep path, and more). */
 const WRITER_HEADROOM_BLOCKS = 4;
 /** A delete's own index change: the pages of its path dirtied, and merges. */
@@ -240,9 +240,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
         throw new NotFoundError(`no container at ${path} (pass create: true to make one)`);
       }
       const device = await FileBlockDevice.open(path, { create: true, blockSize: opts.blockSize });
+      if (!device.created && device.fileSizeBytes > 0) {
+        // Another open created and filled it between our look and our lock: open what is there now.
+        await device.close();
+        return VirtualDiskEngine.#openFile(path, opts);
+      }
       // A file this open created is removed again if the open fails (maxSizeBytes too small, no space), while the
-      // writer lock is still held: no other writer can have it open.
-      return VirtualDiskEngine.#openDevice(device, opts, path, size === undefined);
+      // writer lock is still held: no other writer can have it open. Only then: `created` is decided by the
+      // exclusive create under the lock, not by the look above (another open may have created it since).
+      return VirtualDiskEngine.#openDevice(device, opts, path, device.created);
     }
     if (!opts.readOnly) {
       let blockSize: number;
@@ -271,7 +277,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         return await VirtualDiskEngine.#openDevice(device, opts, path);
       } catch (err) {
         if (!(err instanceof CorruptionError) || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, 10 * attempt));
+        // About 2 s in all: a writer that checkpoints every few milliseconds met all of 5 tries 10-50 ms apart.
+        await new Promise((r) => setTimeout(r, Math.min(400, 10 * 2 ** attempt)));
       }
     }
   }
