@@ -163,6 +163,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #walReserved = 0;
   /** Writes (stores, deletes, batches) between their log reservation and its release: 1 means a lone writer. */
   #writers = 0;
+  /** Index pages the batches in flight (and a replayed record) may create or dirty, on top of a writer's headroom. */
+  #batchHeadroom = 0;
   /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
   #applyBarrier: Promise<void> | undefined;
   #growing: Promise<void> | undefined;
@@ -423,7 +425,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (endLsn === sb.checkpointLsn) return;
     for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
       if (rec.lsn > endLsn) break;
-      for (const op of decodeLogRecord(rec.type, rec.payload, rec.lsn)) await this.#replayOp(op);
+      const ops = decodeLogRecord(rec.type, rec.payload, rec.lsn);
+      if (!this.#opts.readOnly) {
+        // The pages this record's index changes create must be free, as they were when it was first applied: a
+        // batch of 100,000 puts needs thousands. The container grows for them as it did then.
+        let bytes = 0;
+        for (const op of ops) bytes += op.key.byteLength + (op.type === 'put' ? op.record.byteLength : 0) + 10;
+        this.#batchHeadroom = this.#indexBlocks(bytes, ops.length);
+        if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+        this.#batchHeadroom = 0;
+      }
+      for (const op of ops) await this.#replayOp(op);
     }
     if (!this.#opts.readOnly) await this.#runCheckpoint({});
   }
@@ -711,51 +723,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
           ops.map((o) => o.key),
           undefined,
           async () => {
-            const direct = this.#encodeInlineBatch(ops);
-            if (direct) {
-              // Nothing allocated: a failed append leaves nothing to free (and poisons the engine, see #append).
-              await this.#append(LOG_BATCH, direct.payload);
-              await this.#apply(direct.changes);
-              return;
-            }
-            const puts = new Map<number, PreparedPut>();
+            // A large batch's index changes can need thousands of pages when it is applied, after its record is
+            // durable: they are made free first (or the batch fails here with ERR_VDE_FULL, having changed nothing).
+            const headroom = ops.length > 1 ? this.#batchBlocks(ops) : 0;
+            this.#batchHeadroom += headroom;
             try {
-              const prepared = ops.map((op) => {
-                if (op.type !== 'put') return undefined;
-                try {
-                  return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
-                } catch (err) {
-                  return rejected(err);
-                }
-              });
-              const allSync = !prepared.some((p) => p instanceof Promise);
-              if (allSync) {
-                prepared.forEach((p, i) => {
-                  if (p) puts.set(i, p as PreparedPut);
-                });
-              } else {
-                // Settle every preparation before failing, so each one's blocks are known and freed.
-                const settled = await Promise.allSettled(prepared.map((p) => Promise.resolve(p)));
-                settled.forEach((s, i) => {
-                  if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
-                });
-                for (const s of settled) if (s.status === 'rejected') throw s.reason;
-              }
-              // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
-              // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
-              for (const op of ops) {
-                if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes, true) !== undefined) continue;
-                await this.#index.prefetch(op.keyBytes);
-              }
-              const logOps: LogOp[] = ops.map((op, i) =>
-                op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
-              );
-              await this.#append(LOG_BATCH, encodeBatch(logOps));
-            } catch (err) {
-              if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
-              throw err;
+              if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+              await this.#runBatch(ops);
+            } finally {
+              this.#batchHeadroom -= headroom;
             }
-            await this.#apply(ops.map((op, i) => puts.get(i) ?? { key: op.key, keyBytes: op.keyBytes }));
           },
         ),
       );
@@ -763,6 +740,57 @@ export class VirtualDiskEngine implements AsyncDisposable {
     } finally {
       this.#endWrite();
     }
+  }
+
+  /** The batch proper, under its stripes and with its headroom made free (see batch()). */
+  async #runBatch(
+    ops: readonly ({ type: 'put'; key: string; keyBytes: Uint8Array; source: Uint8Array; meta: Uint8Array } | { type: 'del'; key: string; keyBytes: Uint8Array })[],
+  ): Promise<void> {
+    const direct = this.#encodeInlineBatch(ops);
+    if (direct) {
+      // Nothing allocated: a failed append leaves nothing to free (and poisons the engine, see #append).
+      await this.#append(LOG_BATCH, direct.payload);
+      await this.#apply(direct.changes);
+      return;
+    }
+    const puts = new Map<number, PreparedPut>();
+    try {
+      const prepared = ops.map((op) => {
+        if (op.type !== 'put') return undefined;
+        try {
+          return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
+        } catch (err) {
+          return rejected(err);
+        }
+      });
+      const allSync = !prepared.some((p) => p instanceof Promise);
+      if (allSync) {
+        prepared.forEach((p, i) => {
+          if (p) puts.set(i, p as PreparedPut);
+        });
+      } else {
+        // Settle every preparation before failing, so each one's blocks are known and freed.
+        const settled = await Promise.allSettled(prepared.map((p) => Promise.resolve(p)));
+        settled.forEach((s, i) => {
+          if (s.status === 'fulfilled' && s.value) puts.set(i, s.value);
+        });
+        for (const s of settled) if (s.status === 'rejected') throw s.reason;
+      }
+      // Load every path the apply will need. A synchronous preparation found its path cached, and nothing
+      // has run since that could evict it, so only deletes (and any batch that awaited) need this pass.
+      for (const op of ops) {
+        if ((allSync && op.type === 'put') || this.#index.getCachedView(op.keyBytes, true) !== undefined) continue;
+        await this.#index.prefetch(op.keyBytes);
+      }
+      const logOps: LogOp[] = ops.map((op, i) =>
+        op.type === 'put' ? { type: 'put', key: op.keyBytes, record: puts.get(i)!.value } : { type: 'del', key: op.keyBytes },
+      );
+      await this.#append(LOG_BATCH, encodeBatch(logOps));
+    } catch (err) {
+      if (!this.#poisoned) for (const p of puts.values()) this.#allocator.free(p.owned);
+      throw err;
+    }
+    await this.#apply(ops.map((op, i) => puts.get(i) ?? { key: op.key, keyBytes: op.keyBytes }));
   }
 
   /**
@@ -1756,7 +1784,28 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #reserveBlocks(): number {
     const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
     const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
-    return HEADROOM_BLOCKS + 2 * pages + 2 * meta + WRITER_HEADROOM_BLOCKS * this.#writers;
+    return HEADROOM_BLOCKS + 2 * pages + 2 * meta + WRITER_HEADROOM_BLOCKS * this.#writers + this.#batchHeadroom;
+  }
+
+  /**
+   * Blocks a batch of `ops` may need beyond a writer's headroom: the index pages its inserts create when it is
+   * applied (after its record is durable, so they must be free before) and the pages it dirties, which the next
+   * checkpoint writes. Pages split at most in halves: an insert of B bytes creates at most 2B/page + 2 per level.
+   * Dirtied pages: at most a path per operation, and never more than the blocks in use.
+   */
+  #batchBlocks(ops: readonly { keyBytes: Uint8Array; meta?: Uint8Array; source?: Uint8Array }[]): number {
+    let bytes = 0;
+    for (const op of ops) bytes += op.source && op.meta ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 0;
+    return this.#indexBlocks(bytes, ops.length);
+  }
+
+  /** See #batchBlocks: `bytes` of index entries inserted by `count` operations. */
+  #indexBlocks(bytes: number, count: number): number {
+    const bs = this.#device.blockSize;
+    const levels = Math.max(1, this.#index.stats().depth) + 1;
+    const created = Math.ceil((2 * bytes) / bs) + 2 * levels;
+    const dirtied = Math.min(count * levels, this.#allocator.blockCount - this.#allocator.freeCount);
+    return created + dirtied;
   }
 
   /**

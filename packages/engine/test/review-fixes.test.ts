@@ -7,6 +7,10 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { MemoryBlockDevice, SourceError, VdeError, VirtualDiskEngine } from '@vde/engine';
+import { WriteAheadLog } from '@vde/wal';
+import { LOG_BATCH, encodeBatch } from '../src/log-records.js';
+import { encodeRecord } from '../src/record.js';
+import { decodeSuperblock } from '../src/superblock.js';
 import { SMALL, bytes, checked, collect, expectBytes, expectCode, memoryEngine, tempDir } from './helpers.js';
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
@@ -956,5 +960,46 @@ describe('an empty object whose key and metadata fill an index entry (fuzzing re
       await checked(again);
       await again.close();
     }
+  });
+});
+
+describe('a large batch (scalability review)', () => {
+  const wal = { walSizeBytes: 32 * 1024 * 1024 };
+  const puts = (n: number, data: Uint8Array) => Array.from({ length: n }, (_, i) => ({ type: 'put' as const, key: `key-${String(i).padStart(8, '0')}`, data }));
+
+  it('makes room for the index pages its puts create before its record is durable', async () => {
+    const { device, vde } = await memoryEngine(wal);
+    await vde.batch(puts(80_000, new Uint8Array(100).fill(3)));
+    expect(vde.stats().objects).toBe(80_000);
+    expect((await vde.health()).poisoned).toBe(false);
+    await vde.store('after', 'y');
+    await checked(vde);
+    await vde.close();
+    const again = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(device.image(), 4096), { ...SMALL, ...wal });
+    expect(again.stats().objects).toBe(80_001);
+    await checked(again);
+    await again.close();
+  });
+
+  it('recovery grows the container for a logged batch whose pages were never allocated', async () => {
+    const { device, vde } = await memoryEngine(wal);
+    await vde.store('a', 'alpha');
+    await vde.close();
+    // A crash right after the batch's record was durable: its index pages exist nowhere yet.
+    const dev = MemoryBlockDevice.fromImage(device.image(), 4096);
+    const sbs = [decodeSuperblock(await dev.read(0, 1), 'A'), decodeSuperblock(await dev.read(1, 1), 'B')];
+    const sb = sbs.reduce((x, y) => (!x ? y : !y ? x : x.generation > y.generation ? x : y))!;
+    const log = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    // 15,000 inline records of 900 bytes: about 5,000 index pages, more than the container has free.
+    const data = new Uint8Array(900).fill(3);
+    const record = encodeRecord({ size: 900, createdMs: 1, modifiedMs: 1, crc: crc32(data), nonce: 1, metadata: new Uint8Array(0), inline: data });
+    const ops = Array.from({ length: 15_000 }, (_, i) => ({ type: 'put' as const, key: new TextEncoder().encode(`key-${String(i).padStart(8, '0')}`), record }));
+    await log.append(LOG_BATCH, encodeBatch(ops));
+    await log.close();
+    const reopened = await VirtualDiskEngine.open(dev, { ...SMALL, ...wal });
+    expect(reopened.stats().objects).toBe(15_001);
+    expect((await reopened.retrieve('key-00014999'))[0]).toBe(3);
+    await checked(reopened);
+    await reopened.close();
   });
 });
