@@ -77,3 +77,94 @@ describe('a writable open of a container another open is still creating', () => 
     await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_FORMAT');
   });
 });
+
+// ─── A create racing another process's create (real processes) ─────────────────────────────────────────────
+// (Imports are hoisted: these sit with the test that uses them, appended to this file.)
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+
+/**
+ * A child that opens `path` with `blockSize` (create) with the built engine (dist: run `tsc -b` first), stopping
+ * itself (SIGSTOP) right before it creates the lock file, i.e. after its look found no file. It prints `STOPPED`,
+ * then `OPENED` or `FAILED <code> <message>`.
+ */
+function stoppedCreator(path: string, blockSize: number) {
+  const engineUrl = new URL('../dist/index.js', import.meta.url).href;
+  const script = `
+    import fsp from 'node:fs/promises';
+    import { syncBuiltinESMExports } from 'node:module';
+    const link = fsp.link;
+    let stopped = false;
+    fsp.link = async (from, to) => {
+      if (!stopped && String(to).endsWith('.lock')) {
+        stopped = true;
+        console.log('STOPPED');
+        process.kill(process.pid, 'SIGSTOP');
+      }
+      return link(from, to);
+    };
+    syncBuiltinESMExports();
+    const { VirtualDiskEngine } = await import(${JSON.stringify(engineUrl)});
+    try {
+      const e = await VirtualDiskEngine.open(${JSON.stringify(path)}, { create: true, blockSize: ${blockSize} });
+      console.log('OPENED ' + e.stats().objects);
+      await e.close();
+    } catch (e) {
+      console.log('FAILED ' + e.code + ' ' + e.message);
+    }`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += String(d)));
+  child.stderr.on('data', (d) => (out += String(d)));
+  const closed = new Promise<void>((r) => child.once('close', () => r()));
+  const state = (): string | undefined => {
+    try {
+      const s = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      return s[s.lastIndexOf(')') + 2];
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    child,
+    out: () => out,
+    closed,
+    /** Until it has printed STOPPED and the kernel shows it stopped. */
+    async stopped(): Promise<void> {
+      const end = Date.now() + 20_000;
+      while (!(out.includes('STOPPED') && state() === 'T')) {
+        if (Date.now() > end || child.exitCode !== null) throw new Error(`the creator did not stop: ${out}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+  };
+}
+
+describe('a create that loses the race to another process creating the same container', () => {
+  it.skipIf(process.platform !== 'linux')('does not delete the container the other process created and filled', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'c.vde');
+    // A: open(path, { blockSize: 8192 }) saw no file and stops before taking the lock.
+    const a = stoppedCreator(path, 8192);
+    try {
+      await a.stopped();
+      // B creates the container meanwhile (default block size), stores and closes.
+      const b = await VirtualDiskEngine.open(path);
+      await b.store('precious', value(7));
+      await b.close();
+      // A goes on: it finds a finished container of another block size. It may open it or fail with a typed error,
+      // but the container must survive.
+      a.child.kill('SIGCONT');
+      await a.closed;
+      expect(a.out()).toMatch(/^(OPENED 1|FAILED ERR_VDE_\w+ .*)$/m);
+      expect(existsSync(path), `the container is gone; the racing open said: ${a.out()}`).toBe(true);
+      const again = await VirtualDiskEngine.open(path, { readOnly: true });
+      expect((await again.retrieve('precious'))[0]).toBe(7);
+      expect(again.stats().objects).toBe(1);
+      await again.close();
+    } finally {
+      if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
+      await a.closed;
+    }
+  });
+});
