@@ -428,12 +428,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const ops = decodeLogRecord(rec.type, rec.payload, rec.lsn);
       if (!this.#opts.readOnly) {
         // The pages this record's index changes create must be free, as they were when it was first applied: a
-        // batch of 100,000 puts needs thousands. The container grows for them as it did then.
+        // batch of 100,000 puts needs thousands. The container grows for them as it did then; where it cannot (at
+        // maxSizeBytes), the first apply found them free in the same state, and replay goes on.
         let bytes = 0;
         for (const op of ops) bytes += op.key.byteLength + (op.type === 'put' ? op.record.byteLength : 0) + 10;
-        this.#batchHeadroom = this.#indexBlocks(bytes, ops.length);
-        if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-        this.#batchHeadroom = 0;
+        const need = this.#createdPages(bytes) + HEADROOM_BLOCKS;
+        if (this.#allocator.freeCount < need) {
+          await this.#ensureFree(need, 1).catch((err: unknown) => {
+            if (!(err instanceof FullError)) throw err;
+          });
+        }
       }
       for (const op of ops) await this.#replayOp(op);
     }
@@ -725,10 +729,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
           async () => {
             // A large batch's index changes can need thousands of pages when it is applied, after its record is
             // durable: they are made free first (or the batch fails here with ERR_VDE_FULL, having changed nothing).
-            const headroom = ops.length > 1 ? this.#batchBlocks(ops) : 0;
+            // A batch of deletes only is checked as deletes are (a full container can always be emptied).
+            const puts = ops.some((op) => op.type === 'put');
+            const headroom = puts && ops.length > 1 ? this.#batchBlocks(ops) : 0;
             this.#batchHeadroom += headroom;
             try {
-              if (this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+              if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
               await this.#runBatch(ops);
             } finally {
               this.#batchHeadroom -= headroom;
@@ -1048,11 +1054,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
     throwIfAborted(options.signal);
     const started = performance.now();
     const report: ScrubReport = { ok: true, objectsChecked: 0, bytesChecked: 0, indexChecked: false, problems: [], durationMs: 0 };
+    const reported = new Set<string>();
     const problem = (err: unknown, key?: string): void => {
       const e = err as { code?: unknown; message?: unknown };
       const found = { ...(key === undefined ? {} : { key }), code: typeof e.code === 'string' ? e.code : 'ERR_VDE_IO', message: String(e.message) };
       // The structural check and the walk over the entries meet the same damaged index page: report it once.
-      if (report.problems.some((p) => p.key === found.key && p.code === found.code && p.message === found.message)) return;
+      const id = `${found.key ?? ''}\u0000${found.code}\u0000${found.message}`;
+      if (reported.has(id)) return;
+      reported.add(id);
       report.problems.push(found);
       if (err instanceof CorruptionError) this.#checksumErrors++;
     };
@@ -1796,24 +1805,23 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #batchBlocks(ops: readonly { keyBytes: Uint8Array; meta?: Uint8Array; source?: Uint8Array }[]): number {
     let bytes = 0;
     for (const op of ops) bytes += op.source && op.meta ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 0;
-    return this.#indexBlocks(bytes, ops.length);
+    const levels = Math.max(1, this.#index.stats().depth) + 1;
+    const dirtied = Math.min(ops.length * levels, this.#allocator.blockCount - this.#allocator.freeCount);
+    return this.#createdPages(bytes) + dirtied;
   }
 
-  /** See #batchBlocks: `bytes` of index entries inserted by `count` operations. */
-  #indexBlocks(bytes: number, count: number): number {
-    const bs = this.#device.blockSize;
+  /** See #batchBlocks: the index pages that inserting `bytes` of entries may create. */
+  #createdPages(bytes: number): number {
     const levels = Math.max(1, this.#index.stats().depth) + 1;
-    const created = Math.ceil((2 * bytes) / bs) + 2 * levels;
-    const dirtied = Math.min(count * levels, this.#allocator.blockCount - this.#allocator.freeCount);
-    return created + dirtied;
+    return Math.ceil((2 * bytes) / this.#device.blockSize) + 2 * levels;
   }
 
   /**
    * Blocks the next checkpoint needs: a new block for each dirty index page (a copy-on-write flush writes each one
    * to a fresh block at most once; pages created since the last flush already have theirs) and the meta blob.
    */
-  #checkpointBlocks(): number {
-    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded();
+  #checkpointBlocks(adding = 0): number {
+    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded(adding);
   }
 
   /**
@@ -1955,11 +1963,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const bs = this.#device.blockSize;
     // Room for the flush and the meta blob, before anything is written (what it needs, not a store's reserve: a
     // checkpoint must run in a container at maxSizeBytes, where it is what frees deleted objects' blocks).
-    await this.#ensureFree(this.#checkpointBlocks());
+    const adding = extra.addSnapshot === undefined ? 0 : 1;
+    await this.#ensureFree(this.#checkpointBlocks(adding), this.#metaBlocksNeeded(adding));
+    // The meta blob's run is taken first: the flush's pages, taken one by one, could use up the longest free run
+    // that was just made sure of (the checkpoint then failed with ERR_VDE_FULL after its flush, which poisons). It
+    // is taken before the eligible frees below are applied, too.
+    let [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(adding), { contiguous: true });
+    if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
     try {
       const { root, freedPages } = await this.#index.flush();
       this.#deferPages(freedPages, old.generation);
-      if (old.metaBlocks > 0) this.#reclaimer.defer([{ start: old.metaStart, count: old.metaBlocks }], old.generation);
+      if (old.metaBlocks > 0) this.#reclaimer.deferMeta({ start: old.metaStart, count: old.metaBlocks }, old.generation);
       const createdMs = Date.now();
       if (extra.addSnapshot !== undefined) {
         this.#named.set(extra.addSnapshot, { name: extra.addSnapshot, generation, root, createdMs, objectCount: this.#objectCount });
@@ -1970,23 +1984,26 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // another process) may be reading the durable checkpoint right now, having registered after the reader table
       // was last read. Blocks freed since are taken after this checkpoint is durable and the table read again.
       const eligible = this.#reclaimer.takeEligible(old.generation);
-      // Allocate the meta blob's blocks before the eligible frees are applied, so it never lands on a block the
-      // old checkpoint still references.
-      const [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(), { contiguous: true });
-      if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
       this.#applyFrees(eligible);
+      const listed = [...this.#named.values()];
       // Blocks of streams still being written ahead of the gate are free in the image: nothing it describes refers
       // to them, and a crash before their store commits must not leave them allocated (leaked). The block count is
-      // taken with the image: such a stream may grow the container while this checkpoint writes.
-      const allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
-      const imageBlockCount = this.#allocator.blockCount;
-      const listed = [...this.#named.values()];
-      const meta = encodeMeta({
-        allocatorImage,
-        deferred: this.#reclaimer.pendingEntries(),
-        snapshots: listed,
-      });
-      if (meta.byteLength > metaRun.count * bs) throw new Error(`meta blob of ${meta.byteLength} bytes outgrew its estimate`);
+      // taken with the image: such a stream may grow the container while this checkpoint writes, and then the
+      // image may outgrow the run (its bitmap is larger): the run is taken again, as large as it needs.
+      let allocatorImage: Uint8Array;
+      let imageBlockCount: number;
+      let meta: Uint8Array;
+      for (;;) {
+        allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
+        imageBlockCount = this.#allocator.blockCount;
+        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(), snapshots: listed });
+        if (meta.byteLength <= metaRun.count * bs) break;
+        this.#allocator.free([metaRun]);
+        const need = Math.ceil(meta.byteLength / bs) + 1;
+        await this.#ensureFree(need, need);
+        [metaRun] = this.#allocator.allocate(need, { contiguous: true });
+        if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
+      }
       const metaPadded = new Uint8Array(metaRun.count * bs);
       metaPadded.set(meta);
       await this.#device.write(metaRun.start, metaPadded);
@@ -2028,16 +2045,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
     );
   }
 
-  async #ensureFree(blocks: number): Promise<void> {
-    while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, this.#metaBlocksNeeded())) {
-      await this.#grow(Math.max(blocks - this.#allocator.freeCount, this.#metaBlocksNeeded()), 0);
+  /** Grows the container until `blocks` are free and the longest free run holds `run` blocks (a meta blob). */
+  async #ensureFree(blocks: number, run = this.#metaBlocksNeeded()): Promise<void> {
+    while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, run)) {
+      await this.#grow(Math.max(blocks - this.#allocator.freeCount, run), 0);
     }
   }
 
-  #metaBlocksNeeded(): number {
+  /**
+   * Blocks of the next checkpoint's meta blob: the bitmap, the deferred entries (those pending, one per index page
+   * the flush replaces, and the old meta blob) and the named snapshots (`adding` more).
+   */
+  #metaBlocksNeeded(adding = 0): number {
     const bs = this.#device.blockSize;
-    const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * (this.#reclaimer.pendingEntryCount + 1);
-    return Math.ceil((bytes + 300 * this.#named.size) / bs) + 1;
+    const entries = this.#reclaimer.pendingEntryCount + Math.ceil(this.#index.dirtyBytes / bs) + 1;
+    const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * entries;
+    return Math.ceil((bytes + 300 * (this.#named.size + adding)) / bs) + 1;
   }
 
   // ─── internals: reads (shared by the live engine and snapshots) ───────────────────────────────────────────

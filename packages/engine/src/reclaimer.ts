@@ -20,6 +20,13 @@ interface Pending extends DeferredEntry {
 
 export class Reclaimer {
   #pending: Pending[] = [];
+  /**
+   * Old checkpoint meta blobs. Only a read-only open reads one (between the superblock it chose and its index): a
+   * snapshot or a read of this engine never does. So they wait only for (b) and the external readers, not for this
+   * engine's snapshots, readers or named snapshots: held like other blocks, each checkpoint under a long-lived
+   * snapshot kept one more blob, each listing all the deferred entries before it (quadratic growth).
+   */
+  #pendingMeta: DeferredEntry[] = [];
   /** Entries before this index were taken. */
   #head = 0;
   #seq = 0;
@@ -76,6 +83,11 @@ export class Reclaimer {
     for (const e of extents) this.#pending.push({ start: e.start, count: e.count, generation, seq });
   }
 
+  /** The meta blob of the checkpoint that was durable as `generation` (see #pendingMeta). */
+  deferMeta(extent: Extent, generation: number): void {
+    this.#pendingMeta.push({ start: extent.start, count: extent.count, generation });
+  }
+
   /** Entries loaded from a checkpoint's meta blob (no reader can hold them after a reopen). */
   restore(entries: readonly DeferredEntry[]): void {
     for (const e of entries) this.#pending.push({ ...e, seq: -1 });
@@ -88,13 +100,22 @@ export class Reclaimer {
    * ends with a call.
    */
   takeEligible(durableGeneration: number): Extent[] {
+    const out: Extent[] = [];
+    // Meta blobs: deferred in checkpoint order, so the eligible ones are a prefix too.
+    let m = 0;
+    while (m < this.#pendingMeta.length) {
+      const p = this.#pendingMeta[m]!;
+      if (!(p.generation < durableGeneration && this.#externalMin > p.generation)) break;
+      out.push({ start: p.start, count: p.count });
+      m++;
+    }
+    if (m > 0) this.#pendingMeta = this.#pendingMeta.slice(m);
     const pending = this.#pending;
-    if (this.#head >= pending.length) return [];
+    if (this.#head >= pending.length) return out;
     let minSnapshot = Math.min(this.#externalMin, this.#durableNamedMin);
     for (const g of this.#snapshots.keys()) minSnapshot = Math.min(minSnapshot, g);
     let minReader = Infinity;
     for (const s of this.#readers.keys()) minReader = Math.min(minReader, s);
-    const out: Extent[] = [];
     let i = this.#head;
     for (; i < pending.length; i++) {
       const p = pending[i]!;
@@ -140,16 +161,17 @@ export class Reclaimer {
 
   /** What a checkpoint persists: entries still held. */
   pendingEntries(): DeferredEntry[] {
-    return this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
+    const held = this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
+    return [...held, ...this.#pendingMeta.map((p) => ({ ...p }))];
   }
 
   get pendingEntryCount(): number {
-    return this.#pending.length - this.#head;
+    return this.#pending.length - this.#head + this.#pendingMeta.length;
   }
 
   get pendingBlocks(): number {
     let n = 0;
-    for (let i = this.#head; i < this.#pending.length; i++) n += this.#pending[i]!.count;
+    for (const e of this.pendingExtents()) n += e.count;
     return n;
   }
 
@@ -168,5 +190,6 @@ export class Reclaimer {
   /** Every block of every pending entry (for consistency checks). */
   *pendingExtents(): Iterable<Extent> {
     for (let i = this.#head; i < this.#pending.length; i++) yield { start: this.#pending[i]!.start, count: this.#pending[i]!.count };
+    for (const p of this.#pendingMeta) yield { start: p.start, count: p.count };
   }
 }

@@ -3,6 +3,8 @@
  * read, and a writable open racing a create. (Real processes are exercised by @vde/test-harness; these are the
  * deterministic cases.)
  */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileBlockDevice, VirtualDiskEngine } from '@vde/engine';
@@ -79,9 +81,6 @@ describe('a writable open of a container another open is still creating', () => 
 });
 
 // ─── A create racing another process's create (real processes) ─────────────────────────────────────────────
-// (Imports are hoisted: these sit with the test that uses them, appended to this file.)
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 
 /**
  * A child that opens `path` with `blockSize` (create) with the built engine (dist: run `tsc -b` first), stopping
