@@ -30,6 +30,11 @@ const BEST_FIT_CANDIDATES = 16;
 const GATHER_WINDOW_BLOCKS = 65_536;
 /** How far a free looks for the ends of the free run it joins (see `#afterRelease`). */
 const MERGE_SCAN_BLOCKS = 4096;
+/**
+ * The bitmap is summarized in chunks of this many blocks (a multiple of 32): per chunk, a bound on its longest
+ * free stretch, so that a contiguous search skips chunks whose holes are all too small (see `#chunkLongest`).
+ */
+const CHUNK_BLOCKS = 2048;
 
 /*
  * Serialized image, format version 1 (all integers little-endian; W = ceil(blockCount / 32)):
@@ -69,6 +74,10 @@ function wordCount(blockCount: number): number {
   return Math.ceil(blockCount / 32);
 }
 
+function chunkCount(blockCount: number): number {
+  return Math.ceil(blockCount / CHUNK_BLOCKS);
+}
+
 function checkBlockCount(blockCount: number, what: string): void {
   if (!Number.isSafeInteger(blockCount) || blockCount < 0 || blockCount > MAX_BLOCK_COUNT) {
     throw new InvalidArgumentError(`${what} must be an integer from 0 to ${MAX_BLOCK_COUNT}, got ${String(blockCount)}`);
@@ -88,6 +97,17 @@ function readU64(view: DataView, offset: number): number {
   return view.getUint32(offset + 4, true) * 2 ** 32 + view.getUint32(offset, true);
 }
 
+/** Length of the longest run of 0 bits in `[from, end)` (runs clipped to that range). */
+function longestZeroRun(words: Uint32Array, from: number, end: number): number {
+  let longest = 0;
+  for (let i = findZero(words, from, end); i < end; ) {
+    const stop = findOne(words, i, end);
+    if (stop - i > longest) longest = stop - i;
+    i = findZero(words, stop, end);
+  }
+  return longest;
+}
+
 /**
  * A free-space bitmap: one bit per block, 1 = used (allocated, reserved or staged), 0 = free.
  *
@@ -97,6 +117,9 @@ function readU64(view: DataView, offset: number): number {
  * - every reserved range is used, inside the device, sorted and merged, and at most `MAX_RESERVED_RANGES`.
  * - every staged block is used, not reserved and staged once; `#stagedCount` is their number.
  * - `#largestBound` is >= the longest free run, and equal to it when `#largestExact`.
+ * - for every chunk `c` (blocks `[c * CHUNK_BLOCKS, min((c + 1) * CHUNK_BLOCKS, blockCount))`),
+ *   `#chunkLongest[c]` is >= the longest stretch of free blocks inside the chunk (runs clipped to the chunk),
+ *   and equal to it unless `#chunkStale[c]`; entries past the last chunk are 0 and not stale.
  * All methods are synchronous: each call is atomic with respect to other JavaScript on this thread.
  */
 export class BitmapAllocator {
@@ -113,6 +136,16 @@ export class BitmapAllocator {
   #cursor = 0;
   #largestBound: number;
   #largestExact = true;
+  /**
+   * Per chunk of CHUNK_BLOCKS blocks, an upper bound on the longest stretch of free blocks inside it (a run that
+   * crosses chunk boundaries counts in each chunk only with its part there). Frees keep it exact (a free only
+   * lengthens the stretch that contains it, which it measures inside the chunk); allocations leave it a bound and
+   * mark the chunk stale; a search that meets a stale chunk whose bound fits recomputes it (`#exactChunkLongest`).
+   * Sized like `#words` (capacity), with entries past the last chunk 0.
+   */
+  #chunkLongest: Uint32Array;
+  /** 1 where `#chunkLongest` may be larger than the chunk's longest free stretch. */
+  #chunkStale: Uint8Array;
 
   constructor(blockCount: number) {
     checkBlockCount(blockCount, 'blockCount');
@@ -121,6 +154,9 @@ export class BitmapAllocator {
     this.#setPadding();
     this.#free = blockCount;
     this.#largestBound = blockCount;
+    this.#chunkLongest = new Uint32Array(chunkCount(blockCount));
+    this.#chunkStale = new Uint8Array(chunkCount(blockCount));
+    for (let c = 0; c < this.#chunkLongest.length; c++) this.#chunkLongest[c] = this.#chunkEnd(c) - c * CHUNK_BLOCKS;
   }
 
   /** Bytes `serialize()` returns for a device of `blockCount` blocks. */
@@ -203,6 +239,11 @@ export class BitmapAllocator {
     }
     alloc.#largestExact = false;
     alloc.#largestBound = blockCount;
+    // Every chunk's bound is its length, stale: the first search through a chunk computes it.
+    const chunks = chunkCount(blockCount);
+    alloc.#chunkLongest = new Uint32Array(chunks);
+    alloc.#chunkStale = new Uint8Array(chunks).fill(1);
+    for (let c = 0; c < chunks; c++) alloc.#chunkLongest[c] = alloc.#chunkEnd(c) - c * CHUNK_BLOCKS;
     return alloc;
   }
 
@@ -221,14 +262,7 @@ export class BitmapAllocator {
   /** Length of the longest run of free blocks. */
   get largestFreeRun(): number {
     if (!this.#largestExact) {
-      let largest = 0;
-      const end = this.#blockCount;
-      for (let i = findZero(this.#words, 0, end); i < end; ) {
-        const stop = findOne(this.#words, i, end);
-        if (stop - i > largest) largest = stop - i;
-        i = findZero(this.#words, stop, end);
-      }
-      this.#largestBound = largest;
+      this.#largestBound = longestZeroRun(this.#words, 0, this.#blockCount);
       this.#largestExact = true;
     }
     return this.#largestBound;
@@ -324,6 +358,14 @@ export class BitmapAllocator {
         staged.set(this.#staged.subarray(0, wordCount(old)));
         this.#staged = staged;
       }
+      // New chunks start empty (bound 0, exact); #afterRelease below raises the ones the new blocks fall in.
+      const chunks = chunkCount(capacity * 32);
+      const longest = new Uint32Array(chunks);
+      longest.set(this.#chunkLongest.subarray(0, chunkCount(old)));
+      this.#chunkLongest = longest;
+      const stale = new Uint8Array(chunks);
+      stale.set(this.#chunkStale.subarray(0, chunkCount(old)));
+      this.#chunkStale = stale;
     }
     this.#blockCount = blockCount;
     clearRange(this.#words, old, blockCount - old);
@@ -458,6 +500,21 @@ export class BitmapAllocator {
     this.#largestExact = false;
     const largest = this.largestFreeRun;
     if (bound < largest || (exact && bound !== largest)) fail(`largest-run bound ${bound} (exact: ${exact}) but largest run is ${largest}`);
+    if (this.#chunkLongest.length !== this.#chunkStale.length || this.#chunkLongest.length < chunkCount(n)) {
+      fail(`chunk summary of ${this.#chunkLongest.length}/${this.#chunkStale.length} entries for ${chunkCount(n)} chunks`);
+    }
+    for (let c = 0; c < this.#chunkLongest.length; c++) {
+      const have = this.#chunkLongest[c]!;
+      const stale = this.#chunkStale[c] === 1;
+      if (c >= chunkCount(n)) {
+        if (have !== 0 || stale) fail(`chunk ${c} past the device has bound ${have} (stale: ${stale})`);
+        continue;
+      }
+      const longest = longestZeroRun(words, c * CHUNK_BLOCKS, this.#chunkEnd(c));
+      if (have < longest || (!stale && have !== longest)) {
+        fail(`chunk ${c} bound ${have} (stale: ${stale}) but its longest free stretch is ${longest}`);
+      }
+    }
   }
 
   /** Start of the best-fitting free run of at least `count` blocks, or -1. */
@@ -475,29 +532,73 @@ export class BitmapAllocator {
     let best = -1;
     let bestLength = Infinity;
     let candidates = 0;
-    let longest = 0;
-    // Runs that start in [from, to); each is measured to its real end. Returns true to stop early.
+    let longest = 0; // the longest run measured
+    let skipped = 0; // the largest bound of a skipped chunk: no run left unmeasured is longer
+    const chunkLongest = this.#chunkLongest;
+    // A run measured whole; returns true to stop the search (an exact fit, or enough candidates).
+    const consider = (start: number, length: number): boolean => {
+      if (length > longest) longest = length;
+      if (length < count) return false;
+      if (length < bestLength) {
+        best = start;
+        bestLength = length;
+      }
+      return length === count || ++candidates >= BEST_FIT_CANDIDATES;
+    };
+    // Runs that start in [from, to), each measured to its real end, in order; returns true to stop early. A chunk
+    // whose free stretches are all shorter than `count` is skipped, except for the one run that can start in it
+    // and still fit: the stretch that ends the chunk, if it continues into the next one. So the cost does not
+    // grow with the number of holes too small for the request. Invariant: `i === from`, or block `i - 1` or
+    // block `i` is used, so the first free block at or after `i` starts a run.
     const scan = (from: number, to: number): boolean => {
-      for (let i = findZero(words, from, to); i < to; ) {
-        const stop = findOne(words, i, n);
-        const length = stop - i;
-        if (length > longest) longest = length;
-        if (length >= count) {
-          if (length < bestLength) {
-            best = i;
-            bestLength = length;
+      let i = from;
+      const lastChunk = Math.floor((to - 1) / CHUNK_BLOCKS);
+      while (i < to) {
+        let c = Math.floor(i / CHUNK_BLOCKS);
+        // The common skip, in a tight loop: a whole chunk (not the last one) whose bound is below `count` and
+        // whose last block is used holds the start of no run that fits.
+        if (chunkLongest[c]! < count) {
+          while (c < lastChunk && chunkLongest[c]! < count && words[(c + 1) * (CHUNK_BLOCKS / 32) - 1]! >>> 31 === 1) {
+            if (chunkLongest[c]! > skipped) skipped = chunkLongest[c]!;
+            c++;
           }
-          if (length === count || ++candidates >= BEST_FIT_CANDIDATES) return true;
+          if (c * CHUNK_BLOCKS > i) i = c * CHUNK_BLOCKS; // block i - 1 is used
         }
-        i = findZero(words, stop, to);
+        const chunkEnd = this.#chunkEnd(c);
+        const limit = Math.min(chunkEnd, to);
+        let bound = chunkLongest[c]!;
+        if (bound >= count && this.#chunkStale[c] === 1) bound = this.#exactChunkLongest(c);
+        if (bound >= count) {
+          const start = findZero(words, i, limit);
+          if (start >= limit) {
+            i = limit;
+            continue;
+          }
+          const stop = findOne(words, start, n);
+          if (consider(start, stop - start)) return true;
+          i = stop;
+          continue;
+        }
+        if (bound > skipped) skipped = bound;
+        const last = chunkEnd - 1;
+        if (chunkEnd >= n || ((words[last >>> 5]! >>> (last & 31)) & 1) === 1) {
+          i = limit; // the chunk ends in a used block (or the device ends): nothing starting here fits
+          continue;
+        }
+        const start = findOneBackward(words, chunkEnd, i) + 1; // a stretch shorter than count: a short look back
+        if (start >= limit) return false; // starts at or past `to`: out of this scan's range
+        const stop = findOne(words, chunkEnd, n);
+        if (consider(start, stop - start)) return true;
+        i = stop;
       }
       return false;
     };
     const cursor = this.#cursor;
     if (!scan(this.#firstRunStartFrom(cursor), n) && !scan(0, cursor)) {
-      // A full pass saw every run (the one straddling the cursor whole in the second part): longest is exact.
-      this.#largestBound = longest;
-      this.#largestExact = true;
+      // A full pass saw every run (the one straddling the cursor whole in the second part), except runs inside
+      // skipped chunks, which are no longer than `skipped`.
+      this.#largestBound = Math.max(longest, skipped);
+      this.#largestExact = skipped <= longest;
     }
     return best;
   }
@@ -599,6 +700,26 @@ export class BitmapAllocator {
     // The bound stays an upper bound; no run is longer than the free blocks.
     this.#largestBound = Math.min(this.#largestBound, this.#free);
     this.#largestExact = false;
+    // A chunk now used end to end has no free stretch; in the others the bounds stay upper bounds.
+    const end = start + count;
+    for (let c = Math.floor(start / CHUNK_BLOCKS); c * CHUNK_BLOCKS < end; c++) {
+      const whole = c * CHUNK_BLOCKS >= start && this.#chunkEnd(c) <= end;
+      if (whole) this.#chunkLongest[c] = 0;
+      this.#chunkStale[c] = whole ? 0 : 1;
+    }
+  }
+
+  /** End (exclusive) of chunk `c`'s blocks. */
+  #chunkEnd(c: number): number {
+    return Math.min((c + 1) * CHUNK_BLOCKS, this.#blockCount);
+  }
+
+  /** Recomputes chunk `c`'s longest free stretch (one scan of its CHUNK_BLOCKS / 32 words); no longer stale. */
+  #exactChunkLongest(c: number): number {
+    const longest = longestZeroRun(this.#words, c * CHUNK_BLOCKS, this.#chunkEnd(c));
+    this.#chunkLongest[c] = longest;
+    this.#chunkStale[c] = 0;
+    return longest;
   }
 
   /**
@@ -609,7 +730,18 @@ export class BitmapAllocator {
    */
   #afterRelease(extents: readonly Extent[]): void {
     const n = this.#blockCount;
+    const words = this.#words;
     for (const e of extents) {
+      // Each chunk the extent touches: the free stretch holding its part there, measured inside the chunk
+      // (whole chunks in between are free end to end). A bound that was exact stays exact.
+      const end = e.start + e.count;
+      for (let c = Math.floor(e.start / CHUNK_BLOCKS); c * CHUNK_BLOCKS < end; c++) {
+        const chunkStart = c * CHUNK_BLOCKS;
+        const chunkEnd = this.#chunkEnd(c);
+        const left = findOneBackward(words, Math.max(e.start, chunkStart), chunkStart) + 1;
+        const right = findOne(words, Math.min(end, chunkEnd), chunkEnd);
+        if (right - left > this.#chunkLongest[c]!) this.#chunkLongest[c] = right - left;
+      }
       const floor = Math.max(0, e.start - MERGE_SCAN_BLOCKS);
       const left = findOneBackward(this.#words, e.start, floor) + 1;
       const ceiling = Math.min(n, e.start + e.count + MERGE_SCAN_BLOCKS);

@@ -125,6 +125,46 @@ describe('BitmapAllocator', () => {
     expect(a.freeCount).toBe(n - used.reduce((x, y) => x + y, 0));
   });
 
+  it('skips chunks of holes too small for the request but finds runs that cross chunk boundaries', () => {
+    // The search summary works in chunks of 2048 blocks; every even block free leaves 1-block holes in all ten.
+    const n = 20_480;
+    const a = new BitmapAllocator(n);
+    a.markAllocated([{ start: 0, count: n }]);
+    const holes = [];
+    for (let b = 0; b < n; b += 2) holes.push({ start: b, count: 1 });
+    a.free(holes);
+    a.free([{ start: 10_239, count: 1 }]); // run [10238, 10241): 2 blocks in chunk 4, 1 in chunk 5
+    const odd = [];
+    for (let b = 14_001; b < 18_000; b += 2) odd.push({ start: b, count: 1 });
+    a.free(odd); // run [14000, 18001): longer than a chunk
+    a.check();
+    expect(a.allocate(3)).toEqual([{ start: 10_238, count: 3 }]);
+    expect(a.allocate(4001, { contiguous: true })).toEqual([{ start: 14_000, count: 4001 }]);
+    expect(code(() => a.allocate(2, { contiguous: true }))).toBe('ERR_VDE_FULL');
+    expect(a.largestFreeRun).toBe(1);
+    a.check();
+    const b = BitmapAllocator.load(a.serialize()); // a loaded map's summary starts stale
+    b.free([{ start: 101, count: 1 }]);
+    expect(b.allocate(3)).toEqual([{ start: 100, count: 3 }]);
+    b.check();
+  });
+
+  it('allocate(2) past many 1-block holes takes the large run, and a new exact fit when one appears', () => {
+    const holes = 5000;
+    const a = new BitmapAllocator(2 * holes + 3000);
+    a.allocate(2 * holes, { contiguous: true });
+    const free = [];
+    for (let b = 0; b < 2 * holes; b += 2) free.push({ start: b, count: 1 });
+    a.free(free);
+    for (let i = 0; i < 100; i++) expect(a.allocate(2)).toEqual([{ start: 2 * holes + 2 * i, count: 2 }]);
+    a.check();
+    a.free([{ start: 5001, count: 1 }]); // run [5000, 5003): a better fit than the large run
+    expect(a.allocate(2)).toEqual([{ start: 5000, count: 2 }]);
+    a.free([{ start: 7001, count: 1 }]); // run [7000, 7003)
+    expect(a.allocate(3)).toEqual([{ start: 7000, count: 3 }]);
+    a.check();
+  });
+
   it('keeps largestFreeRun right when a free joins a run longer than the merge scan', () => {
     const a = new BitmapAllocator(100_000);
     const [x] = a.allocate(10);

@@ -5,20 +5,25 @@ import { BitmapAllocator, type Extent } from '../src/index.js';
 /*
  * Model-based test: a BitmapAllocator against plain sets. Each run applies a random sequence of operations
  * (valid and invalid) and, after every one, compares counts with the model and calls check().
- * VDE_LONG=1 runs over 100,000 operations in all (asserted); the default run about 8,000.
+ * VDE_LONG=1 runs over 100,000 operations in all (asserted); the default run about 10,000.
+ * The model also tracks the search cursor and checks which run a contiguous allocation picks (the documented
+ * bounded best fit), so the chunk summary that lets the search skip chunks of small holes can never change the
+ * choice. Sizes past 2048 blocks (CHUNK_BLOCKS) span several summary chunks; `comb` frees every k-th block of an
+ * owned extent, so some chunks hold only holes too small for a request.
  */
 
 const LONG = Boolean(process.env.VDE_LONG);
-const SIZES = [1, 31, 32, 33, 1000, 4096];
+const SIZES = [1, 31, 32, 33, 1000, 4096, 4097, 12_345];
 const RUNS_PER_SIZE = LONG ? 300 : 40;
 const MIN_OPS = LONG ? 60 : 20;
 const MAX_OPS = 80;
-/** Operations each size must have run (VDE_LONG: 6 sizes x 16,667 > 100,000). */
+/** Operations each size must have run (VDE_LONG: 8 sizes x 16,667 > 100,000). */
 const MIN_TOTAL_PER_SIZE = LONG ? 16_667 : 800;
 
 type Op =
   | { op: 'alloc'; count: number; contiguous: boolean }
   | { op: 'free'; pick: number; a: number; b: number }
+  | { op: 'comb'; pick: number; step: number }
   | { op: 'freeBad'; block: number }
   | { op: 'mark'; start: number; len: number }
   | { op: 'reserve'; start: number; len: number }
@@ -33,6 +38,7 @@ const nat = fc.nat({ max: 1 << 20 });
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('alloc' as const), count: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 5000 })), contiguous: fc.boolean() }), weight: 6 },
   { arbitrary: fc.record({ op: fc.constant('free' as const), pick: nat, a: nat, b: nat }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('comb' as const), pick: nat, step: fc.integer({ min: 2, max: 4 }) }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant('freeBad' as const), block: nat }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant('mark' as const), start: nat, len: fc.integer({ min: 1, max: 40 }) }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant('reserve' as const), start: nat, len: fc.integer({ min: 1, max: 16 }) }), weight: 1 },
@@ -52,6 +58,8 @@ class Model {
   reserved: Uint8Array;
   readonly staged = new Map<number, number>(); // block -> tag
   owned: Extent[] = []; // allocated, not staged
+  /** Where the allocator's next search starts: the end of the last allocation; 0 after a load. */
+  cursor = 0;
 
   constructor(n: number) {
     this.n = n;
@@ -100,6 +108,48 @@ class Model {
     }
     if (len) out.push(len);
     return out;
+  }
+
+  /** Free runs in block order. */
+  runList(): Extent[] {
+    const out: Extent[] = [];
+    for (let b = 0; b < this.n; ) {
+      if (this.used[b] === 1) {
+        b++;
+        continue;
+      }
+      const start = b;
+      while (b < this.n && this.used[b] === 0) b++;
+      out.push({ start, count: b - start });
+    }
+    return out;
+  }
+
+  /**
+   * Where the documented policy puts a contiguous allocation of `count` blocks (some run fits): one block goes
+   * to the first free block from the cursor (wrapping); more go to the first run of exactly `count`, or the
+   * smallest run >= count among the first 16 such runs, visiting runs that start at or past the cursor first,
+   * then those that start before it.
+   */
+  expectedStart(count: number): number {
+    if (count === 1) {
+      for (let k = 0; k < this.n; k++) {
+        const b = (this.cursor + k) % this.n;
+        if (this.used[b] === 0) return b;
+      }
+      throw new Error('model: no free block');
+    }
+    const runs = this.runList();
+    const ordered = [...runs.filter((r) => r.start >= this.cursor), ...runs.filter((r) => r.start < this.cursor)];
+    let best: Extent | undefined;
+    let candidates = 0;
+    for (const r of ordered) {
+      if (r.count < count) continue;
+      if (!best || r.count < best.count) best = r;
+      if (r.count === count || ++candidates >= 16) break;
+    }
+    if (!best) throw new Error(`model: no run of ${count}`);
+    return best.start;
   }
 
   largest(): number {
@@ -176,6 +226,7 @@ function apply(state: { alloc: BitmapAllocator }, model: Model, op: Op): void {
         expectCode(() => alloc.allocate(op.count, { contiguous: op.contiguous }), 'ERR_VDE_FULL');
         return;
       }
+      const want = largest >= op.count ? model.expectedStart(op.count) : -1;
       const extents = alloc.allocate(op.count, { contiguous: op.contiguous });
       const blocks = blocksOf(extents);
       assert(blocks.length === op.count, () => `allocate(${op.count}) returned ${blocks.length} blocks`);
@@ -185,6 +236,7 @@ function apply(state: { alloc: BitmapAllocator }, model: Model, op: Op): void {
       }
       if (largest >= op.count) {
         assert(extents.length === 1, () => `a run of ${largest} fits ${op.count} but got ${extents.length} extents`);
+        assert(extents[0]!.start === want, () => `allocate(${op.count}) from cursor ${model.cursor} took ${extents[0]!.start}, policy says ${want}`);
       } else {
         // Largest first and as few extents as the largest runs allow.
         for (let i = 1; i < extents.length; i++) {
@@ -195,6 +247,24 @@ function apply(state: { alloc: BitmapAllocator }, model: Model, op: Op): void {
         assert(extents.length === fewest, () => `${extents.length} extents where ${fewest} would do`);
       }
       model.owned.push(...extents);
+      const last = extents[extents.length - 1]!;
+      model.cursor = last.start + last.count;
+      return;
+    }
+    case 'comb': {
+      // Frees every step-th block of an owned extent: a field of holes too small for most requests.
+      if (model.owned.length === 0) return;
+      const i = op.pick % model.owned.length;
+      const e = model.owned[i]!;
+      const holes: Extent[] = [];
+      const rest: Extent[] = [];
+      for (let b = e.start; b < e.start + e.count; b += op.step) {
+        holes.push({ start: b, count: 1 });
+        rest.push({ start: b + 1, count: Math.min(op.step - 1, e.start + e.count - b - 1) });
+      }
+      alloc.free(holes);
+      for (const h of holes) model.release(h.start);
+      model.owned.splice(i, 1, ...rest.filter((r) => r.count > 0));
       return;
     }
     case 'free': {
@@ -277,6 +347,7 @@ function apply(state: { alloc: BitmapAllocator }, model: Model, op: Op): void {
       const image = alloc.serialize();
       assert(image.byteLength === BitmapAllocator.serializedByteLength(n), () => `image of ${image.byteLength} bytes`);
       state.alloc = BitmapAllocator.load(image);
+      model.cursor = 0;
       // Staged frees are not persisted: the blocks come back as plain allocated ones.
       for (const [b] of model.staged) model.owned.push({ start: b, count: 1 });
       model.staged.clear();
