@@ -1,7 +1,7 @@
 // Benchmark (not a test): allocate(2) per call when free space is many 1-block holes plus one large free run
 // (the holes come first, so every search from the cursor passes them). Side by side with an older build if
 // BASELINE points at its dist/index.js. Build first: npx tsc -b packages/allocator; run:
-//   [BASELINE=/path/to/old/packages/allocator/dist/index.js] node packages/allocator/test/fragmented-scan-bench.js
+//   [BASELINE=/path/to/old/packages/allocator/dist/index.js] node packages/allocator/bench/fragmented-scan.js
 import { BitmapAllocator } from '../dist/index.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 1000);
