@@ -9,29 +9,19 @@ import { durableHandleOf, fileHandleOf } from '../src/file-block-device.js';
 import { ClosedError, FileBlockDevice, FullError, IoError, PoisonedError, ReadOnlyError } from '../src/index.js';
 import { formatLock, parseLock, startedMsOf } from '../src/lock-file.js';
 import { blockDeviceContract } from './contract.js';
-import { makeTempDir, removeDir, sameBytes, transpileSources } from './helpers.js';
+import { sameBytes, tracked, transpileSources } from './helpers.js';
 
-const dirs: string[] = [];
-const open: FileBlockDevice[] = [];
+const files = tracked();
+const { tempPath } = files;
 
-async function tempPath(name = 'c.vde'): Promise<string> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  return path.join(dir, name);
-}
-
-async function openTracked(p: string, options?: Parameters<typeof FileBlockDevice.open>[1]): Promise<FileBlockDevice> {
-  const dev = await FileBlockDevice.open(p, options);
-  open.push(dev);
-  return dev;
-}
+const { openTracked } = files;
 
 afterEach(async () => {
-  await Promise.all(open.splice(0).map((d) => d.close()));
+  await files.closeAll();
 });
 
 afterAll(async () => {
-  await Promise.all(dirs.splice(0).map(removeDir));
+  await files.removeAll();
 });
 
 blockDeviceContract('FileBlockDevice', {
@@ -721,8 +711,7 @@ describe('FileBlockDevice one-writer lock', () => {
   describe('from a child process', () => {
     let moduleUrl: string;
     beforeAll(async () => {
-      const dir = await makeTempDir();
-      dirs.push(dir);
+      const dir = await files.tempDir();
       moduleUrl = await transpileSources(path.join(dir, 'lib'));
     });
 

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { FileBlockDevice } from '../src/index.js';
 
 export async function makeTempDir(): Promise<string> {
   return mkdtemp(path.join(os.tmpdir(), 'vde-blockdev-'));
@@ -10,6 +11,43 @@ export async function makeTempDir(): Promise<string> {
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Temp paths and open devices of one test file: `closeAll` (afterEach) closes the devices opened or tracked since,
+ * `removeAll` (afterAll) removes the directories.
+ */
+export function tracked(): {
+  devices: FileBlockDevice[];
+  tempDir: () => Promise<string>;
+  tempPath: (name?: string) => Promise<string>;
+  openTracked: (p: string, options?: Parameters<typeof FileBlockDevice.open>[1]) => Promise<FileBlockDevice>;
+  closeAll: () => Promise<void>;
+  removeAll: () => Promise<void>;
+} {
+  const dirs: string[] = [];
+  const devices: FileBlockDevice[] = [];
+  const tempDir = async (): Promise<string> => {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    return dir;
+  };
+  return {
+    devices,
+    tempDir,
+    tempPath: async (name = 'c.vde') => path.join(await tempDir(), name),
+    openTracked: async (p, options) => {
+      const dev = await FileBlockDevice.open(p, options);
+      devices.push(dev);
+      return dev;
+    },
+    closeAll: async () => {
+      await Promise.all(devices.splice(0).map((d) => d.close()));
+    },
+    removeAll: async () => {
+      await Promise.all(dirs.splice(0).map(removeDir));
+    },
+  };
 }
 
 /**

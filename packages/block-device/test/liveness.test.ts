@@ -8,26 +8,16 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileBlockDevice } from '../src/index.js';
 import { formatLock, parseLock } from '../src/lock-file.js';
-import { makeTempDir, removeDir, transpileSources } from './helpers.js';
+import { tracked, transpileSources } from './helpers.js';
 
-const dirs: string[] = [];
-const devices: FileBlockDevice[] = [];
+const files = tracked();
+const { tempPath } = files;
 const children: ChildProcess[] = [];
 
-async function tempPath(name = 'c.vde'): Promise<string> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  return path.join(dir, name);
-}
-
-async function openTracked(p: string, options?: Parameters<typeof FileBlockDevice.open>[1]): Promise<FileBlockDevice> {
-  const dev = await FileBlockDevice.open(p, options);
-  devices.push(dev);
-  return dev;
-}
+const { openTracked } = files;
 
 afterEach(async () => {
-  await Promise.all(devices.splice(0).map((d) => d.close()));
+  await files.closeAll();
   await Promise.all(
     children.splice(0).map(async (c) => {
       if (c.exitCode !== null || c.signalCode !== null) return;
@@ -39,7 +29,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(dirs.splice(0).map(removeDir));
+  await files.removeAll();
 });
 
 const linux = existsSync('/proc/self/stat') && existsSync('/proc/sys/kernel/random/boot_id') && existsSync('/proc/self/ns/pid');
@@ -109,8 +99,7 @@ const canUnshare =
 describe('lock and reader liveness', () => {
   let moduleUrl: string;
   beforeAll(async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = await files.tempDir();
     moduleUrl = await transpileSources(path.join(dir, 'lib'));
   });
 
@@ -323,8 +312,7 @@ describe('read-only opens without write access to the directory', () => {
       await dev.close();
       await chmod(path.dirname(p), 0o755);
       await chmod(p, 0o644);
-      const dir = await makeTempDir();
-      dirs.push(dir);
+      const dir = await files.tempDir();
       const lib = path.join(dir, 'lib');
       const url = await transpileSources(lib);
       await chmod(dir, 0o755);

@@ -8,27 +8,21 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileBlockDevice } from '../src/index.js';
 import { formatLock, parseLock } from '../src/lock-file.js';
-import { makeTempDir, removeDir, transpileSources } from './helpers.js';
+import { tracked, transpileSources } from './helpers.js';
 import { holderBody, sleep, stopPreamble, WatchedChild, type StopPoint } from './stop-child.js';
 
-const dirs: string[] = [];
-const devices: FileBlockDevice[] = [];
+const files = tracked();
+const { tempPath } = files;
 const children: WatchedChild[] = [];
-
-async function tempPath(name = 'c.vde'): Promise<string> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  return path.join(dir, name);
-}
 
 afterEach(async () => {
   // Children first: a stopped one is killed (SIGKILL ends it), so nothing is left running if an assertion failed.
   await Promise.all(children.splice(0).map((c) => c.kill()));
-  await Promise.all(devices.splice(0).map((d) => d.close().catch(() => undefined)));
+  await Promise.all(files.devices.splice(0).map((d) => d.close().catch(() => undefined)));
 });
 
 afterAll(async () => {
-  await Promise.all(dirs.splice(0).map(removeDir));
+  await files.removeAll();
 });
 
 // Stopping at a call and telling that the child is stopped needs POSIX signals and /proc; the identity files the
@@ -67,7 +61,7 @@ async function openHere(p: string): Promise<{ device?: FileBlockDevice; error?: 
   } catch (error) {
     return { error };
   }
-  devices.push(device);
+  files.devices.push(device);
   try {
     writeFileSync(`${p}.holder`, String(process.pid), { flag: 'wx' });
     return { device, flagTaken: false };
@@ -79,8 +73,7 @@ async function openHere(p: string): Promise<{ device?: FileBlockDevice; error?: 
 describe('lock takeover races between processes', () => {
   let moduleUrl: string;
   beforeAll(async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = await files.tempDir();
     moduleUrl = await transpileSources(path.join(dir, 'lib'));
   });
 
@@ -181,8 +174,7 @@ describe('lock takeover races between processes', () => {
 describe('reader table races between processes', () => {
   let moduleUrl: string;
   beforeAll(async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = await files.tempDir();
     moduleUrl = await transpileSources(path.join(dir, 'lib'));
   });
 
@@ -208,7 +200,7 @@ describe('reader table races between processes', () => {
   it.skipIf(!linux)('a reader stopped for more than 5 s between writing its mark and the rename still sets it beside a writer', async () => {
     const p = await tempPath();
     const writer = await FileBlockDevice.open(p, { create: true });
-    devices.push(writer);
+    files.devices.push(writer);
     await writer.grow(4);
     // Rename 1 registers the reader ("?"); rename 2 sets its mark: it stops right before that one.
     const reader = WatchedChild.node(
@@ -234,7 +226,7 @@ describe('reader table races between processes', () => {
   it.skipIf(!canUnshareTime)('a dead reader in another time namespace (unshare --time) is judged by its pid and removed', async () => {
     const p = await tempPath();
     const writer = await FileBlockDevice.open(p, { create: true });
-    devices.push(writer);
+    files.devices.push(writer);
     await writer.grow(4);
     const reader = new WatchedChild('unshare', ['--time', process.execPath, '--input-type=module', '-e', readerBody(p, 5)]);
     children.push(reader);

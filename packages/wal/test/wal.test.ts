@@ -682,17 +682,24 @@ describe('back-pressure and truncate', () => {
 });
 
 describe('recovery', () => {
-  it('a lost head record is corrected in memory on a read-only device, and on disk by a writable open', async () => {
+  /** The image of a new, empty log whose header is replaced by a checksummed one with `change` applied. */
+  async function freshLogWithHeader(change: { headPos?: number; headLsn?: number }): Promise<Uint8Array> {
     const dev = memDevice();
     await (await WriteAheadLog.create(dev, REGION)).close();
-    // The header names a head in the middle of a block where no record survived (it was not durable at the crash).
     const image = dev.image();
     const slot = (REGION.startBlock + 1) * BS;
     const found = decodeHeader(image.subarray(slot, slot + BS));
     if (!found.ok) throw new Error('the fresh log has no header in slot 1');
     const block = new Uint8Array(BS);
-    encodeHeader({ ...found.header, generation: found.header.generation + 2, headPos: 100 }, block);
+    // Two generations on: the same slot, and newer than the header it replaces.
+    encodeHeader({ ...found.header, ...change, generation: found.header.generation + 2 }, block);
     image.set(block, slot);
+    return image;
+  }
+
+  it('a lost head record is corrected in memory on a read-only device, and on disk by a writable open', async () => {
+    // The header names a head in the middle of a block where no record survived (it was not durable at the crash).
+    const image = await freshLogWithHeader({ headPos: 100 });
     const reader = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS, { readOnly: true }), REGION);
     expect(reader.tailInfo.stoppedAt).toBe('empty');
     expect(await collect(reader.replay())).toEqual([]);
@@ -706,16 +713,8 @@ describe('recovery', () => {
   });
 
   it('an append past LSN 2^53 - 1 is refused (typed) before it takes an LSN; every acknowledged record reopens', async () => {
-    const dev = memDevice();
-    await (await WriteAheadLog.create(dev, REGION)).close();
     // A checksummed header whose head is near the largest LSN a record can hold (only a crafted log gets there).
-    const image = dev.image();
-    const slot = (REGION.startBlock + 1) * BS;
-    const found = decodeHeader(image.subarray(slot, slot + BS));
-    if (!found.ok) throw new Error('the fresh log has no header in slot 1');
-    const block = new Uint8Array(BS);
-    encodeHeader({ ...found.header, generation: found.header.generation + 2, headLsn: Number.MAX_SAFE_INTEGER - 1 }, block);
-    image.set(block, slot);
+    const image = await freshLogWithHeader({ headLsn: Number.MAX_SAFE_INTEGER - 1 });
     const crafted = MemoryBlockDevice.fromImage(image, BS);
     const wal = await WriteAheadLog.open(crafted, REGION);
     expect(await wal.append(1, payloadOf(10, 1))).toBe(Number.MAX_SAFE_INTEGER - 1);
