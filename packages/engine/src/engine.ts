@@ -1805,8 +1805,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #batchBlocks(ops: readonly { keyBytes: Uint8Array; meta?: Uint8Array; source?: Uint8Array }[]): number {
     let bytes = 0;
     for (const op of ops) bytes += op.source && op.meta ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 0;
-    const levels = Math.max(1, this.#index.stats().depth) + 1;
-    const dirtied = Math.min(ops.length * levels, this.#allocator.blockCount - this.#allocator.freeCount);
+    const stats = this.#index.stats();
+    const levels = Math.max(1, stats.depth) + 1;
+    // Index pages in all: known for a tree made in this process; after a reopen, bounded by the blocks in use past
+    // the log (index pages and object data): the whole used area, log included, made a 5,000-put batch in a fresh
+    // container reserve (and grow by) 40 MB.
+    const pages = stats.pages >= 0 ? stats.pages : this.#allocator.blockCount - this.#allocator.freeCount - (this.#sb.walStart + this.#sb.walBlocks);
+    const dirtied = Math.min(ops.length * levels, Math.max(0, pages));
     return this.#createdPages(bytes) + dirtied;
   }
 

@@ -228,6 +228,9 @@ export class ObjectIo {
       for (const e of got) pushExtent(extents, e);
       if (inFlight) await inFlight;
       inFlight = this.#writeExtents(got, bytes);
+      // Awaited at the next flush or at the end; until then the loop may be waiting for the source's next chunk,
+      // and a write failing meanwhile must not count as unhandled (it ended the process).
+      inFlight.catch(() => undefined);
     };
     const it = source[Symbol.asyncIterator]();
     const abort = signal ? abortRace(signal) : undefined;

@@ -1054,3 +1054,33 @@ describe('space held by a long-lived snapshot (scalability review)', () => {
     await vde.close();
   });
 });
+
+describe('this session’s fixes, third pass', () => {
+  it('a batch of small puts in a fresh container with a size limit reserves its index pages, not the log', async () => {
+    // The reserve counted every used block (the 32 MiB log too) as index pages a batch could dirty: a fresh 48 MiB
+    // container refused one batch of 5,000 tiny puts that single stores took.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { maxSizeBytes: 48 << 20 });
+    await vde.batch(Array.from({ length: 5000 }, (_, i) => ({ type: 'put' as const, key: `key/${String(i).padStart(8, '0')}`, data: `value-${i}` })));
+    expect(vde.stats().objects).toBe(5000);
+    expect(vde.stats().containerBytes).toBeLessThan(44 << 20);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a data write that fails while a streamed store waits for its next chunk rejects the store (no unhandled rejection)', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty, { walSizeBytes: 256 * 1024 });
+    await vde.store('warm', 'x');
+    async function* slow(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 4; i++) {
+        yield new Uint8Array(1 << 20).fill(i);
+        await new Promise((r) => setTimeout(r, 50)); // a network source: the next chunk comes later
+      }
+    }
+    faulty.failAfter(1, 'EIO', { op: 'write' });
+    await expectCode(vde.store('big', slow()), 'ERR_VDE_IO');
+    expect(await vde.exists('big')).toBe(false);
+    await vde.close().catch(() => undefined);
+  });
+});
