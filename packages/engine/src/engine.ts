@@ -501,10 +501,6 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * The blocks a checkpoint itself lives in must be allocated in its bitmap: the superblocks, the log, the meta blob
    * and the index root. A bitmap that marks any of them free would let the next checkpoint write over them.
    */
-  #dataArea(): DataArea {
-    return this.#area;
-  }
-
   #checkHeldBlocks(sb: Superblock): void {
     const held: [number, number, string][] = [
       [0, sb.walStart + sb.walBlocks, 'the superblocks and the log'],
@@ -569,7 +565,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       return rec.extents ? [...rec.extents] : [];
     }
     return this.#io.loadRecord(value, what).then((rec) => {
-      const p = decodeIndirect(value, what, this.#dataArea());
+      const p = decodeIndirect(value, what, this.#area);
       return [...(rec.extents ?? []), { start: p.start, count: p.blocks }];
     });
   }
@@ -719,9 +715,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
         throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
       });
       if (ops.length === 0) return;
-      let logBytes = 8;
-      for (const op of ops) logBytes += op.type === 'put' ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 3 + op.keyBytes.byteLength;
-      logBytes = this.#wal.recordBytes(logBytes);
+      // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
+      let putBytes = 0;
+      let delBytes = 0;
+      for (const op of ops) {
+        if (op.type === 'put') putBytes += this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8;
+        else delBytes += 3 + op.keyBytes.byteLength;
+      }
+      const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
       await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks(
           ops.map((o) => o.key),
@@ -730,8 +731,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
             // A large batch's index changes can need thousands of pages when it is applied, after its record is
             // durable: they are made free first (or the batch fails here with ERR_VDE_FULL, having changed nothing).
             // A batch of deletes only is checked as deletes are (a full container can always be emptied).
-            const puts = ops.some((op) => op.type === 'put');
-            const headroom = puts && ops.length > 1 ? this.#batchBlocks(ops) : 0;
+            const puts = putBytes > 0;
+            const headroom = puts && ops.length > 1 ? this.#batchBlocks(putBytes, ops.length) : 0;
             this.#batchHeadroom += headroom;
             try {
               if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
@@ -1797,27 +1798,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Blocks a batch of `ops` may need beyond a writer's headroom: the index pages its inserts create when it is
-   * applied (after its record is durable, so they must be free before) and the pages it dirties, which the next
-   * checkpoint writes. Pages split at most in halves: an insert of B bytes creates at most 2B/page + 2 per level.
-   * Dirtied pages: at most a path per operation, and never more than the blocks in use.
+   * Blocks a batch of `count` operations that inserts `bytes` of index entries may need beyond a writer's headroom:
+   * the index pages its inserts create when it is applied (after its record is durable, so they must be free before)
+   * and the pages it dirties, which the next checkpoint writes. Pages split at most in halves: an insert of B bytes
+   * creates at most 2B/page + 2 per level. Dirtied pages: at most a path per operation, and never more than the
+   * index holds.
    */
-  #batchBlocks(ops: readonly { keyBytes: Uint8Array; meta?: Uint8Array; source?: Uint8Array }[]): number {
-    let bytes = 0;
-    for (const op of ops) bytes += op.source && op.meta ? this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8 : 0;
+  #batchBlocks(bytes: number, count: number): number {
     const stats = this.#index.stats();
     const levels = Math.max(1, stats.depth) + 1;
     // Index pages in all: known for a tree made in this process; after a reopen, bounded by the blocks in use past
     // the log (index pages and object data): the whole used area, log included, made a 5,000-put batch in a fresh
     // container reserve (and grow by) 40 MB.
     const pages = stats.pages >= 0 ? stats.pages : this.#allocator.blockCount - this.#allocator.freeCount - (this.#sb.walStart + this.#sb.walBlocks);
-    const dirtied = Math.min(ops.length * levels, Math.max(0, pages));
-    return this.#createdPages(bytes) + dirtied;
+    return this.#createdPages(bytes, levels) + Math.min(count * levels, Math.max(0, pages));
   }
 
-  /** See #batchBlocks: the index pages that inserting `bytes` of entries may create. */
-  #createdPages(bytes: number): number {
-    const levels = Math.max(1, this.#index.stats().depth) + 1;
+  /** See #batchBlocks: the index pages that inserting `bytes` of entries may create in a tree of `levels` - 1 levels. */
+  #createdPages(bytes: number, levels = Math.max(1, this.#index.stats().depth) + 1): number {
     return Math.ceil((2 * bytes) / this.#device.blockSize) + 2 * levels;
   }
 
