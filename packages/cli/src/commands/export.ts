@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ListOptions, ObjectInfo } from '@vde/engine';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
-import { openExisting } from '../container.js';
+import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration } from '../format.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
@@ -27,8 +27,9 @@ export const exportCommand: Command = {
   usage: 'vde export <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Writes every object (or those whose key starts with --prefix) to <dir>/<key>, creating directories for
 the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") and a key that is also the
-directory of other keys ("a" beside "a/b") are not written: they are listed and the command exits 1. Existing
-files are overwritten.
+directory of other keys ("a" beside "a/b") are not written, nor a key whose file would be the container itself
+or its lock or reader files (exporting into the container's directory): they are listed and the command exits 1.
+Other existing files are overwritten.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -44,6 +45,7 @@ Example:
     const concurrency = intOption(ctx, 'concurrency', 16, 1, 4096);
     const prefix = stringOption(ctx, 'prefix');
     const vde = await openExisting(file, { readOnly: true });
+    const isOwn = await ownFilesOf(file);
     const started = performance.now();
     const skipped: string[] = [];
     const reasons = new Map<string, string>();
@@ -61,9 +63,17 @@ Example:
       const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
       await runPool(infos, concurrency, async (info) => {
         const target = keyToPath(dir, info.key);
-        if (target === undefined || directories.has(info.key)) {
+        const reason =
+          target === undefined
+            ? 'is not a relative path'
+            : directories.has(info.key)
+              ? 'is also the directory of other keys'
+              : (await isOwn(target))
+                ? 'would overwrite the container or its lock or reader files'
+                : undefined;
+        if (target === undefined || reason !== undefined) {
           skipped.push(info.key);
-          reasons.set(info.key, target === undefined ? 'is not a relative path' : 'is also the directory of other keys');
+          reasons.set(info.key, reason ?? 'was skipped');
           return;
         }
         await fs.mkdir(path.dirname(target), { recursive: true });

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
+import { ExistsError } from '@vde/engine';
 import { type Command, positionals, stringOption } from '../command.js';
-import { openExisting } from '../container.js';
+import { openExisting, ownFilesOf } from '../container.js';
 import { withReader } from './reader.js';
 
 /** Objects up to this size go to standard output only once their checksum is verified. */
@@ -32,6 +33,9 @@ Examples:
     const output = chosen === '-' ? undefined : chosen;
     const vde = await openExisting(file, { readOnly: true });
     try {
+      if (output !== undefined && (await (await ownFilesOf(file))(output))) {
+        throw new ExistsError(`${output} is the container itself or one of its lock or reader files: choose another output path`);
+      }
       await withReader(vde, stringOption(ctx, 'snapshot'), async (reader) => {
         // stat first, so a missing key fails before any output file exists.
         const info = await reader.stat(key);
