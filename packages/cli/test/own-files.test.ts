@@ -57,4 +57,16 @@ describe("the container's own files", () => {
     expect((await vde(['get', file, 'k', '-o', ok])).code).toBe(0);
     expect(await fs.readFile(ok, 'utf8')).toBe('bytes');
   });
+
+  it('put refuses the container itself as its source (ERR_VDE_INVALID_ARGUMENT), also through a link', { timeout: 5_000 }, async () => {
+    await fs.symlink('c.vde', path.join(dir, 'soft.vde'));
+    const before = (await fs.stat(file)).size;
+    for (const source of [file, path.join(dir, 'soft.vde')]) {
+      const r = await vde(['put', file, 'self', source]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`vde: put: the source is the container ${file} itself: store another file (ERR_VDE_INVALID_ARGUMENT)\n`);
+    }
+    expect((await fs.stat(file)).size).toBe(before);
+    expect((await vde(['ls', file])).stdout).toBe('');
+  });
 });
