@@ -34,6 +34,8 @@ export class LevelStore {
   readonly pool: SnapshotPool;
   /** Longest level key, in bytes, this container accepts. */
   readonly maxKeyBytes: number;
+  /** Every read and write issued and not yet settled: close() lets them finish first (as classic-level does). */
+  readonly #pending = new Set<Promise<unknown>>();
 
   constructor(engine: VirtualDiskEngine) {
     this.engine = engine;
@@ -92,9 +94,9 @@ export class LevelStore {
   #read<T>(lease: SnapshotLease | undefined, fn: (source: ReadSource) => Promise<T>): Promise<T> {
     if (lease) {
       const held = lease.share();
-      return held.snapshot.then(fn).finally(() => held.release());
+      return this.#track(held.snapshot.then(fn).finally(() => held.release()));
     }
-    return this.order.read(() => fn(this.engine));
+    return this.#track(this.order.read(() => fn(this.engine)));
   }
 
   // ─── writes ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -165,13 +167,26 @@ export class LevelStore {
 
   #write<T>(fn: () => Promise<T>, options: { keys?: readonly string[]; multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
     this.pool.noteWrite();
-    return this.order.write(fn, options);
+    return this.#track(this.order.write(fn, options));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending.add(p);
+    const drop = (): void => {
+      this.#pending.delete(p);
+    };
+    p.then(drop, drop);
+    return p;
   }
 
   // ─── lifecycle ──────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Closes the shared snapshot, then the engine (which waits for in-flight writes and checkpoints). */
+  /**
+   * Lets every read and write issued before the close finish (a put issued and not awaited before close() is
+   * applied, not rejected with ERR_VDE_CLOSED: classic-level's rule), then closes the shared snapshot and the engine.
+   */
   async close(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     try {
       await this.pool.close();
     } finally {
