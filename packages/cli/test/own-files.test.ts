@@ -1,11 +1,14 @@
+import { constants } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { json, tempDir, vde } from './helpers.js';
 
 // The container's own files (the container, under any name, its lock files and reader table) are never imported
 // into it nor written over by export or get -o: the first grew a container into itself without end (a streamed
-// store of a file that grows while it is read), the others destroyed it.
+// store of a file that grows while it is read), the others destroyed it. And get -o writes into a device or pipe
+// instead of replacing the node with a regular file (as root, `-o /dev/null` replaced /dev/null).
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -68,5 +71,25 @@ describe("the container's own files", () => {
     }
     expect((await fs.stat(file)).size).toBe(before);
     expect((await vde(['ls', file])).stdout).toBe('');
+  });
+
+  it('get -o to a named pipe writes into the pipe instead of replacing it with a regular file', async () => {
+    expect((await vde(['put', file, 'k'], 'through the pipe')).code).toBe(0);
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    // A reader that does not block its open, so that the writer's open of the pipe succeeds at once.
+    const reader = await fs.open(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const r = await vde(['get', file, 'k', '-o', fifo]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect((await fs.stat(fifo)).isFIFO()).toBe(true);
+      const buf = Buffer.alloc(64);
+      const { bytesRead } = await reader.read(buf, 0, 64, null);
+      expect(buf.subarray(0, bytesRead).toString()).toBe('through the pipe');
+    } finally {
+      await reader.close();
+    }
+    expect((await fs.readdir(dir)).filter((n) => n.includes('vde-partial'))).toEqual([]);
   });
 });

@@ -15,7 +15,8 @@ export const getCommand: Command = {
   help: `Writes the object's bytes to standard output, or to <path>; checksums are verified.
 To standard output, an object up to 256 MiB is verified whole before its first byte is written (damage: an error,
 no output); a larger one is streamed 1 MiB at a time and damage found at its end comes after its bytes (exit 1).
-With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete.
+With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete; a device
+or named pipe (-o /dev/null) is written to directly.
 
 Options:
   -o, --output <path>  write to this file instead of standard output (- is standard output)
@@ -49,6 +50,14 @@ Examples:
             return;
           }
           await pipeline(reader.createReadStream(key), ctx.io.stdout, { end: false });
+          return;
+        }
+        // A device, FIFO or socket (-o /dev/null, a named pipe) is written to directly: the temporary file and
+        // rename below would replace the device node itself with a regular file.
+        const existing = await fs.stat(output).catch(() => undefined);
+        if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) {
+          const handle = await fs.open(output, 'w');
+          await pipeline(reader.createReadStream(key), handle.createWriteStream());
           return;
         }
         const temporary = `${output}.vde-partial-${process.pid}`;
