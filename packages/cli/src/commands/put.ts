@@ -47,6 +47,10 @@ Examples:
     try {
       // The container as its own source would be read while the store makes it grow: it would grow without end.
       const sourceStats = handle ? await handle.stat() : ctx.io.stdin === process.stdin ? await fstat(0).catch(() => undefined) : undefined;
+      // Node gives a directory as standard input as an empty stream: that must not store an empty object.
+      if (!handle && sourceStats?.isDirectory() === true) {
+        throw Object.assign(new Error('standard input is a directory, not data to store'), { code: 'EISDIR' });
+      }
       const container = sourceStats?.isFile() === true ? await fs.stat(file).catch(() => undefined) : undefined;
       if (sourceStats !== undefined && container !== undefined && sourceStats.dev === container.dev && sourceStats.ino === container.ino) {
         throw new InvalidArgumentError(`put: the source is the container ${file} itself: store another file`);
