@@ -12,6 +12,9 @@ import { ProgressBar } from '../progress.js';
 /** Objects at most this big are read whole; larger ones are streamed. */
 const READ_WHOLE_BYTES = 4 << 20;
 
+/** The longest file name most file systems take (NAME_MAX on Linux and macOS). */
+const MAX_NAME_BYTES = 255;
+
 /** The file path for `key` under `root`, or undefined if the key cannot be a path there ("..", "", "/x"). */
 export function keyToPath(root: string, key: string): string | undefined {
   const parts = key.split('/');
@@ -26,10 +29,10 @@ export const exportCommand: Command = {
   summary: 'write objects out as a directory tree',
   usage: 'vde export <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Writes every object (or those whose key starts with --prefix) to <dir>/<key>, creating directories for
-the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") and a key that is also the
-directory of other keys ("a" beside "a/b") are not written, nor a key whose file would be the container itself
-or its lock or reader files (exporting into the container's directory): they are listed and the command exits 1.
-Other existing files are overwritten.
+the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..", a segment over 255 bytes), a
+key that is also the directory of other keys ("a" beside "a/b") and a key whose file would be the container itself
+or its lock or reader files (exporting into the container's directory) are not written: they are listed and the
+command exits 1. Other existing files are overwritten.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -68,6 +71,8 @@ Example:
             ? 'is not a relative path'
             : directories.has(info.key)
               ? 'is also the directory of other keys'
+              : info.key.split('/').some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)
+                ? `has a path segment longer than ${MAX_NAME_BYTES} bytes (too long for a file name)`
               : (await isOwn(target))
                 ? 'would overwrite the container or its lock or reader files'
                 : undefined;

@@ -18,8 +18,8 @@ interface SourceFile {
 }
 
 /**
- * Regular files under `root`, keys with '/'. Symbolic links, special files and the container's own files (`isOwn`:
- * the container itself, its lock files and reader table) are skipped and listed.
+ * Regular files under `root`, keys with '/'. Symbolic links, special files, names that are not UTF-8 and the
+ * container's own files (`isOwn`: the container itself, its lock files and reader table) are skipped and listed.
  */
 async function walk(
   root: string,
@@ -29,12 +29,18 @@ async function walk(
   const files: SourceFile[] = [];
   const skipped: string[] = [];
   const visit = async (dir: string, rel: string): Promise<void> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
+    // Names as bytes: a name that is not UTF-8 cannot be a key (nor, decoded with U+FFFD, a path to the file).
+    const entries = (await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' })).map((entry) => ({
+      entry,
+      name: entry.name.toString('utf8'),
+    }));
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      const full = path.join(dir, entry.name);
-      const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      if (entry.isDirectory()) {
+    for (const { entry, name } of entries) {
+      const full = path.join(dir, name);
+      const key = rel === '' ? name : `${rel}/${name}`;
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) {
+        skipped.push(full);
+      } else if (entry.isDirectory()) {
         if (await isOwn(full)) skipped.push(full);
         else await visit(full, key);
       } else if (entry.isFile()) {
@@ -57,8 +63,8 @@ export const importCommand: Command = {
   summary: 'store a directory tree (keys = relative paths)',
   usage: 'vde import <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Stores every regular file under <dir> as one object whose key is its path relative to <dir>, with "/"
-separators (symbolic links, special files and, when it lies inside <dir>, the container itself with its lock
-and reader files are skipped). Up to --concurrency stores run at once; their fsyncs are shared (group commit),
+separators (symbolic links, special files, names that are not UTF-8 and, when it lies inside <dir>, the
+container itself with its lock and reader files are skipped and listed). Up to --concurrency stores run at once; their fsyncs are shared (group commit),
 so a tree of small files imports far faster than one store at a time.
 Every object is durable when the command returns.
 
@@ -110,7 +116,7 @@ Example:
       if (skipped.length > 0) {
         await write(
           ctx.io.stdout,
-          `skipped ${formatCount(skipped.length)} links, special files or files of the container itself:\n${skipped.map((f) => `  ${f}\n`).join('')}`,
+          `skipped ${formatCount(skipped.length)} (links, special files, names that are not UTF-8, the container's own files):\n${skipped.map((f) => `  ${f}\n`).join('')}`,
         );
       }
     }
