@@ -8,7 +8,7 @@ export type LevelData = Uint8Array | string;
 
 export type LevelBatchOp = { type: 'put'; key: LevelData; value: LevelData } | { type: 'del'; key: LevelData };
 
-/** Deletes per engine batch in clear(): each chunk is one atomic log record. */
+/** Deletes per engine batch in clear() (fewer when the log is small): each chunk is one atomic log record. */
 const CLEAR_CHUNK = 256;
 
 const utf8 = new TextEncoder();
@@ -136,7 +136,7 @@ export class LevelStore {
   /**
    * Deletes the keys of `range` (at most `limit` of them, -1 for all, taken from the `reverse` end), as seen by
    * `lease` when given (an explicit snapshot) or by the live store. Not atomic as a whole: chunks of
-   * CLEAR_CHUNK keys are. Writes issued after the clear wait for it (IssueOrder rule 2).
+   * up to CLEAR_CHUNK keys are. Writes issued after the clear wait for it (IssueOrder rule 2).
    */
   clear(range: VdeRange, limit: number, reverse: boolean, lease: SnapshotLease | undefined): Promise<void> {
     const held = lease?.share();
@@ -144,8 +144,11 @@ export class LevelStore {
       const source: ReadSource = held ? await held.snapshot : this.engine;
       let remaining = limit < 0 ? Number.POSITIVE_INFINITY : limit;
       let { start, end } = range;
+      // Keys per engine batch: halved while a batch needs more log than one operation may use (a small
+      // walSizeBytes, long keys), which the engine refuses before it writes anything.
+      let chunk = CLEAR_CHUNK;
       while (remaining > 0 && start < end) {
-        const want = Math.min(CLEAR_CHUNK, remaining);
+        const want = Math.min(chunk, remaining);
         const keys: string[] = [];
         let listed = 0;
         let lastKey: string | undefined;
@@ -154,7 +157,17 @@ export class LevelStore {
           lastKey = info.key;
           if (fromVdeKey(info.key)) keys.push(info.key);
         }
-        if (keys.length > 0) await this.engine.batch(keys.map((key) => ({ type: 'del' as const, key })));
+        for (let i = 0; i < keys.length; ) {
+          const part = keys.slice(i, i + chunk);
+          try {
+            await this.engine.batch(part.map((key) => ({ type: 'del' as const, key })));
+          } catch (err) {
+            if (!(err instanceof VdeError && err.code === 'ERR_VDE_TOO_LARGE') || part.length === 1) throw err;
+            chunk = Math.ceil(part.length / 2);
+            continue;
+          }
+          i += part.length;
+        }
         remaining -= keys.length;
         if (listed < want || lastKey === undefined) break;
         if (reverse) end = lastKey;

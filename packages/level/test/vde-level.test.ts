@@ -306,6 +306,19 @@ describe('VdeLevel: open, reopen, limits', () => {
     await db.close();
   });
 
+  it('clear() works on a small log with long keys (a chunk of 256 deletes was ERR_VDE_TOO_LARGE)', async () => {
+    const db = new VdeLevel(location(), { engine: { walSizeBytes: 64 << 10 } });
+    await db.open();
+    const keys = Array.from({ length: 300 }, (_, i) => `${'k'.repeat(497)}${String(i).padStart(3, '0')}`);
+    for (const key of keys) await db.put(key, 'v');
+    await db.put('zz', 'kept');
+    await db.clear({ lt: 'l', limit: 290 });
+    expect(await db.keys().all()).toEqual([...keys.slice(290), 'zz']);
+    await db.clear({ lt: 'l' });
+    expect(await db.keys().all()).toEqual(['zz']);
+    await db.close();
+  });
+
   it('honours createIfMissing and errorIfExists', async () => {
     const where = location();
     const missing = new VdeLevel(where, { createIfMissing: false });
