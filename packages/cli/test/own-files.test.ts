@@ -8,7 +8,8 @@ import { json, tempDir, vde } from './helpers.js';
 // The container's own files (the container, under any name, its lock files and reader table) are never imported
 // into it nor written over by export or get -o: the first grew a container into itself without end (a streamed
 // store of a file that grows while it is read), the others destroyed it. And get -o writes into a device or pipe
-// instead of replacing the node with a regular file (as root, `-o /dev/null` replaced /dev/null).
+// or through a symbolic link instead of replacing the node with a regular file (as root, `-o /dev/null` replaced
+// /dev/null, and `-o /dev/stdout > out` replaced the /dev/stdout link and left out empty).
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -90,6 +91,20 @@ describe("the container's own files", () => {
     } finally {
       await reader.close();
     }
+    expect((await fs.readdir(dir)).filter((n) => n.includes('vde-partial'))).toEqual([]);
+  });
+
+  it('get -o through a symbolic link replaces the file it leads to and keeps the link (-o /dev/stdout > file)', async () => {
+    expect((await vde(['put', file, 'k'], 'new bytes')).code).toBe(0);
+    const target = path.join(dir, 'target.txt');
+    const link = path.join(dir, 'link');
+    await fs.writeFile(target, 'old');
+    await fs.symlink('target.txt', link);
+    const r = await vde(['get', file, 'k', '-o', link]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await fs.lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await fs.readFile(target, 'utf8')).toBe('new bytes');
     expect((await fs.readdir(dir)).filter((n) => n.includes('vde-partial'))).toEqual([]);
   });
 });

@@ -15,8 +15,8 @@ export const getCommand: Command = {
   help: `Writes the object's bytes to standard output, or to <path>; checksums are verified.
 To standard output, an object up to 256 MiB is verified whole before its first byte is written (damage: an error,
 no output); a larger one is streamed 1 MiB at a time and damage found at its end comes after its bytes (exit 1).
-With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete; a device
-or named pipe (-o /dev/null) is written to directly.
+With -o, the bytes go to a temporary file next to <path> (next to the file it leads to, when <path> is a symbolic
+link) that is renamed into place only when complete; a device or named pipe (-o /dev/null) is written to directly.
 
 Options:
   -o, --output <path>  write to this file instead of standard output (- is standard output)
@@ -60,11 +60,13 @@ Examples:
           await pipeline(reader.createReadStream(key), handle.createWriteStream());
           return;
         }
-        const temporary = `${output}.vde-partial-${process.pid}`;
+        // Through a symbolic link (-o /dev/stdout, a link to a file) the file it leads to is replaced, not the link.
+        const target = existing === undefined ? output : await fs.realpath(output);
+        const temporary = `${target}.vde-partial-${process.pid}`;
         try {
           const handle = await fs.open(temporary, 'w');
           await pipeline(reader.createReadStream(key), handle.createWriteStream());
-          await fs.rename(temporary, output);
+          await fs.rename(temporary, target);
         } catch (err) {
           await fs.rm(temporary, { force: true });
           throw err;
