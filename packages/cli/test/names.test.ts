@@ -4,7 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { json, tempDir, vde } from './helpers.js';
 
 // File names and keys that cannot be each other: import of a tree with one name that is not UTF-8 failed as a whole
-// (ENOENT on the name decoded with U+FFFD), export stopped at a key segment too long for a file name (ENAMETOOLONG).
+// (ENOENT on the name decoded with U+FFFD), export stopped at a key segment too long for a file name (ENAMETOOLONG),
+// rm stopped at an invalid key without reporting the keys it had deleted before it.
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -46,5 +47,17 @@ describe('names that cannot be keys, keys that cannot be names', () => {
     expect((await fs.readdir(out)).sort()).toEqual(['a', 'm'.repeat(255), 'z']);
     const text = await vde(['export', file, path.join(dir, 'out2')]);
     expect(text.stderr).toBe(`vde: key "${long}" has a path segment longer than 255 bytes (too long for a file name); not exported\n`);
+  });
+
+  it('rm reports an invalid key like a missing one, deletes the other keys and reports them', async () => {
+    for (const key of ['a', 'b']) expect((await vde(['put', file, key], key)).code).toBe(0);
+    const bad = 'x'.repeat(2000);
+    const r = await vde(['rm', file, 'a', bad, 'b', '--force']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('removed a\nremoved b\n');
+    expect(r.stderr).toMatch(/^vde: "x+": key is 2000 UTF-8 bytes; .* \(ERR_VDE_INVALID_KEY\)\n$/);
+    expect((await vde(['ls', file])).stdout).toBe('');
+    expect((await vde(['put', file, 'c'], 'c')).code).toBe(0);
+    expect(json(await vde(['rm', file, '', 'c', 'gone', '--json']))).toEqual({ removed: ['c'], missing: ['gone'], invalid: [''] });
   });
 });
