@@ -60,4 +60,15 @@ describe('names that cannot be keys, keys that cannot be names', () => {
     expect((await vde(['put', file, 'c'], 'c')).code).toBe(0);
     expect(json(await vde(['rm', file, '', 'c', 'gone', '--json']))).toEqual({ removed: ['c'], missing: ['gone'], invalid: [''] });
   });
+
+  it('import that fails part way says how many files it stored before the error', async () => {
+    const src = path.join(dir, 'src');
+    await fs.mkdir(src);
+    for (const name of ['a', 'l'.repeat(200), 'z']) await fs.writeFile(path.join(src, name), name.slice(0, 1));
+    // With the prefix, the 200-byte name makes a key over the 1,024-byte limit: the second store fails.
+    const r = await vde(['import', file, src, '--prefix', 'p'.repeat(900), '--concurrency', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^vde: import stopped: 1 of 3 files were stored\nvde: key is 1100 UTF-8 bytes; .*\(ERR_VDE_INVALID_KEY\)\n$/);
+    expect((await vde(['ls', file])).stdout).toBe(`${'p'.repeat(900)}a\n`);
+  });
 });

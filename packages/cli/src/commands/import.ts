@@ -84,6 +84,7 @@ Example:
     const vde = await openExisting(file);
     const started = performance.now();
     let bytes = 0;
+    let stored = 0;
     try {
       const bar = new ProgressBar(ctx.io.stderr, 'import', files.length);
       await runPool(files, concurrency, async (f) => {
@@ -98,7 +99,13 @@ Example:
           }
         }
         bytes += f.size;
+        stored++;
         bar.tick(1, f.size);
+      }).catch(async (err: unknown) => {
+        bar.finish();
+        // The stores that completed are durable: say how many there are (the error follows on its own line).
+        await write(ctx.io.stderr, `vde: import stopped: ${formatCount(stored)} of ${formatCount(files.length)} files were stored\n`);
+        throw err;
       });
       bar.finish();
     } finally {
