@@ -78,7 +78,11 @@ export class ReaderEntry {
     const entry = new ReaderEntry(dir, nodePath.join(dir, `${process.pid}-${randomBytes(8).toString('hex')}`));
     for (let attempt = 1; ; attempt++) {
       try {
-        await mkdir(dir, { recursive: true });
+        // Not `recursive`: on a read-only file system Node's recursive mkdir of a missing directory reports ENOENT
+        // (it stats the path after the EROFS), not EROFS. The container's directory exists, so one level is enough.
+        await mkdir(dir).catch((err: unknown) => {
+          if ((err as { code?: unknown } | null)?.code !== 'EEXIST') throw err;
+        });
         await entry.#write('?');
         return entry;
       } catch (err) {

@@ -9,7 +9,7 @@ import { makeTempDir, removeDir } from './helpers.js';
 /** Called before the real `writeFile` / `mkdir` (the package's own calls included); undefined: pass through. */
 const hooks = vi.hoisted(() => ({
   beforeWriteFile: undefined as undefined | ((file: string) => Promise<void>),
-  beforeMkdir: undefined as undefined | ((dir: string) => Promise<void>),
+  beforeMkdir: undefined as undefined | ((dir: string, options: unknown) => Promise<void>),
 }));
 
 vi.mock('node:fs/promises', async (importOriginal) => {
@@ -20,7 +20,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     return actual.writeFile(...args);
   };
   const mkdir = (async (...args: Parameters<typeof actual.mkdir>) => {
-    await hooks.beforeMkdir?.(String(args[0]));
+    await hooks.beforeMkdir?.(String(args[0]), args[1]);
     return actual.mkdir(...args);
   }) as typeof actual.mkdir;
   return { ...actual, writeFile, mkdir, default: { ...actual, writeFile, mkdir } };
@@ -103,6 +103,22 @@ describe('reader table faults', () => {
       expect(await reader.readerMarks()).toEqual([]);
       await reader.close();
     }
+  });
+
+  it('on a read-only file system a read-only open proceeds, also as Node reports it: ENOENT from a recursive mkdir', async () => {
+    const p = await container();
+    // What Linux and Node do on a read-only mount (checked on a tmpfs mounted ro): mkdir of a missing directory is
+    // EROFS, but mkdir with { recursive: true } stats the path after that failure and reports ENOENT.
+    hooks.beforeMkdir = async (dir, options) => {
+      if (dir !== `${p}.readers`) return;
+      const recursive = typeof options === 'object' && options !== null && (options as { recursive?: unknown }).recursive === true;
+      throw fsError(recursive ? 'ENOENT' : 'EROFS');
+    };
+    hooks.beforeWriteFile = async (file) => (file.startsWith(`${p}.readers`) ? Promise.reject(fsError('EROFS')) : undefined);
+    const reader = await FileBlockDevice.open(p, { readOnly: true });
+    expect((await reader.read(1, 1))[0]).toBe(7);
+    expect(await reader.readerMarks()).toEqual([]);
+    await reader.close();
   });
 
   it('without write access (EACCES, EPERM) a read-only open is refused with a message that says why', async () => {

@@ -1,4 +1,6 @@
+import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { type EngineOptions, ExistsError, NotFoundError, VirtualDiskEngine } from '@vde/engine';
 
 /**
@@ -46,4 +48,27 @@ export async function replaceContainer(file: string): Promise<void> {
 /** Removes a container this command created and has closed. */
 export async function removeOwnContainer(file: string): Promise<void> {
   await fs.rm(file, { force: true });
+}
+
+/**
+ * A test for "this path is one of the container's own files": the container itself (by device and inode, so also
+ * under another name, a hard link or a symbolic link) or, in its directory, its lock files (`<name>.lock`,
+ * `<name>.lock.<token>.id`) and its reader table (`<name>.readers`). `import` skips them (storing a container into
+ * itself grows it without end) and `export` and `get -o` never write to them (that would destroy the container).
+ * `stats` is the candidate's `fs.stat`, when the caller has it already.
+ */
+export async function ownFilesOf(file: string): Promise<(candidate: string, stats?: Stats) => Promise<boolean>> {
+  // A container that does not exist (yet) has no own files to find by identity; the command's open reports it.
+  const real = await fs.realpath(file).catch(() => path.resolve(file));
+  const own = await fs.stat(real).catch(() => undefined);
+  const dir = path.dirname(real);
+  const base = path.basename(real);
+  return async (candidate, stats) => {
+    const st = stats ?? (await fs.stat(candidate).catch(() => undefined));
+    if (own !== undefined && st !== undefined && st.dev === own.dev && st.ino === own.ino) return true;
+    const name = path.basename(candidate);
+    if (name !== `${base}.lock` && !name.startsWith(`${base}.lock.`) && name !== `${base}.readers`) return false;
+    const parent = await fs.realpath(path.dirname(path.resolve(candidate))).catch(() => undefined);
+    return parent === dir;
+  };
 }

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,4 +85,24 @@ describe('the vde binary', () => {
       expect({ args: args[0], code: out.trim(), stderr: fs.readFileSync(path.join(dir, 'err.txt'), 'utf8') }).toEqual({ args: args[0], code: '0', stderr: '' });
     }
   }, 60_000);
+
+  it('put from standard input refuses a directory and the container itself (they stored an empty object, or grew it)', async () => {
+    const file = path.join(dir, 'stdin.vde');
+    expect((await exec(['create', file, '--wal-size', '64k'])).code).toBe(0);
+    const putFrom = (source: string, key: string): { status: number | null; stderr: string } => {
+      const fd = fs.openSync(source, 'r');
+      try {
+        const r = spawnSync(process.execPath, [bin, 'put', file, key], { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8', timeout: 20_000 });
+        return { status: r.status, stderr: r.stderr };
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const fromDir = putFrom(dir, 'from-dir');
+    expect(fromDir).toEqual({ status: 1, stderr: 'vde: standard input is a directory, not data to store (EISDIR)\n' });
+    const fromSelf = putFrom(file, 'from-self');
+    expect(fromSelf.status).toBe(1);
+    expect(fromSelf.stderr).toBe(`vde: put: the source is the container ${file} itself: store another file (ERR_VDE_INVALID_ARGUMENT)\n`);
+    expect((await exec(['ls', file])).stdout).toBe('');
+  });
 });

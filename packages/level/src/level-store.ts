@@ -8,7 +8,7 @@ export type LevelData = Uint8Array | string;
 
 export type LevelBatchOp = { type: 'put'; key: LevelData; value: LevelData } | { type: 'del'; key: LevelData };
 
-/** Deletes per engine batch in clear(): each chunk is one atomic log record. */
+/** Deletes per engine batch in clear() (fewer when the log is small): each chunk is one atomic log record. */
 const CLEAR_CHUNK = 256;
 
 const utf8 = new TextEncoder();
@@ -34,6 +34,8 @@ export class LevelStore {
   readonly pool: SnapshotPool;
   /** Longest level key, in bytes, this container accepts. */
   readonly maxKeyBytes: number;
+  /** Every read and write issued and not yet settled: close() lets them finish first (as classic-level does). */
+  readonly #pending = new Set<Promise<unknown>>();
 
   constructor(engine: VirtualDiskEngine) {
     this.engine = engine;
@@ -92,9 +94,9 @@ export class LevelStore {
   #read<T>(lease: SnapshotLease | undefined, fn: (source: ReadSource) => Promise<T>): Promise<T> {
     if (lease) {
       const held = lease.share();
-      return held.snapshot.then(fn).finally(() => held.release());
+      return this.#track(held.snapshot.then(fn).finally(() => held.release()));
     }
-    return this.order.read(() => fn(this.engine));
+    return this.#track(this.order.read(() => fn(this.engine)));
   }
 
   // ─── writes ─────────────────────────────────────────────────────────────────────────────────────────────
@@ -134,7 +136,7 @@ export class LevelStore {
   /**
    * Deletes the keys of `range` (at most `limit` of them, -1 for all, taken from the `reverse` end), as seen by
    * `lease` when given (an explicit snapshot) or by the live store. Not atomic as a whole: chunks of
-   * CLEAR_CHUNK keys are. Writes issued after the clear wait for it (IssueOrder rule 2).
+   * up to CLEAR_CHUNK keys are. Writes issued after the clear wait for it (IssueOrder rule 2).
    */
   clear(range: VdeRange, limit: number, reverse: boolean, lease: SnapshotLease | undefined): Promise<void> {
     const held = lease?.share();
@@ -142,8 +144,11 @@ export class LevelStore {
       const source: ReadSource = held ? await held.snapshot : this.engine;
       let remaining = limit < 0 ? Number.POSITIVE_INFINITY : limit;
       let { start, end } = range;
+      // Keys per engine batch: halved while a batch needs more log than one operation may use (a small
+      // walSizeBytes, long keys), which the engine refuses before it writes anything.
+      let chunk = CLEAR_CHUNK;
       while (remaining > 0 && start < end) {
-        const want = Math.min(CLEAR_CHUNK, remaining);
+        const want = Math.min(chunk, remaining);
         const keys: string[] = [];
         let listed = 0;
         let lastKey: string | undefined;
@@ -152,7 +157,17 @@ export class LevelStore {
           lastKey = info.key;
           if (fromVdeKey(info.key)) keys.push(info.key);
         }
-        if (keys.length > 0) await this.engine.batch(keys.map((key) => ({ type: 'del' as const, key })));
+        for (let i = 0; i < keys.length; ) {
+          const part = keys.slice(i, i + chunk);
+          try {
+            await this.engine.batch(part.map((key) => ({ type: 'del' as const, key })));
+          } catch (err) {
+            if (!(err instanceof VdeError && err.code === 'ERR_VDE_TOO_LARGE') || part.length === 1) throw err;
+            chunk = Math.ceil(part.length / 2);
+            continue;
+          }
+          i += part.length;
+        }
         remaining -= keys.length;
         if (listed < want || lastKey === undefined) break;
         if (reverse) end = lastKey;
@@ -165,13 +180,26 @@ export class LevelStore {
 
   #write<T>(fn: () => Promise<T>, options: { keys?: readonly string[]; multiKey?: boolean; holdLaterWrites?: boolean } = {}): Promise<T> {
     this.pool.noteWrite();
-    return this.order.write(fn, options);
+    return this.#track(this.order.write(fn, options));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending.add(p);
+    const drop = (): void => {
+      this.#pending.delete(p);
+    };
+    p.then(drop, drop);
+    return p;
   }
 
   // ─── lifecycle ──────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Closes the shared snapshot, then the engine (which waits for in-flight writes and checkpoints). */
+  /**
+   * Lets every read and write issued before the close finish (a put issued and not awaited before close() is
+   * applied, not rejected with ERR_VDE_CLOSED: classic-level's rule), then closes the shared snapshot and the engine.
+   */
   async close(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     try {
       await this.pool.close();
     } finally {

@@ -283,6 +283,42 @@ describe('VdeLevel: open, reopen, limits', () => {
     await again.close();
   });
 
+  it('close() lets the reads and writes issued before it finish (they were rejected with ERR_VDE_CLOSED)', async () => {
+    const where = location();
+    const db = new VdeLevel(where, { engine });
+    await db.open();
+    await db.batch(Array.from({ length: 600 }, (_, i) => ({ type: 'put' as const, key: `c${i}`, value: 'v' })));
+    const snapshot = db.snapshot();
+    const issued: Promise<unknown>[] = [];
+    for (let i = 0; i < 5; i++) issued.push(db.put(`a${i}`, 'x'));
+    issued.push(db.clear({ gte: 'c', lt: 'd' })); // three engine batches of 256 keys at most
+    for (let i = 0; i < 5; i++) issued.push(db.put(`b${i}`, 'y'));
+    issued.push(db.del('a0'), db.batch([{ type: 'put', key: 'd', value: 'z' }]));
+    // A live read waits for the clear (a multi-key write) issued before it, and the clear for the puts before it.
+    issued.push(db.get('c1'), db.getMany(['c2', 'a1']), db.has('c3'), db.get('c4', { snapshot }));
+    const closed = db.close();
+    const results = await Promise.allSettled(issued);
+    await closed;
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(results.slice(-4).map((r) => (r as PromiseFulfilledResult<unknown>).value)).toEqual([undefined, [undefined, 'x'], false, 'v']);
+    await db.open();
+    expect(await db.keys().all()).toEqual(['a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4', 'd']);
+    await db.close();
+  });
+
+  it('clear() works on a small log with long keys (a chunk of 256 deletes was ERR_VDE_TOO_LARGE)', async () => {
+    const db = new VdeLevel(location(), { engine: { walSizeBytes: 64 << 10 } });
+    await db.open();
+    const keys = Array.from({ length: 300 }, (_, i) => `${'k'.repeat(497)}${String(i).padStart(3, '0')}`);
+    for (const key of keys) await db.put(key, 'v');
+    await db.put('zz', 'kept');
+    await db.clear({ lt: 'l', limit: 290 });
+    expect(await db.keys().all()).toEqual([...keys.slice(290), 'zz']);
+    await db.clear({ lt: 'l' });
+    expect(await db.keys().all()).toEqual(['zz']);
+    await db.close();
+  });
+
   it('honours createIfMissing and errorIfExists', async () => {
     const where = location();
     const missing = new VdeLevel(where, { createIfMissing: false });

@@ -85,7 +85,8 @@ export const demoCommand: Command = {
   usage: 'vde demo [<file>] [--objects <n>] [--keep]',
   help: `Shows what VDE does, in well under a minute:
   1. creates <file> (default ./vde-demo.vde; a VDE container already there is replaced, unless another process
-     has it open; any other file there is left alone and the demo stops) and stores a generated
+     has it open for writing, while one that only reads it goes on reading the replaced file; any other file
+     there is left alone and the demo stops) and stores a generated
      workload (3,000 objects of 1-64 KiB) with 64 concurrent writers, every store durable (fsynced); prints the
      stripe statistics and how many stores shared each fsync;
   2. stores the same workload with a single stripe (one global write lock, the old design) into a second

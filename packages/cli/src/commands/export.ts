@@ -4,13 +4,16 @@ import { pipeline } from 'node:stream/promises';
 import type { ListOptions, ObjectInfo } from '@vde/engine';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
-import { openExisting } from '../container.js';
+import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration } from '../format.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
 
 /** Objects at most this big are read whole; larger ones are streamed. */
 const READ_WHOLE_BYTES = 4 << 20;
+
+/** The longest file name most file systems take (NAME_MAX on Linux and macOS). */
+const MAX_NAME_BYTES = 255;
 
 /** The file path for `key` under `root`, or undefined if the key cannot be a path there ("..", "", "/x"). */
 export function keyToPath(root: string, key: string): string | undefined {
@@ -26,9 +29,10 @@ export const exportCommand: Command = {
   summary: 'write objects out as a directory tree',
   usage: 'vde export <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Writes every object (or those whose key starts with --prefix) to <dir>/<key>, creating directories for
-the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..") and a key that is also the
-directory of other keys ("a" beside "a/b") are not written: they are listed and the command exits 1. Existing
-files are overwritten.
+the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..", a segment over 255 bytes), a
+key that is also the directory of other keys ("a" beside "a/b") and a key whose file would be the container itself
+or its lock or reader files (exporting into the container's directory) are not written: they are listed and the
+command exits 1. Other existing files are overwritten.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -44,6 +48,7 @@ Example:
     const concurrency = intOption(ctx, 'concurrency', 16, 1, 4096);
     const prefix = stringOption(ctx, 'prefix');
     const vde = await openExisting(file, { readOnly: true });
+    const isOwn = await ownFilesOf(file);
     const started = performance.now();
     const skipped: string[] = [];
     const reasons = new Map<string, string>();
@@ -61,9 +66,19 @@ Example:
       const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
       await runPool(infos, concurrency, async (info) => {
         const target = keyToPath(dir, info.key);
-        if (target === undefined || directories.has(info.key)) {
+        const reason =
+          target === undefined
+            ? 'is not a relative path'
+            : directories.has(info.key)
+              ? 'is also the directory of other keys'
+              : info.key.split('/').some((part) => Buffer.byteLength(part) > MAX_NAME_BYTES)
+                ? `has a path segment longer than ${MAX_NAME_BYTES} bytes (too long for a file name)`
+              : (await isOwn(target))
+                ? 'would overwrite the container or its lock or reader files'
+                : undefined;
+        if (target === undefined || reason !== undefined) {
           skipped.push(info.key);
-          reasons.set(info.key, target === undefined ? 'is not a relative path' : 'is also the directory of other keys');
+          reasons.set(info.key, reason ?? 'was skipped');
           return;
         }
         await fs.mkdir(path.dirname(target), { recursive: true });

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
+import { ExistsError } from '@vde/engine';
 import { type Command, positionals, stringOption } from '../command.js';
-import { openExisting } from '../container.js';
+import { openExisting, ownFilesOf } from '../container.js';
 import { withReader } from './reader.js';
 
 /** Objects up to this size go to standard output only once their checksum is verified. */
@@ -14,7 +15,8 @@ export const getCommand: Command = {
   help: `Writes the object's bytes to standard output, or to <path>; checksums are verified.
 To standard output, an object up to 256 MiB is verified whole before its first byte is written (damage: an error,
 no output); a larger one is streamed 1 MiB at a time and damage found at its end comes after its bytes (exit 1).
-With -o, the bytes go to a temporary file next to <path> that is renamed into place only when complete.
+With -o, the bytes go to a temporary file next to <path> (next to the file it leads to, when <path> is a symbolic
+link) that is renamed into place only when complete; a device or named pipe (-o /dev/null) is written to directly.
 
 Options:
   -o, --output <path>  write to this file instead of standard output (- is standard output)
@@ -32,6 +34,9 @@ Examples:
     const output = chosen === '-' ? undefined : chosen;
     const vde = await openExisting(file, { readOnly: true });
     try {
+      if (output !== undefined && (await (await ownFilesOf(file))(output))) {
+        throw new ExistsError(`${output} is the container itself or one of its lock or reader files: choose another output path`);
+      }
       await withReader(vde, stringOption(ctx, 'snapshot'), async (reader) => {
         // stat first, so a missing key fails before any output file exists.
         const info = await reader.stat(key);
@@ -47,11 +52,21 @@ Examples:
           await pipeline(reader.createReadStream(key), ctx.io.stdout, { end: false });
           return;
         }
-        const temporary = `${output}.vde-partial-${process.pid}`;
+        // A device, FIFO or socket (-o /dev/null, a named pipe) is written to directly: the temporary file and
+        // rename below would replace the device node itself with a regular file.
+        const existing = await fs.stat(output).catch(() => undefined);
+        if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) {
+          const handle = await fs.open(output, 'w');
+          await pipeline(reader.createReadStream(key), handle.createWriteStream());
+          return;
+        }
+        // Through a symbolic link (-o /dev/stdout, a link to a file) the file it leads to is replaced, not the link.
+        const target = existing === undefined ? output : await fs.realpath(output);
+        const temporary = `${target}.vde-partial-${process.pid}`;
         try {
           const handle = await fs.open(temporary, 'w');
           await pipeline(reader.createReadStream(key), handle.createWriteStream());
-          await fs.rename(temporary, output);
+          await fs.rename(temporary, target);
         } catch (err) {
           await fs.rm(temporary, { force: true });
           throw err;

@@ -1,8 +1,9 @@
+import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
-import { openExisting } from '../container.js';
+import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration, formatRate } from '../format.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
@@ -16,19 +17,39 @@ interface SourceFile {
   size: number;
 }
 
-/** Regular files under `root` (symbolic links and special files are skipped and counted), keys with '/'. */
-async function walk(root: string, prefix: string): Promise<{ files: SourceFile[]; skipped: string[] }> {
+/**
+ * Regular files under `root`, keys with '/'. Symbolic links, special files, names that are not UTF-8 and the
+ * container's own files (`isOwn`: the container itself, its lock files and reader table) are skipped and listed.
+ */
+async function walk(
+  root: string,
+  prefix: string,
+  isOwn: (candidate: string, stats?: Stats) => Promise<boolean>,
+): Promise<{ files: SourceFile[]; skipped: string[] }> {
   const files: SourceFile[] = [];
   const skipped: string[] = [];
   const visit = async (dir: string, rel: string): Promise<void> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true });
+    // Names as bytes: a name that is not UTF-8 cannot be a key (nor, decoded with U+FFFD, a path to the file).
+    const entries = (await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' })).map((entry) => ({
+      entry,
+      name: entry.name.toString('utf8'),
+    }));
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      const full = path.join(dir, entry.name);
-      const key = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      if (entry.isDirectory()) await visit(full, key);
-      else if (entry.isFile()) files.push({ path: full, key: prefix + key, size: (await fs.stat(full)).size });
-      else skipped.push(full);
+    for (const { entry, name } of entries) {
+      const full = path.join(dir, name);
+      const key = rel === '' ? name : `${rel}/${name}`;
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) {
+        skipped.push(full);
+      } else if (entry.isDirectory()) {
+        if (await isOwn(full)) skipped.push(full);
+        else await visit(full, key);
+      } else if (entry.isFile()) {
+        const st = await fs.stat(full);
+        if (await isOwn(full, st)) skipped.push(full);
+        else files.push({ path: full, key: prefix + key, size: st.size });
+      } else {
+        skipped.push(full);
+      }
     }
   };
   const st = await fs.stat(root);
@@ -42,8 +63,9 @@ export const importCommand: Command = {
   summary: 'store a directory tree (keys = relative paths)',
   usage: 'vde import <file> <dir> [--prefix <p>] [--concurrency <n>]',
   help: `Stores every regular file under <dir> as one object whose key is its path relative to <dir>, with "/"
-separators (symbolic links and special files are skipped). Up to --concurrency stores run at once; their
-fsyncs are shared (group commit), so a tree of small files imports far faster than one store at a time.
+separators (symbolic links, special files, names that are not UTF-8 and, when it lies inside <dir>, the
+container itself with its lock and reader files are skipped and listed). Up to --concurrency stores run at once; their fsyncs are shared (group commit),
+so a tree of small files imports far faster than one store at a time.
 Every object is durable when the command returns.
 
 Options:
@@ -58,10 +80,11 @@ Example:
   async run(ctx) {
     const [file, dir] = positionals(ctx, 2, 2, '<file> <dir>') as [string, string];
     const concurrency = intOption(ctx, 'concurrency', 64, 1, 4096);
-    const { files, skipped } = await walk(dir, stringOption(ctx, 'prefix') ?? '');
+    const { files, skipped } = await walk(dir, stringOption(ctx, 'prefix') ?? '', await ownFilesOf(file));
     const vde = await openExisting(file);
     const started = performance.now();
     let bytes = 0;
+    let stored = 0;
     try {
       const bar = new ProgressBar(ctx.io.stderr, 'import', files.length);
       await runPool(files, concurrency, async (f) => {
@@ -76,7 +99,13 @@ Example:
           }
         }
         bytes += f.size;
+        stored++;
         bar.tick(1, f.size);
+      }).catch(async (err: unknown) => {
+        bar.finish();
+        // The stores that completed are durable: say how many there are (the error follows on its own line).
+        await write(ctx.io.stderr, `vde: import stopped: ${formatCount(stored)} of ${formatCount(files.length)} files were stored\n`);
+        throw err;
       });
       bar.finish();
     } finally {
@@ -94,7 +123,7 @@ Example:
       if (skipped.length > 0) {
         await write(
           ctx.io.stdout,
-          `skipped ${formatCount(skipped.length)} links or special files:\n${skipped.map((f) => `  ${f}\n`).join('')}`,
+          `skipped ${formatCount(skipped.length)} (links, special files, names that are not UTF-8, the container's own files):\n${skipped.map((f) => `  ${f}\n`).join('')}`,
         );
       }
     }

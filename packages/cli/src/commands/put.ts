@@ -1,4 +1,7 @@
+import { fstat as fstatCallback } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { InvalidArgumentError } from '@vde/engine';
 import type { Readable } from 'node:stream';
 import { write } from '../cli-io.js';
 import { type Command, positionals, stringList } from '../command.js';
@@ -6,6 +9,8 @@ import { openExisting } from '../container.js';
 import { formatBytes } from '../format.js';
 import { UsageError } from '../usage-error.js';
 import { printInfoJson } from './stat.js';
+
+const fstat = promisify(fstatCallback);
 
 /** Parses repeated `--meta k=v` into a metadata record. */
 export function parseMetadata(pairs: readonly string[], command: string): Record<string, string> {
@@ -40,6 +45,16 @@ Examples:
     // Open the source first: a missing input file must not cost a container open.
     const handle = source === undefined || source === '-' ? undefined : await fs.open(source, 'r');
     try {
+      // The container as its own source would be read while the store makes it grow: it would grow without end.
+      const sourceStats = handle ? await handle.stat() : ctx.io.stdin === process.stdin ? await fstat(0).catch(() => undefined) : undefined;
+      // Node gives a directory as standard input as an empty stream: that must not store an empty object.
+      if (!handle && sourceStats?.isDirectory() === true) {
+        throw Object.assign(new Error('standard input is a directory, not data to store'), { code: 'EISDIR' });
+      }
+      const container = sourceStats?.isFile() === true ? await fs.stat(file).catch(() => undefined) : undefined;
+      if (sourceStats !== undefined && container !== undefined && sourceStats.dev === container.dev && sourceStats.ino === container.ino) {
+        throw new InvalidArgumentError(`put: the source is the container ${file} itself: store another file`);
+      }
       const data: Readable = handle ? handle.createReadStream({ autoClose: false }) : ctx.io.stdin;
       const vde = await openExisting(file);
       try {
