@@ -155,6 +155,15 @@ export class FileBlockDevice implements BlockDevice {
         if ((err as { code?: unknown }).code === 'ENOENT') throw new NotFoundError(`no container file at ${path}`);
         throw toIoError(err, `opening ${path}`);
       }
+    } else {
+      // A missing directory would surface as a failure to create the lock's identity file: name the directory.
+      const dir = nodePath.dirname(path);
+      try {
+        await stat(dir);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'ENOENT') throw new NotFoundError(`cannot create ${path}: the directory ${dir} does not exist`);
+        throw toIoError(err, `opening ${path}`);
+      }
     }
 
     const lock = !readOnly && options.lock !== false ? await FileLock.acquire(path) : undefined;

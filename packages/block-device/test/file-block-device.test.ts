@@ -48,6 +48,10 @@ describe('FileBlockDevice.open', () => {
     await expect(FileBlockDevice.open(p, { readOnly: true })).rejects.toMatchObject({ code: 'ERR_VDE_NOT_FOUND' });
     // A failed open leaves no lock file behind.
     await expect(stat(`${p}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
+    // A create in a directory that does not exist names the directory (it failed creating the lock's identity file).
+    const inMissing = `${p}.missing-dir/c.vde`;
+    await expect(FileBlockDevice.open(inMissing, { create: true })).rejects.toMatchObject({ code: 'ERR_VDE_NOT_FOUND' });
+    await expect(FileBlockDevice.open(inMissing, { create: true })).rejects.toThrow(`the directory ${p}.missing-dir does not exist`);
     for (const blockSize of [0, 100, 256, 1000, 131_072, 4096.5]) {
       await expect(FileBlockDevice.open(p, { create: true, blockSize })).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
     }
