@@ -673,6 +673,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#openWrites++;
     try {
       const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      // A delete of a missing key whose path is cached completes without I/O: a loop of them must let the event loop
+      // turn (see #lookup).
+      const turn = turnIfSpent();
+      if (turn) await turn;
       const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
       const existed = await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks([key], undefined, async () => {
@@ -714,7 +718,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
         throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
       });
-      if (ops.length === 0) return;
+      if (ops.length === 0) {
+        const turn = turnIfSpent(); // nothing to do, but a loop of these must let the event loop turn too
+        if (turn) await turn;
+        return;
+      }
       // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
       let putBytes = 0;
       let delBytes = 0;
@@ -2069,6 +2077,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   // ─── internals: reads (shared by the live engine and snapshots) ───────────────────────────────────────────
 
   async #lookup(tree: BTree, key: string): Promise<{ record: ObjectRecord; reader: number } | undefined> {
+    // The paths that come here (a read with a signal, every snapshot read, a stream) may complete from memory: a
+    // loop of them must let the event loop turn too, as the fast paths do (see turns.ts), or it starves timers, I/O
+    // and the stores it may be waiting for.
+    const turn = turnIfSpent();
+    if (turn) await turn;
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
@@ -2158,6 +2171,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   async #exists(tree: BTree, key: string): Promise<boolean> {
+    const turn = turnIfSpent(); // see #lookup
+    if (turn) await turn;
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
@@ -2295,6 +2310,9 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   }
 
   async #nextBatch(): Promise<IteratorResult<ObjectInfo>> {
+    // A leaf from the cache, or the end of the range, comes without I/O: a loop of lists must let the event loop turn.
+    const turn = turnIfSpent();
+    if (turn) await turn;
     for (;;) {
       if (this.#done) return { value: undefined, done: true };
       const pending = this.#r.barrier();
@@ -2373,9 +2391,7 @@ async function* readChunks(
   token: ReadToken,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   throwIfAborted(signal);
-  // A stream of a cached object completes without waiting for I/O: a loop of them must let the event loop turn.
-  const turn = turnIfSpent();
-  if (turn) await turn;
+  // A stream of a cached object completes without waiting for I/O: lookup lets the event loop turn (see #lookup).
   const found = await lookup();
   if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
   token.end = () => endRead(found.reader);
