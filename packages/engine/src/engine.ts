@@ -2198,7 +2198,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
       io: this.#io,
       tree,
       barrier: () => (tree === this.#index ? this.#applyBarrier : undefined),
-      beginRead: () => this.#beginRead(tree),
+      beginRead: () => {
+        // An iterator taken before close() starts no read after it (it went on from the page cache, or failed with
+        // the closed device's error when a page was not cached): ERR_VDE_CLOSED once its copied leaf is used up.
+        this.#checkOpen();
+        return this.#beginRead(tree);
+      },
       endRead: (r) => this.#endRead(r, tree),
     };
     return { [Symbol.asyncIterator]: () => new InfoIterator(reader, range) };
@@ -2317,7 +2322,12 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
       if (this.#done) return { value: undefined, done: true };
       const pending = this.#r.barrier();
       if (pending) await pending;
-      const reader = this.#r.beginRead();
+      let reader: number;
+      try {
+        reader = this.#r.beginRead();
+      } catch (err) {
+        return this.#fail(err); // closed (the engine or the snapshot): the iterator ends with the error
+      }
       let step: IteratorResult<EntryRun>;
       try {
         this.#runs ??= this.#r.tree.entryRuns(this.#range);
