@@ -165,8 +165,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #writers = 0;
   /** Index pages the batches in flight (and a replayed record) may create or dirty, on top of a writer's headroom. */
   #batchHeadroom = 0;
-  /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
+  /**
+   * Set while index changes are applied with awaits in between (#applySlow); readers wait for it. It settles once
+   * every such apply that had started when it was set has finished, and is cleared only when none is left.
+   */
   #applyBarrier: Promise<void> | undefined;
+  /** The #applySlow calls in progress. */
+  #slowApplies = 0;
   #growing: Promise<void> | undefined;
   /** Blocks that the callers of the growth in flight asked to allocate, and the largest growth one of them needs. */
   #growDemand = 0;
@@ -1645,8 +1650,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
     try {
       // Readers wait at the barrier until the whole batch is in.
       let open!: () => void;
-      const barrier = new Promise<void>((resolve) => (open = resolve));
-      this.#applyBarrier = barrier;
+      const mine = new Promise<void>((resolve) => (open = resolve));
+      // Another slow apply may be in progress (a store's or a batch's, on other stripes): the barrier covers both.
+      // (It used to be replaced by the newer one and cleared when that one finished first: a reader then saw part
+      // of the older batch.)
+      const earlier = this.#applyBarrier;
+      this.#applyBarrier = earlier ? Promise.all([earlier, mine]).then(() => undefined) : mine;
+      this.#slowApplies++;
       try {
         for (let i = from; i < changes.length; i++) {
           const c = changes[i]!;
@@ -1655,7 +1665,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           previous.push(p);
         }
       } finally {
-        if (this.#applyBarrier === barrier) this.#applyBarrier = undefined;
+        if (--this.#slowApplies === 0) this.#applyBarrier = undefined;
         open();
       }
     } catch (err) {
