@@ -2313,14 +2313,15 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   }
 
   async #indirect(key: string, value: Uint8Array): Promise<IteratorResult<ObjectInfo>> {
-    const reader = this.#r.beginRead();
+    let reader: number | undefined;
     try {
+      reader = this.#r.beginRead(); // closed (the engine or the snapshot): the iterator ends with the error
       return { value: infoOf(key, await this.#r.io.loadRecord(value, `object ${key}`)), done: false };
     } catch (err) {
       this.#finish();
       throw err;
     } finally {
-      this.#r.endRead(reader);
+      if (reader !== undefined) this.#r.endRead(reader);
     }
   }
 

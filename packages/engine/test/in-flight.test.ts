@@ -114,4 +114,28 @@ describe('operations in flight', () => {
     await checked(vde);
     await vde.close();
   });
+
+  it('a snapshot list() iterator that fails on an indirect record after snapshot.close() stays finished', async () => {
+    const { vde } = await memoryEngine();
+    // Metadata too large for the leaf makes k2's record indirect: listing it reads a block (a new read).
+    for (let i = 0; i < 5; i++) await vde.store(`k${i}`, 'x', { metadata: i === 2 ? { big: 'm'.repeat(5000) } : {} });
+    const snap = await vde.snapshot();
+    const it = snap.list()[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(first.done ? undefined : first.value.key).toBe('k0');
+    await snap.close();
+    const seen: string[] = [];
+    for (let j = 0; j < 5; j++) {
+      try {
+        const r = await it.next();
+        seen.push(r.done ? 'done' : r.value.key);
+      } catch (err) {
+        seen.push((err as { code?: string }).code ?? String(err));
+      }
+    }
+    // Before: after the error it went on with k3 and k4 (k2 skipped), then failed again.
+    expect(seen).toEqual(['k1', 'ERR_VDE_CLOSED', 'done', 'done', 'done']);
+    await checked(vde);
+    await vde.close();
+  });
 });
