@@ -165,8 +165,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #writers = 0;
   /** Index pages the batches in flight (and a replayed record) may create or dirty, on top of a writer's headroom. */
   #batchHeadroom = 0;
-  /** Set while a batch's index changes are applied with awaits in between; readers wait for it. */
+  /**
+   * Set while index changes are applied with awaits in between (#applySlow); readers wait for it. It settles once
+   * every such apply that had started when it was set has finished, and is cleared only when none is left.
+   */
   #applyBarrier: Promise<void> | undefined;
+  /** The #applySlow calls in progress. */
+  #slowApplies = 0;
   #growing: Promise<void> | undefined;
   /** Blocks that the callers of the growth in flight asked to allocate, and the largest growth one of them needs. */
   #growDemand = 0;
@@ -673,6 +678,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#openWrites++;
     try {
       const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      // A delete of a missing key whose path is cached completes without I/O: a loop of them must let the event loop
+      // turn (see #lookup).
+      const turn = turnIfSpent();
+      if (turn) await turn;
       const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
       const existed = await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks([key], undefined, async () => {
@@ -714,7 +723,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
         throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
       });
-      if (ops.length === 0) return;
+      if (ops.length === 0) {
+        const turn = turnIfSpent(); // nothing to do, but a loop of these must let the event loop turn too
+        if (turn) await turn;
+        return;
+      }
       // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
       let putBytes = 0;
       let delBytes = 0;
@@ -1655,8 +1668,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
     try {
       // Readers wait at the barrier until the whole batch is in.
       let open!: () => void;
-      const barrier = new Promise<void>((resolve) => (open = resolve));
-      this.#applyBarrier = barrier;
+      const mine = new Promise<void>((resolve) => (open = resolve));
+      // Another slow apply may be in progress (a store's or a batch's, on other stripes): the barrier covers both.
+      // (It used to be replaced by the newer one and cleared when that one finished first: a reader then saw part
+      // of the older batch.)
+      const earlier = this.#applyBarrier;
+      this.#applyBarrier = earlier ? Promise.all([earlier, mine]).then(() => undefined) : mine;
+      this.#slowApplies++;
       try {
         for (let i = from; i < changes.length; i++) {
           const c = changes[i]!;
@@ -1665,7 +1683,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           previous.push(p);
         }
       } finally {
-        if (this.#applyBarrier === barrier) this.#applyBarrier = undefined;
+        if (--this.#slowApplies === 0) this.#applyBarrier = undefined;
         open();
       }
     } catch (err) {
@@ -2087,6 +2105,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   // ─── internals: reads (shared by the live engine and snapshots) ───────────────────────────────────────────
 
   async #lookup(tree: BTree, key: string): Promise<{ record: ObjectRecord; reader: number } | undefined> {
+    // The paths that come here (a read with a signal, every snapshot read, a stream) may complete from memory: a
+    // loop of them must let the event loop turn too, as the fast paths do (see turns.ts), or it starves timers, I/O
+    // and the stores it may be waiting for.
+    const turn = turnIfSpent();
+    if (turn) await turn;
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
@@ -2176,6 +2199,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   async #exists(tree: BTree, key: string): Promise<boolean> {
+    const turn = turnIfSpent(); // see #lookup
+    if (turn) await turn;
     this.#checkOpen();
     const keyBytes = encodeKey(key, this.#maxKeyBytes);
     if (this.#applyBarrier && tree === this.#index) await this.#applyBarrier;
@@ -2201,7 +2226,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
       io: this.#io,
       tree,
       barrier: () => (tree === this.#index ? this.#applyBarrier : undefined),
-      beginRead: () => this.#beginRead(tree),
+      beginRead: () => {
+        // An iterator taken before close() starts no read after it (it went on from the page cache, or failed with
+        // the closed device's error when a page was not cached): ERR_VDE_CLOSED once its copied leaf is used up.
+        this.#checkOpen();
+        return this.#beginRead(tree);
+      },
       endRead: (r) => this.#endRead(r, tree),
     };
     return { [Symbol.asyncIterator]: () => new InfoIterator(reader, range) };
@@ -2301,23 +2331,32 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
   }
 
   async #indirect(key: string, value: Uint8Array): Promise<IteratorResult<ObjectInfo>> {
-    const reader = this.#r.beginRead();
+    let reader: number | undefined;
     try {
+      reader = this.#r.beginRead(); // closed (the engine or the snapshot): the iterator ends with the error
       return { value: infoOf(key, await this.#r.io.loadRecord(value, `object ${key}`)), done: false };
     } catch (err) {
       this.#finish();
       throw err;
     } finally {
-      this.#r.endRead(reader);
+      if (reader !== undefined) this.#r.endRead(reader);
     }
   }
 
   async #nextBatch(): Promise<IteratorResult<ObjectInfo>> {
+    // A leaf from the cache, or the end of the range, comes without I/O: a loop of lists must let the event loop turn.
+    const turn = turnIfSpent();
+    if (turn) await turn;
     for (;;) {
       if (this.#done) return { value: undefined, done: true };
       const pending = this.#r.barrier();
       if (pending) await pending;
-      const reader = this.#r.beginRead();
+      let reader: number;
+      try {
+        reader = this.#r.beginRead();
+      } catch (err) {
+        return this.#fail(err); // closed (the engine or the snapshot): the iterator ends with the error
+      }
       let step: IteratorResult<EntryRun>;
       try {
         this.#runs ??= this.#r.tree.entryRuns(this.#range);
@@ -2391,9 +2430,7 @@ async function* readChunks(
   token: ReadToken,
 ): AsyncGenerator<Uint8Array, void, undefined> {
   throwIfAborted(signal);
-  // A stream of a cached object completes without waiting for I/O: a loop of them must let the event loop turn.
-  const turn = turnIfSpent();
-  if (turn) await turn;
+  // A stream of a cached object completes without waiting for I/O: lookup lets the event loop turn (see #lookup).
   const found = await lookup();
   if (!found) throw new NotFoundError(`no object with key ${JSON.stringify(key)}`);
   token.end = () => endRead(found.reader);

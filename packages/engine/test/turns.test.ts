@@ -64,4 +64,35 @@ describe('reads answered from memory let the event loop turn', () => {
     await checked(vde);
     await vde.close();
   });
+
+  it('reads with a signal, snapshot reads, deletes of missing keys, empty lists and empty batches let the event loop turn', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('small', 'hello');
+    const snap = await vde.snapshot();
+    const signal = new AbortController().signal;
+    const loops: [string, () => Promise<unknown>][] = [
+      ['retrieve with a signal', () => vde.retrieve('small', { signal })],
+      ['retrieve of a missing key with a signal', () => vde.retrieve('missing', { signal }).catch(() => undefined)],
+      ['snapshot retrieve', () => snap.retrieve('small')],
+      ['snapshot retrieve of a missing key', () => snap.retrieve('missing').catch(() => undefined)],
+      ['snapshot exists', () => snap.exists('small')],
+      ['snapshot stat', () => snap.stat('small')],
+      ['delete of a missing key', () => vde.delete('missing')],
+      ['empty list', () => collect(vde.list({ prefix: 'zz' }))],
+      ['empty snapshot list', () => collect(snap.list({ prefix: 'zz' }))],
+      ['empty batch', () => vde.batch([])],
+    ];
+    for (const [name, op] of loops) {
+      const counter = turnCounter();
+      const t0 = performance.now();
+      // A loop that starves the event loop sees no turn however long it runs: 2 s is only the bound of the failure.
+      while (counter.turns() < 3 && performance.now() - t0 < 2000) await op();
+      counter.stop();
+      expect({ name, turned: counter.turns() >= 3 }).toEqual({ name, turned: true });
+    }
+    expectBytes(await snap.retrieve('small'), new TextEncoder().encode('hello'));
+    await snap.close();
+    await checked(vde);
+    await vde.close();
+  });
 });
