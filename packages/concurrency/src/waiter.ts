@@ -6,7 +6,7 @@
  * Thread safety: everything here runs synchronously; a waiter is cancelled from an `abort` event or a timer
  * callback, each of which runs to completion before any other lock code.
  */
-import { LockAbortedError, LockTimeoutError, type LockError } from './errors.js';
+import { LockAbortedError, LockTimeoutError } from './errors.js';
 
 /** Options of every acquire call. */
 export interface AcquireOptions {
@@ -22,19 +22,45 @@ export interface AcquireOptions {
 /** Largest delay `setTimeout` honours; longer ones would fire at once, so they mean "no timeout" here. */
 const MAX_TIMER_MS = 0x7fffffff;
 
-/** Returns the argument error to reject with, or `undefined` when the options are valid. */
-export function checkOptions(options: unknown): Error | undefined {
-  if (options === undefined) return undefined;
-  if (options === null || typeof options !== 'object') return new TypeError('options must be an object');
-  const { signal, timeoutMs } = options as { signal?: unknown; timeoutMs?: unknown };
-  if (signal !== undefined && !isAbortSignal(signal)) return new TypeError('options.signal must be an AbortSignal');
-  if (timeoutMs !== undefined) {
-    if (typeof timeoutMs !== 'number') return new TypeError('options.timeoutMs must be a number');
-    if (Number.isNaN(timeoutMs) || timeoutMs < 0) {
-      return new RangeError(`options.timeoutMs must be >= 0, got ${String(timeoutMs)}`);
+/** The options of one call, each read once (a getter or proxy runs once, before any lock state changes). */
+export interface ReadOptions {
+  readonly signal: AbortSignal | undefined;
+  readonly timeoutMs: number | undefined;
+  /** `signal.aborted` at the call. */
+  readonly aborted: boolean;
+}
+
+/**
+ * Reads and validates `options` (not undefined): the options, or the argument error to reject with. Reading runs
+ * caller code (getters, proxies, a signal's `aborted` getter); whatever it throws becomes that rejection too, so an
+ * acquire call never throws synchronously.
+ */
+export function readOptions(options: unknown): ReadOptions | Error {
+  try {
+    if (options === null || typeof options !== 'object') return new TypeError('options must be an object');
+    const { signal, timeoutMs } = options as { signal?: unknown; timeoutMs?: unknown };
+    if (signal !== undefined && !isAbortSignal(signal)) return new TypeError('options.signal must be an AbortSignal');
+    if (timeoutMs !== undefined) {
+      if (typeof timeoutMs !== 'number') return new TypeError('options.timeoutMs must be a number');
+      if (Number.isNaN(timeoutMs) || timeoutMs < 0) {
+        return new RangeError(`options.timeoutMs must be >= 0, got ${String(timeoutMs)}`);
+      }
     }
+    const aborted: unknown = signal !== undefined && signal.aborted;
+    if (typeof aborted !== 'boolean') return new TypeError('options.signal.aborted must be a boolean');
+    return { signal, timeoutMs, aborted };
+  } catch (error) {
+    return new TypeError('options could not be read', { cause: error });
   }
-  return undefined;
+}
+
+/** The reason of an aborted `signal` (its getter may throw: then that error is the reason). */
+export function abortReason(signal: AbortSignal): unknown {
+  try {
+    return signal.reason;
+  } catch (error) {
+    return error;
+  }
 }
 
 function isAbortSignal(value: unknown): value is AbortSignal {
@@ -58,7 +84,7 @@ function needsTimer(timeoutMs: number | undefined): timeoutMs is number {
 /** What a queued request must offer to be cancelled by its signal or its timer. */
 export interface Cancellable {
   /** Leave the lock's queue, give back anything held, and reject. No-op once settled. */
-  cancel(error: LockError): void;
+  cancel(error: Error): void;
 }
 
 /**
@@ -75,7 +101,9 @@ export class Armed {
 
 /**
  * Wires `signal` and the `timeoutMs` timer to `target.cancel`. Call once, after the request is in its queue.
- * Returns null when there is nothing to wire (no signal, no timer needed).
+ * Returns null when there is nothing to wire (no signal, no timer needed). Throws what the signal's
+ * `addEventListener` throws (then no timer is set): the caller must take the request out of its queue again, or it
+ * would be granted later to nobody and hold the lock forever.
  */
 export function arm(target: Cancellable, signal: AbortSignal | undefined, timeoutMs: number | undefined): Armed | null {
   const timed = needsTimer(timeoutMs);
@@ -83,7 +111,7 @@ export function arm(target: Cancellable, signal: AbortSignal | undefined, timeou
   let onAbort: (() => void) | undefined;
   if (signal !== undefined) {
     onAbort = (): void => {
-      target.cancel(new LockAbortedError(signal.reason));
+      target.cancel(new LockAbortedError(abortReason(signal)));
     };
     signal.addEventListener('abort', onAbort, { once: true });
   }
@@ -97,6 +125,13 @@ export function arm(target: Cancellable, signal: AbortSignal | undefined, timeou
 
 /** Drops the abort listener and clears the timer of `armed`. */
 export function disarm(armed: Armed): void {
-  if (armed.onAbort !== undefined) armed.signal!.removeEventListener('abort', armed.onAbort);
   if (armed.timer !== undefined) clearTimeout(armed.timer);
+  if (armed.onAbort !== undefined) {
+    try {
+      armed.signal!.removeEventListener('abort', armed.onAbort);
+    } catch {
+      // A look-alike signal that cannot remove its listener: it runs at most once more and finds the request
+      // settled (a no-op). Throwing here would abort a grant or a release half way.
+    }
+  }
 }
