@@ -193,7 +193,7 @@ if (install && problems.length === 0) {
       ? ts.transpileModule(block.code, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText
       : block.code;
     writeFileSync(file, js);
-    step(`README example of ${name}`, () => run('node', [file], { cwd: proj, timeout: 120_000 }));
+    step(`README example of ${name}`, () => run('node', [file], { cwd: proj, timeout: 120_000, maxBuffer: 64 << 20 }));
   }
 }
 
