@@ -88,13 +88,60 @@ export interface Cancellable {
 }
 
 /**
- * The cancellation wiring of one queued request: its abort listener and its timer. Only requests that pass a
+ * One abort listener per signal, however many queued requests (of any lock) wait with that signal: a server that
+ * passes one shutdown signal to every call would otherwise add a listener per waiting request, and Node prints a
+ * `MaxListenersExceededWarning` from the 11th on (there is no leak: each is removed at the grant). `waiters` are the
+ * requests the signal may still cancel, in the order they were armed (the order their own listeners used to run).
+ */
+interface SignalWatch {
+  readonly waiters: Set<Cancellable>;
+  readonly onAbort: () => void;
+}
+
+const watches = new WeakMap<AbortSignal, SignalWatch>();
+
+/** Adds `target` to `signal`'s watch, registering the listener first if it has none. Throws what registering throws. */
+function watch(signal: AbortSignal, target: Cancellable): void {
+  let w = watches.get(signal);
+  if (w === undefined) {
+    const waiters = new Set<Cancellable>();
+    const onAbort = (): void => {
+      watches.delete(signal);
+      const reason = abortReason(signal);
+      // A snapshot: cancelling one request can grant another (stripes given back), whose disarm then finds no watch.
+      // A granted request is settled, so its `cancel` is a no-op, as its own listener's was before the grant.
+      const doomed = Array.from(waiters);
+      waiters.clear();
+      for (const t of doomed) t.cancel(new LockAbortedError(reason));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    w = { waiters, onAbort };
+    watches.set(signal, w);
+  }
+  w.waiters.add(target);
+}
+
+/** Takes `target` off `signal`'s watch; the last one out removes the listener. */
+function unwatch(signal: AbortSignal, target: Cancellable): void {
+  const w = watches.get(signal);
+  if (w === undefined || !w.waiters.delete(target) || w.waiters.size > 0) return;
+  watches.delete(signal);
+  try {
+    signal.removeEventListener('abort', w.onAbort);
+  } catch {
+    // A look-alike signal that cannot remove its listener: it runs at most once more and finds no watch or only
+    // settled requests (no-ops). Throwing here would abort a grant or a release half way.
+  }
+}
+
+/**
+ * The cancellation wiring of one queued request: its signal (watched) and its timer. Only requests that pass a
  * `signal` or a finite positive `timeoutMs` get one; the common case (no options) allocates nothing for it.
  */
 export class Armed {
   constructor(
+    readonly target: Cancellable,
     readonly signal: AbortSignal | undefined,
-    readonly onAbort: (() => void) | undefined,
     readonly timer: ReturnType<typeof setTimeout> | undefined,
   ) {}
 }
@@ -108,30 +155,17 @@ export class Armed {
 export function arm(target: Cancellable, signal: AbortSignal | undefined, timeoutMs: number | undefined): Armed | null {
   const timed = needsTimer(timeoutMs);
   if (signal === undefined && !timed) return null;
-  let onAbort: (() => void) | undefined;
-  if (signal !== undefined) {
-    onAbort = (): void => {
-      target.cancel(new LockAbortedError(abortReason(signal)));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  }
+  if (signal !== undefined) watch(signal, target);
   const timer = timed
     ? setTimeout(() => {
         target.cancel(new LockTimeoutError(timeoutMs));
       }, timeoutMs)
     : undefined;
-  return new Armed(signal, onAbort, timer);
+  return new Armed(target, signal, timer);
 }
 
-/** Drops the abort listener and clears the timer of `armed`. */
+/** Takes the request off its signal's watch and clears its timer. */
 export function disarm(armed: Armed): void {
   if (armed.timer !== undefined) clearTimeout(armed.timer);
-  if (armed.onAbort !== undefined) {
-    try {
-      armed.signal!.removeEventListener('abort', armed.onAbort);
-    } catch {
-      // A look-alike signal that cannot remove its listener: it runs at most once more and finds the request
-      // settled (a no-op). Throwing here would abort a grant or a release half way.
-    }
-  }
+  if (armed.signal !== undefined) unwatch(armed.signal, armed.target);
 }
