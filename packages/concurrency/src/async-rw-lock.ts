@@ -16,6 +16,7 @@ import {
   arm,
   disarm,
   readOptions,
+  signalAborted,
   type AcquireOptions,
   type Armed,
   type Cancellable,
@@ -144,7 +145,10 @@ class RwState {
   drain(): void {
     for (let w = this.head; w !== null && this.free(w.mode); w = this.head) {
       this.dequeue(w);
-      w.grant(this.take(w.mode));
+      // Its signal aborted (the abort is being dispatched, and the request cancelled just before it on the same
+      // signal is what made it grantable): cancel it, never grant it.
+      if (w.armed !== null && signalAborted(w.armed)) w.fail(new LockAbortedError(abortReason(w.armed.signal!)));
+      else w.grant(this.take(w.mode));
     }
   }
 

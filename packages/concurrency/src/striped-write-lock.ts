@@ -23,6 +23,7 @@ import {
   arm,
   disarm,
   readOptions,
+  signalAborted,
   type AcquireOptions,
   type Armed,
   type Cancellable,
@@ -221,7 +222,13 @@ class StripeTable {
    * does not change), which is granted in this call when that was the last stripe it lacked.
    */
   free(stripe: number): void {
-    const w = this.heads[stripe] as StripeWaiter | null;
+    let w = this.heads[stripe] as StripeWaiter | null;
+    // Never hand the stripe to a request whose signal has aborted (its abort is being dispatched, and the request
+    // cancelled just before it, on the same signal, gave this stripe back): cancel it now instead.
+    while (w !== null && w.armed !== null && signalAborted(w.armed)) {
+      this.cancel(w, new LockAbortedError(abortReason(w.armed.signal!)));
+      w = this.heads[stripe] as StripeWaiter | null;
+    }
     if (w === null) {
       this.busy[stripe] = 0;
       this.held--;

@@ -164,6 +164,20 @@ export function arm(target: Cancellable, signal: AbortSignal | undefined, timeou
   return new Armed(target, signal, timer);
 }
 
+/**
+ * True when the signal of `armed` has aborted. Then its abort is being dispatched right now (cancelling one request
+ * can hand a stripe or the lock to another request waiting on the same signal before that one's turn came), and
+ * the request must be cancelled, not granted.
+ */
+export function signalAborted(armed: Armed): boolean {
+  if (armed.signal === undefined) return false;
+  try {
+    return armed.signal.aborted;
+  } catch {
+    return false;
+  }
+}
+
 /** Takes the request off its signal's watch and clears its timer. */
 export function disarm(armed: Armed): void {
   if (armed.timer !== undefined) clearTimeout(armed.timer);

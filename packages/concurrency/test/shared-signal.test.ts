@@ -6,6 +6,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { AsyncRwLock, LockAbortedError, StripedWriteLock, type WriteRegion } from '@vde/concurrency';
+import { keysOnStripe } from './helpers.js';
 
 async function outcome(p: Promise<{ release(): void }>): Promise<string> {
   try {
@@ -76,6 +77,34 @@ describe('one signal shared by many waiters', () => {
     await Promise.all(all);
     expect(order).toEqual(['a aborted', 'c aborted', 'd aborted', 'b granted']);
     expect(getEventListeners(other.signal, 'abort')).toHaveLength(0);
+    expect(lock.stats()).toMatchObject({ held: 0, waiters: 0 });
+  });
+
+  it('no request whose signal aborted while it waited is granted, even when an earlier one frees its way', async () => {
+    // AsyncRwLock: the aborted exclusive waiter was what held back the shared one behind it (same signal).
+    const rw = new AsyncRwLock();
+    const ac = new AbortController();
+    const reader = await rw.shared();
+    const exclusive = outcome(rw.exclusive({ signal: ac.signal }));
+    const shared = outcome(rw.shared({ signal: ac.signal }));
+    const bystander = outcome(rw.shared()); // no signal: granted once the exclusive waiter is gone
+    ac.abort();
+    expect(await Promise.all([exclusive, shared, bystander])).toEqual(['aborted', 'aborted', 'granted']);
+    reader.release();
+    expect(rw.stats()).toEqual({ sharedHolders: 0, exclusiveHeld: false, waitingShared: 0, waitingExclusive: 0 });
+
+    // StripedWriteLock: the aborted acquireMany gives back stripe 0, where a request on the same signal waits.
+    const lock = new StripedWriteLock(4);
+    const [k0, k0b, k0c] = keysOnStripe(lock, 0, 3);
+    const [k3] = keysOnStripe(lock, 3, 1);
+    const holder = await lock.acquire(k3!);
+    const ac2 = new AbortController();
+    const many = outcome(lock.acquireMany([k0!, k3!], { signal: ac2.signal }));
+    const one = outcome(lock.acquire(k0b!, { signal: ac2.signal }));
+    const other = outcome(lock.acquire(k0c!)); // no signal: gets stripe 0 after both are gone
+    ac2.abort();
+    expect(await Promise.all([many, one, other])).toEqual(['aborted', 'aborted', 'granted']);
+    holder.release();
     expect(lock.stats()).toMatchObject({ held: 0, waiters: 0 });
   });
 });
