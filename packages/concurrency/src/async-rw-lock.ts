@@ -10,8 +10,18 @@
  * Thread safety: no `await` inside this module; each state change is synchronous and atomic.
  * Invariant: after every operation the head of the queue (if any) cannot be granted yet.
  */
-import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
-import { arm, checkOptions, disarm, type AcquireOptions, type Armed, type Cancellable } from './waiter.js';
+import { LockAbortedError, LockDisposedError, LockTimeoutError } from './errors.js';
+import {
+  abortReason,
+  arm,
+  disarm,
+  readOptions,
+  signalAborted,
+  type AcquireOptions,
+  type Armed,
+  type Cancellable,
+  type ReadOptions,
+} from './waiter.js';
 
 export type RwMode = 'shared' | 'exclusive';
 
@@ -74,7 +84,7 @@ class RwWaiter implements Cancellable {
     });
   }
 
-  cancel(error: LockError): void {
+  cancel(error: Error): void {
     if (this.settled) return;
     this.state.cancel(this, error);
   }
@@ -86,7 +96,7 @@ class RwWaiter implements Cancellable {
   }
 
   /** Rejects with `error` and drops the listener and the timer. The waiter has already left the queue. */
-  fail(error: LockError): void {
+  fail(error: Error): void {
     this.#disarm();
     this.reject(error);
   }
@@ -135,11 +145,14 @@ class RwState {
   drain(): void {
     for (let w = this.head; w !== null && this.free(w.mode); w = this.head) {
       this.dequeue(w);
-      w.grant(this.take(w.mode));
+      // Its signal aborted (the abort is being dispatched, and the request cancelled just before it on the same
+      // signal is what made it grantable): cancel it, never grant it.
+      if (w.armed !== null && signalAborted(w.armed)) w.fail(new LockAbortedError(abortReason(w.armed.signal!)));
+      else w.grant(this.take(w.mode));
     }
   }
 
-  cancel(w: RwWaiter, error: LockError): void {
+  cancel(w: RwWaiter, error: Error): void {
     this.dequeue(w);
     w.fail(error);
     // The cancelled waiter may have been what blocked the requests behind it (an exclusive waiter blocks later
@@ -167,19 +180,26 @@ class RwState {
   }
 
   request(mode: RwMode, options: AcquireOptions | undefined): Promise<RwGuard> {
+    let o: ReadOptions | undefined;
     if (options !== undefined) {
-      const bad = checkOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
+      const read = readOptions(options);
+      if (read instanceof Error) return Promise.reject(read);
+      o = read;
     }
     if (this.disposed) return Promise.reject(new LockDisposedError());
-    const signal = options?.signal;
-    if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
+    if (o?.aborted === true) return Promise.reject(new LockAbortedError(abortReason(o.signal!)));
     if (this.head === null && this.free(mode)) return Promise.resolve(this.take(mode));
-    const timeoutMs = options?.timeoutMs;
+    const timeoutMs = o?.timeoutMs;
     if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0));
     const w = new RwWaiter(mode, this);
     this.enqueue(w);
-    w.armed = arm(w, signal, timeoutMs);
+    try {
+      w.armed = arm(w, o?.signal, timeoutMs);
+    } catch (error) {
+      // A look-alike signal refused the listener: leave the queue again (left there, the request would be granted
+      // to nobody and hold the lock forever).
+      this.cancel(w, new TypeError('options.signal.addEventListener failed', { cause: error }));
+    }
     return w.promise;
   }
 

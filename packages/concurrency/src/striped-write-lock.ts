@@ -16,9 +16,19 @@
  * - `acquireMany` takes its stripes in ascending order, so requests wait only for higher-numbered stripes than any
  *   they hold: no cycle of waiting, no deadlock.
  */
-import { LockAbortedError, LockDisposedError, LockTimeoutError, type LockError } from './errors.js';
+import { LockAbortedError, LockDisposedError, LockTimeoutError } from './errors.js';
 import { fnv1a32 } from './fnv1a.js';
-import { arm, checkOptions, disarm, type AcquireOptions, type Armed, type Cancellable } from './waiter.js';
+import {
+  abortReason,
+  arm,
+  disarm,
+  readOptions,
+  signalAborted,
+  type AcquireOptions,
+  type Armed,
+  type Cancellable,
+  type ReadOptions,
+} from './waiter.js';
 
 /** Stripe counts above this would allocate large tables for no benefit (2^20 = 1,048,576). */
 const MAX_STRIPES = 1 << 20;
@@ -115,7 +125,7 @@ class StripeWaiter implements Cancellable {
   }
 
   /** Abort or timeout: a no-op once the request left its queue (granted or cancelled). */
-  cancel(error: LockError): void {
+  cancel(error: Error): void {
     if (this.queuedOn >= 0) this.region.table.cancel(this, error);
   }
 }
@@ -212,7 +222,13 @@ class StripeTable {
    * does not change), which is granted in this call when that was the last stripe it lacked.
    */
   free(stripe: number): void {
-    const w = this.heads[stripe] as StripeWaiter | null;
+    let w = this.heads[stripe] as StripeWaiter | null;
+    // Never hand the stripe to a request whose signal has aborted (its abort is being dispatched, and the request
+    // cancelled just before it, on the same signal, gave this stripe back): cancel it now instead.
+    while (w !== null && w.armed !== null && signalAborted(w.armed)) {
+      this.cancel(w, new LockAbortedError(abortReason(w.armed.signal!)));
+      w = this.heads[stripe] as StripeWaiter | null;
+    }
     if (w === null) {
       this.busy[stripe] = 0;
       this.held--;
@@ -246,7 +262,7 @@ class StripeTable {
   }
 
   /** Takes `w` out of its queue, rejects it, and gives back the stripes it took (each to its own next waiter). */
-  cancel(w: StripeWaiter, error: LockError): void {
+  cancel(w: StripeWaiter, error: Error): void {
     if (w.queuedOn >= 0) this.dequeue(w.queuedOn, w);
     if (w.armed !== null) {
       disarm(w.armed);
@@ -257,6 +273,19 @@ class StripeTable {
     region.released = true;
     const many = region.many;
     if (many !== null) for (let i = 0; i < w.taken; i++) this.free(many[i]!);
+  }
+
+  /**
+   * Arms the queued request `w` with its signal and timer. When the signal refuses the listener (a look-alike whose
+   * `addEventListener` throws), `w` leaves its queue again and gives back what it took, rejected with a `TypeError`:
+   * left queued, it would be granted to nobody and hold its stripe forever.
+   */
+  arm(w: StripeWaiter, signal: AbortSignal | undefined, timeoutMs: number | undefined): void {
+    try {
+      w.armed = arm(w, signal, timeoutMs);
+    } catch (error) {
+      this.cancel(w, new TypeError('options.signal.addEventListener failed', { cause: error }));
+    }
   }
 
   enqueue(stripe: number, w: StripeWaiter): void {
@@ -350,17 +379,17 @@ export class StripedWriteLock implements AsyncDisposable {
       table.enqueue(stripe, w);
       return w.promise;
     }
-    const bad = checkOptions(options);
-    if (bad !== undefined) return Promise.reject(bad);
+    const o = readOptions(options);
+    if (o instanceof Error) return Promise.reject(o);
     if (table.disposed) return Promise.reject(new LockDisposedError());
-    const { signal, timeoutMs } = options;
-    if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
+    const { signal, timeoutMs } = o;
+    if (o.aborted) return Promise.reject(new LockAbortedError(abortReason(signal!)));
     const stripe = fnv1a32(key) & this.#mask;
     if (table.busy[stripe] === 0) return table.grantFree(stripe);
     if (timeoutMs === 0) return Promise.reject(new LockTimeoutError(0)); // try-lock: not free now
     const w = new StripeWaiter(newRegion(table, stripe, null));
     table.enqueue(stripe, w);
-    w.armed = arm(w, signal, timeoutMs);
+    table.arm(w, signal, timeoutMs);
     return w.promise;
   }
 
@@ -370,12 +399,12 @@ export class StripedWriteLock implements AsyncDisposable {
    * already took. An empty `keys` resolves with a region of no stripes.
    */
   acquireMany(keys: Iterable<string>, options?: AcquireOptions): Promise<WriteRegion> {
-    if (keys === null || typeof keys !== 'object' || typeof (keys as Partial<Iterable<string>>)[Symbol.iterator] !== 'function') {
-      if (typeof keys === 'string') return Promise.reject(new TypeError('keys must be an iterable of strings, not a string'));
-      return Promise.reject(new TypeError('keys must be an iterable of strings'));
-    }
     const set = new Set<number>();
     try {
+      if (keys === null || typeof keys !== 'object' || typeof (keys as Partial<Iterable<string>>)[Symbol.iterator] !== 'function') {
+        if (typeof keys === 'string') return Promise.reject(new TypeError('keys must be an iterable of strings, not a string'));
+        return Promise.reject(new TypeError('keys must be an iterable of strings'));
+      }
       for (const key of keys) {
         if (typeof key !== 'string') return Promise.reject(new TypeError('every key must be a string'));
         set.add(fnv1a32(key) & this.#mask);
@@ -384,24 +413,25 @@ export class StripedWriteLock implements AsyncDisposable {
       // The caller's iterable failed while being read: a rejection like every other failure (nothing is held yet).
       return Promise.reject(err instanceof Error ? err : new TypeError(`reading keys failed: ${String(err)}`));
     }
+    let o: ReadOptions | undefined;
     if (options !== undefined) {
-      const bad = checkOptions(options);
-      if (bad !== undefined) return Promise.reject(bad);
+      const read = readOptions(options);
+      if (read instanceof Error) return Promise.reject(read);
+      o = read;
     }
     const table = this.#table;
     if (table.disposed) return Promise.reject(new LockDisposedError());
-    const signal = options?.signal;
-    if (signal?.aborted === true) return Promise.reject(new LockAbortedError(signal.reason));
+    if (o?.aborted === true) return Promise.reject(new LockAbortedError(abortReason(o.signal!)));
     const many = Object.freeze(Array.from(set).sort((a, b) => a - b));
     const w = new StripeWaiter(newRegion(table, -1, many));
     if (table.advance(w, many)) return Promise.resolve(w.region); // all free (or no keys): granted now
-    const timeoutMs = options?.timeoutMs;
+    const timeoutMs = o?.timeoutMs;
     if (timeoutMs === 0) {
       // Try-lock: not all free right now, so give up at once (and give back the stripes already taken).
       table.cancel(w, new LockTimeoutError(0));
       return w.promise;
     }
-    w.armed = arm(w, signal, timeoutMs);
+    table.arm(w, o?.signal, timeoutMs);
     return w.promise;
   }
 

@@ -165,6 +165,19 @@ describe('AsyncRwLock', () => {
     expect(rw.stats().sharedHolders).toBe(0);
   });
 
+  it('is not re-entrant (README "Not re-entrant"): a nested request of the same flow waits; timeoutMs turns it into an error', async () => {
+    const rw = new AsyncRwLock();
+    // shared -> exclusive in one flow: the exclusive request waits for the flow's own shared guard.
+    const outer = await rw.shared();
+    expect(await rejection(rw.exclusive({ timeoutMs: 5 }))).toBeInstanceOf(LockTimeoutError);
+    // shared -> shared while an exclusive request waits: writer preference queues the nested one behind it.
+    const writer = rw.exclusive();
+    expect(await rejection(rw.shared({ timeoutMs: 5 }))).toBeInstanceOf(LockTimeoutError);
+    outer.release();
+    (await writer).release();
+    expect(rw.stats()).toEqual({ sharedHolders: 0, exclusiveHeld: false, waitingShared: 0, waitingExclusive: 0 });
+  });
+
   it('dispose rejects waiters and later requests; granted guards can still be released', async () => {
     const rw = new AsyncRwLock();
     const s = await rw.shared();

@@ -23,6 +23,7 @@ import {
 import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
+import { onAbort } from './abort-watch.js';
 import { copyOut, newBytes } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
@@ -2458,9 +2459,7 @@ function streamOf(chunks: AsyncGenerator<Uint8Array, void, undefined>, token: Re
     // An abort ends the stream at once, also while its consumer has paused it (it would never pull again). The
     // listener reaches the stream weakly: a signal that outlives a dropped stream must not keep it alive.
     const ref = new WeakRef(stream);
-    const onAbort = (): void => void ref.deref()?.destroy(new AbortedError(undefined, { cause: signal.reason }));
-    const detach = (): void => signal.removeEventListener('abort', onAbort);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const detach = onAbort(signal, () => void ref.deref()?.destroy(new AbortedError(undefined, { cause: signal.reason })));
     stream.once('close', detach);
     token.detach = detach;
   }
@@ -2560,18 +2559,17 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     return Promise.reject(new AbortedError(undefined, { cause: signal.reason }));
   }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
+    const detach = onAbort(signal, () => {
       p.catch(() => undefined);
       reject(new AbortedError(undefined, { cause: signal.reason }));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
     p.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        detach();
         resolve(v);
       },
       (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        detach();
         reject(e instanceof Error ? e : new Error(String(e)));
       },
     );

@@ -1,6 +1,7 @@
 import type { Extent } from '@vde/allocator';
 import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, OutOfRangeError, SourceError, TooLargeError, VdeError, crc32 } from '@vde/block-device';
 import { constants } from 'node:buffer';
+import { onAbort } from './abort-watch.js';
 import { copyOut } from './bytes.js';
 import {
   type DataArea,
@@ -404,14 +405,14 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 
 /** A promise that rejects with `AbortedError` when `signal` fires (never resolves); `dispose` drops the listener. */
 function abortRace(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
-  let onAbort = (): void => undefined;
+  let dispose = (): void => undefined;
   const promise = new Promise<never>((_, reject) => {
-    onAbort = () => reject(new AbortedError(undefined, { cause: signal.reason }));
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    const abort = (): void => reject(new AbortedError(undefined, { cause: signal.reason }));
+    if (signal.aborted) abort();
+    else dispose = onAbort(signal, abort);
   });
   promise.catch(() => undefined); // observed by the race; unobserved when the store ends first
-  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
+  return { promise, dispose: () => dispose() };
 }
 
 /**
