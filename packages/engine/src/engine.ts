@@ -173,6 +173,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #applyBarrier: Promise<void> | undefined;
   /** The #applySlow calls in progress. */
   #slowApplies = 0;
+  /**
+   * Per key, the latest store called on it that works before it asks for its stripe (a stream, an object too large
+   * to be inline): settles once that store has asked for its stripe, or has failed. A write to the key called after
+   * it waits for it, holding nothing, before it takes log space or the gate; writes to one key then ask for the
+   * stripe (first come, first served) in the order they were called.
+   */
+  readonly #aheadOfStripe = new Map<string, Promise<void>>();
   #growing: Promise<void> | undefined;
   /** Blocks that the callers of the growth in flight asked to allocate, and the largest growth one of them needs. */
   #growDemand = 0;
@@ -588,88 +595,139 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const meta = encodeMetadata(metadata);
       const source = normalizeData(data);
       throwIfAborted(signal);
-      const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
-      // A stream is written before anything is taken (log space, gate, stripe): a source that produces slowly must
-      // not hold the checkpoint gate (every store would queue behind the next checkpoint) or its key's stripe. Its
-      // blocks are private until the store takes the gate (#privateExtents: checkpoints record them as free).
-      let ahead = source instanceof Uint8Array ? undefined : await this.#writeAhead(source, keyBytes, meta, signal);
-      let info: ObjectInfo;
+      // Decided in the call's synchronous part, so that later calls on the key see it (see #aheadOfStripe).
+      const prior = this.#priorWrite(key);
+      const inlineLimit = Math.max(0, this.#inlineLimit(keyBytes, meta));
+      // A store that waits for an earlier one takes a turn too: a write called after it may not overtake it then.
+      const turn = prior === undefined && source instanceof Uint8Array && source.byteLength <= inlineLimit ? undefined : this.#takeTurn(key, prior);
       try {
-        // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
-        // and closure the helpers add is a measurable share of a small store.
-        const reserving = this.#reserveLog(logBytes, signal);
-        if (reserving) await reserving;
-        this.#writers++;
+        const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
+        // A stream, or bytes too large to be inline, is written before anything is taken (log space, gate, stripe): a
+        // source that produces slowly must not hold the checkpoint gate (every store would queue behind the next
+        // checkpoint) or its key's stripe, and stores of keys that share a stripe, or of one key, overlap their data
+        // I/O. Its blocks are fresh and private until the store takes the gate (#privateExtents: checkpoints record
+        // them as free), and no record names them until its own; the stripe is held only for the record.
+        let ahead = source instanceof Uint8Array && source.byteLength <= inlineLimit ? undefined : await this.#writeAhead(source, keyBytes, meta, signal);
+        let info: ObjectInfo;
         try {
-          const opts = signal ? { signal } : undefined;
-          let gate: { release(): void };
+          if (prior) await this.#afterPrior(prior, signal);
+          // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
+          // and closure the helpers add is a measurable share of a small store.
+          const reserving = this.#reserveLog(logBytes, signal);
+          if (reserving) await reserving;
+          this.#writers++;
           try {
-            gate = await this.#gate.shared(opts);
-          } catch (err) {
-            mapLockError(err);
-          }
-          try {
-            // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
-            // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
-            this.#checkAdmitted();
-            // A large object in memory is written before its stripe is taken: its blocks are fresh and private
-            // until the log record names them, so stores of keys that share a stripe overlap their data I/O too,
-            // and the stripe is held only for the record (see "The life of a store" in the README).
-            let early: WrittenObject | undefined;
-            if (ahead) {
-              // Handed over under the gate: no checkpoint runs before this store has logged and applied them (or
-              // freed them below).
-              early = ahead.written;
-              this.#privateExtents.delete(ahead.track);
-              ahead = undefined;
-            } else if (source instanceof Uint8Array && source.byteLength > Math.max(0, this.#inlineLimit(keyBytes, meta))) {
-              early = await this.#io.write(source, -1, signal);
-            }
-            let handedOver = false;
-            let region: { release(): void };
+            const opts = signal ? { signal } : undefined;
+            let gate: { release(): void };
             try {
-              region = await this.#stripes.acquire(key, opts);
+              gate = await this.#gate.shared(opts);
             } catch (err) {
-              if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
               mapLockError(err);
             }
             try {
+              // Checked again under the gate: a checkpoint that failed while this store waited for the gate has freed
+              // blocks that the durable checkpoint still references (see #allocateData), and poisoned the engine.
               this.#checkAdmitted();
-              handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
-              const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
-              const put = prepared instanceof Promise ? await prepared : prepared;
-              try {
-                throwIfAborted(signal);
-                await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
-              } catch (err) {
-                if (!this.#poisoned) this.#allocator.free(put.owned);
-                throw err;
+              let early: WrittenObject | undefined;
+              if (ahead) {
+                // Handed over under the gate: no checkpoint runs before this store has logged and applied them (or
+                // freed them below).
+                early = ahead.written;
+                this.#privateExtents.delete(ahead.track);
+                ahead = undefined;
               }
-              const applying = this.#apply([put]);
-              if (applying) await applying;
-              info = infoOf(key, put.record);
-            } catch (err) {
-              // Blocks written ahead that no prepared version took over are nobody's: free them.
-              if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
-              throw err;
+              let handedOver = false;
+              let region: { release(): void };
+              try {
+                const granting = this.#stripes.acquire(key, opts);
+                turn?.(); // queued for the stripe (or refused): later writes to the key may queue behind it
+                region = await granting;
+              } catch (err) {
+                if (early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+                mapLockError(err);
+              }
+              try {
+                this.#checkAdmitted();
+                handedOver = true; // from here #preparePut frees them if it fails, and the prepared version owns them
+                const prepared = this.#preparePut(key, keyBytes, source, meta, signal, early);
+                const put = prepared instanceof Promise ? await prepared : prepared;
+                try {
+                  throwIfAborted(signal);
+                  await this.#append(LOG_PUT, put.payload ?? encodePut(keyBytes, put.value));
+                } catch (err) {
+                  if (!this.#poisoned) this.#allocator.free(put.owned);
+                  throw err;
+                }
+                const applying = this.#apply([put]);
+                if (applying) await applying;
+                info = infoOf(key, put.record);
+              } catch (err) {
+                // Blocks written ahead that no prepared version took over are nobody's: free them.
+                if (!handedOver && early?.extents && !this.#poisoned) this.#allocator.free(early.extents);
+                throw err;
+              } finally {
+                region.release();
+              }
             } finally {
-              region.release();
+              gate.release();
             }
           } finally {
-            gate.release();
+            this.#walReserved -= logBytes;
+            this.#writers--;
           }
         } finally {
-          this.#walReserved -= logBytes;
-          this.#writers--;
+          // Written ahead but never handed over (aborted, closed, no log space): nobody's.
+          if (ahead) this.#dropAhead(ahead);
         }
+        this.#afterWrite();
+        return info;
       } finally {
-        // Written ahead but never handed over (aborted, closed, no log space): nobody's.
-        if (ahead) this.#dropAhead(ahead);
+        turn?.();
       }
-      this.#afterWrite();
-      return info;
     } finally {
       this.#endWrite();
+    }
+  }
+
+  /** The write to `key` that later writes must let ask for its stripe first, if any (see #aheadOfStripe). */
+  #priorWrite(key: string): Promise<void> | undefined {
+    return this.#aheadOfStripe.size === 0 ? undefined : this.#aheadOfStripe.get(key);
+  }
+
+  /**
+   * Makes the calling write the one later writes to `key` wait for; the function returned lets them go (idempotent).
+   * They go only once `prior` (the write this one waits for) has gone too: a waiting write that fails or is aborted
+   * does not let later ones overtake the write it waited for.
+   */
+  #takeTurn(key: string, prior?: Promise<void>): () => void {
+    let go!: () => void;
+    const mine = new Promise<void>((resolve) => (go = resolve));
+    this.#aheadOfStripe.set(key, mine);
+    const finish = (): void => {
+      if (this.#aheadOfStripe.get(key) === mine) this.#aheadOfStripe.delete(key);
+      go();
+    };
+    let gone = false;
+    return () => {
+      if (gone) return;
+      gone = true;
+      if (prior) void prior.then(finish);
+      else finish();
+    };
+  }
+
+  /** Waits for an earlier write to the same key (see #aheadOfStripe), or for `signal`. */
+  async #afterPrior(prior: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    if (!signal) return prior;
+    throwIfAborted(signal);
+    let detach: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        detach = onAbort(signal, () => reject(new AbortedError(undefined, { cause: signal.reason })));
+        void prior.then(resolve);
+      });
+    } finally {
+      detach?.();
     }
   }
 
@@ -679,13 +737,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#openWrites++;
     try {
       const keyBytes = encodeKey(key, this.#maxKeyBytes);
+      // Taken before any await (see #aheadOfStripe); one that waits takes a turn, so a later write waits for it.
+      const prior = this.#priorWrite(key);
+      const myTurn = prior ? this.#takeTurn(key, prior) : undefined;
       // A delete of a missing key whose path is cached completes without I/O: a loop of them must let the event loop
       // turn (see #lookup).
       const turn = turnIfSpent();
       if (turn) await turn;
+      if (prior) await prior;
       const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
       const existed = await this.#withLogSpace(logBytes, undefined, () =>
         this.#withWriteLocks([key], undefined, async () => {
+          myTurn?.(); // holds the stripe: a later write to the key queues behind it
           // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
           // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
           const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
@@ -696,7 +759,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           await this.#apply([{ key, keyBytes }]);
           return true;
         }),
-      );
+      ).finally(myTurn);
       this.#afterWrite();
       return existed;
     } finally {
@@ -729,34 +792,47 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (turn) await turn;
         return;
       }
-      // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
-      let putBytes = 0;
-      let delBytes = 0;
-      for (const op of ops) {
-        if (op.type === 'put') putBytes += this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8;
-        else delBytes += 3 + op.keyBytes.byteLength;
+      // Taken before any await (see #aheadOfStripe).
+      const priors = this.#aheadOfStripe.size === 0 ? [] : ops.map((o) => this.#aheadOfStripe.get(o.key)).filter((p) => p !== undefined);
+      const allPriors = priors.length === 0 ? undefined : Promise.all(priors).then(() => undefined);
+      const turns = allPriors === undefined ? [] : ops.map((o) => this.#takeTurn(o.key, allPriors));
+      const letGo = (): void => {
+        for (const t of turns) t();
+      };
+      try {
+          if (allPriors) await allPriors;
+        // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
+        let putBytes = 0;
+        let delBytes = 0;
+        for (const op of ops) {
+          if (op.type === 'put') putBytes += this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8;
+          else delBytes += 3 + op.keyBytes.byteLength;
+        }
+        const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
+        await this.#withLogSpace(logBytes, undefined, () =>
+          this.#withWriteLocks(
+            ops.map((o) => o.key),
+            undefined,
+            async () => {
+              letGo(); // holds the stripes: later writes to its keys queue behind it
+              // A large batch's index changes can need thousands of pages when it is applied, after its record is
+              // durable: they are made free first (or the batch fails here with ERR_VDE_FULL, having changed nothing).
+              // A batch of deletes only is checked as deletes are (a full container can always be emptied).
+              const puts = putBytes > 0;
+              const headroom = puts && ops.length > 1 ? this.#batchBlocks(putBytes, ops.length) : 0;
+              this.#batchHeadroom += headroom;
+              try {
+                if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+                await this.#runBatch(ops);
+              } finally {
+                this.#batchHeadroom -= headroom;
+              }
+            },
+          ),
+        );
+      } finally {
+        letGo();
       }
-      const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
-      await this.#withLogSpace(logBytes, undefined, () =>
-        this.#withWriteLocks(
-          ops.map((o) => o.key),
-          undefined,
-          async () => {
-            // A large batch's index changes can need thousands of pages when it is applied, after its record is
-            // durable: they are made free first (or the batch fails here with ERR_VDE_FULL, having changed nothing).
-            // A batch of deletes only is checked as deletes are (a full container can always be emptied).
-            const puts = putBytes > 0;
-            const headroom = puts && ops.length > 1 ? this.#batchBlocks(putBytes, ops.length) : 0;
-            this.#batchHeadroom += headroom;
-            try {
-              if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-              await this.#runBatch(ops);
-            } finally {
-              this.#batchHeadroom -= headroom;
-            }
-          },
-        ),
-      );
       this.#afterWrite();
     } finally {
       this.#endWrite();
@@ -1393,9 +1469,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (this.#poisoned) throw this.#poisoned;
   }
 
-  /** Writes a stream's bytes ahead of the gate, its blocks registered as private while it runs (see store). */
+  /** Writes a stream's (or large bytes') data ahead of the gate, its blocks registered as private while it runs (see store). */
   async #writeAhead(
-    source: AsyncIterable<unknown>,
+    source: Uint8Array | AsyncIterable<unknown>,
     keyBytes: Uint8Array,
     meta: Uint8Array,
     signal: AbortSignal | undefined,
