@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { VirtualDiskEngine } from '@vde/engine';
-import { bytes, checked, expectBytes, expectCode, memoryEngine } from './helpers.js';
+import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
+import { SMALL, bytes, checked, expectBytes, expectCode, memoryEngine } from './helpers.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 
@@ -71,6 +71,171 @@ describe('writes to one key take effect in call order', () => {
     await streaming;
     await later;
     expect(text(await vde.retrieve('k'))).toBe('later');
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+/** A device whose next data write of `bytes` bytes waits until `release()`; `onWalHeader` runs after the log's header is written. */
+function steeredDevice(inner: MemoryBlockDevice, holdBytes: number) {
+  let hold = false;
+  let held: (() => void) | undefined;
+  let onWalHeader: (() => void) | undefined;
+  const device: BlockDevice = {
+    get blockSize() {
+      return inner.blockSize;
+    },
+    get blockCount() {
+      return inner.blockCount;
+    },
+    get readOnly() {
+      return inner.readOnly;
+    },
+    read: (b, c) => inner.read(b, c),
+    readInto: (b, buf) => inner.readInto(b, buf),
+    sync: () => inner.sync(),
+    grow: (n) => inner.grow(n),
+    close: () => inner.close(),
+    async write(b, d) {
+      if (hold && d.byteLength === holdBytes) {
+        hold = false;
+        await new Promise<void>((r) => (held = r));
+      }
+      return inner.write(b, d);
+    },
+    async writeDurable(b, d) {
+      await inner.writeDurable(b, d);
+      // The log's truncate writes its header durably (a single block near the start of the container).
+      if (onWalHeader && d.byteLength === inner.blockSize && b < 16) {
+        const f = onWalHeader;
+        onWalHeader = undefined;
+        f();
+      }
+    },
+  };
+  return {
+    device,
+    holdNextData: () => (hold = true),
+    /** The held data write completes right after the log is truncated (the next log header write). */
+    releaseAfterTruncate: () => (onWalHeader = () => held?.()),
+  };
+}
+
+// Writes that do not write their data ahead could still be overtaken: a delete or a batch waits (a turn of the event
+// loop once reads spent its budget, one more step before the stripe) and a small store waits for log space, each
+// before it asks for its stripe, and a later write to the key went first. An un-awaited delete followed by a store
+// left the key deleted 20 times out of 20.
+describe('call order: writes that wait before their stripe without writing ahead', () => {
+  it('an un-awaited delete or batch, then a store of the key: the store is last', async () => {
+    const { vde } = await memoryEngine();
+    const large = bytes(20_000, 5);
+    for (let round = 0; round < 5; round++) {
+      for (const [name, first] of [
+        ['delete', (k: string) => vde.delete(k)],
+        ['batch del', (k: string) => vde.batch([{ type: 'del', key: k }])],
+        ['batch put', (k: string) => vde.batch([{ type: 'put', key: k, data: 'batch' }])],
+        ['batch of two', (k: string) => vde.batch([{ type: 'put', key: `${k}/other`, data: 'o' }, { type: 'del', key: k }])],
+      ] as const) {
+        const k = `${name}/${round}`;
+        await vde.store(k, 'old');
+        await Promise.all([first(k), vde.store(k, 'new')]);
+        expect(text(await vde.retrieve(k)), name).toBe('new');
+        await Promise.all([first(k), vde.store(k, large)]);
+        expectBytes(await vde.retrieve(k), large);
+      }
+    }
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a delete called once cached reads spent the turn budget, then a store: the store is last', async () => {
+    const { vde } = await memoryEngine();
+    await vde.store('warm', 'x');
+    for (let round = 0; round < 5; round++) {
+      const k = `k${round}`;
+      await vde.store(k, 'old');
+      // Cached reads for a few milliseconds: the next delete waits for a turn of the event loop before it goes on.
+      const reads: Promise<boolean>[] = [];
+      const t0 = performance.now();
+      while (performance.now() - t0 < 4) reads.push(vde.exists('warm'));
+      await Promise.all([vde.delete(k), vde.store(k, 'new'), ...reads]);
+      expect(text(await vde.retrieve(k))).toBe('new');
+    }
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a small store waiting for log space, then a large store whose data lands just after the log is truncated', async () => {
+    const inner = new MemoryBlockDevice({ blockSize: 4096 });
+    const steer = steeredDevice(inner, 4 * 4096);
+    const vde = await VirtualDiskEngine.open(steer.device, {
+      walSizeBytes: 64 * 1024,
+      cacheSizeBytes: 256 * 1024,
+      checkpointWalUtilizationPercent: 100,
+      durability: 'relaxed',
+    });
+    const large = bytes(4 * 4096, 9);
+    await vde.store('pre', large); // grows the container once
+    await vde.delete('pre');
+    await vde.checkpoint();
+    for (let i = 0; i < 13; i++) await vde.store(`fill${i}`, 'f'.repeat(500)); // one block of log each: full
+    const checkpoints = vde.stats().checkpoints;
+    steer.holdNextData();
+    steer.releaseAfterTruncate();
+    const small = vde.store('k', 'small'); // waits for log space (a checkpoint)
+    const big = vde.store('k', large); // called after it: must be the one left
+    await Promise.all([small, big]);
+    expect(vde.stats().checkpoints).toBeGreaterThan(checkpoints); // the small store did wait for the log
+    expectBytes(await vde.retrieve('k'), large);
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('call order: a batch of several keys that waits for a busy stripe', () => {
+  it('is not overtaken on one of its keys by a store called after it', async () => {
+    const inner = new MemoryBlockDevice({ blockSize: 4096 });
+    let holdLog = false;
+    const held: Array<() => void> = [];
+    const device: BlockDevice = {
+      get blockSize() {
+        return inner.blockSize;
+      },
+      get blockCount() {
+        return inner.blockCount;
+      },
+      get readOnly() {
+        return inner.readOnly;
+      },
+      read: (b, c) => inner.read(b, c),
+      readInto: (b, buf) => inner.readInto(b, buf),
+      write: (b, d) => inner.write(b, d),
+      sync: () => inner.sync(),
+      grow: (n) => inner.grow(n),
+      close: () => inner.close(),
+      async writeDurable(b, d) {
+        if (holdLog) await new Promise<void>((r) => held.push(r));
+        return inner.writeDurable(b, d);
+      },
+    };
+    const vde = await VirtualDiskEngine.open(device, { ...SMALL, inlineCommits: false });
+    for (let round = 0; round < 5; round++) {
+      const [a, b] = [`a${round}`, `b${round}`];
+      holdLog = true; // the first store holds a's stripe until its commit is let go
+      const first = vde.store(a, 'first');
+      await new Promise((r) => setImmediate(r));
+      const batch = vde.batch([
+        { type: 'put', key: a, data: 'batch' },
+        { type: 'put', key: b, data: 'batch' },
+      ]);
+      const later = vde.store(b, 'later');
+      await new Promise((r) => setImmediate(r));
+      holdLog = false;
+      for (const go of held.splice(0)) go();
+      await Promise.all([first, batch, later]);
+      expect(text(await vde.retrieve(a))).toBe('batch');
+      expect(text(await vde.retrieve(b))).toBe('later');
+    }
     await checked(vde);
     await vde.close();
   });
