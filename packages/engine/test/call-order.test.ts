@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { SMALL, bytes, checked, expectBytes, expectCode, memoryEngine } from './helpers.js';
 
@@ -236,6 +237,93 @@ describe('call order: a batch of several keys that waits for a busy stripe', () 
       expect(text(await vde.retrieve(a))).toBe('batch');
       expect(text(await vde.retrieve(b))).toBe('later');
     }
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+// Model-based: a random sequence of un-awaited writes to two keys (small, large and streamed stores, some of them
+// aborted or with a failing source, deletes, batches, a checkpoint) leaves each key as the last call that succeeded,
+// in call order, left it; nothing hangs, and the container passes check().
+describe('call order against a model', () => {
+  type Op =
+    | { kind: 'small' | 'large' | 'stream' | 'failing-stream'; key: number; abort: 0 | 1 | 2 | 3 }
+    | { kind: 'delete'; key: number }
+    | { kind: 'batch'; key: number; other: number; del: boolean }
+    | { kind: 'checkpoint' };
+  const key = fc.integer({ min: 0, max: 1 });
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constantFrom('small' as const, 'large' as const, 'stream' as const, 'failing-stream' as const), key, abort: fc.constantFrom(0 as const, 0 as const, 1 as const, 2 as const, 3 as const) }),
+    fc.record({ kind: fc.constant('delete' as const), key }),
+    fc.record({ kind: fc.constant('batch' as const), key, other: key, del: fc.boolean() }),
+    fc.record({ kind: fc.constant('checkpoint' as const) }),
+  );
+
+  it('final state = the last successful call, in call order', async () => {
+    const { vde } = await memoryEngine({ stripeCount: 4, walSizeBytes: 64 * 1024 });
+    let tag = 0;
+    const read = async (k: string): Promise<number | undefined> => {
+      if (!(await vde.exists(k))) return undefined;
+      const v = await vde.retrieve(k);
+      return v.byteLength < 16 ? Number(text(v)) : new DataView(v.buffer, v.byteOffset).getUint32(0);
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 2, maxLength: 8 }), async (ops) => {
+        const model = new Map<string, number | undefined>();
+        for (const k of ['k0', 'k1']) model.set(k, await read(k));
+        const calls: Array<{ done: Promise<unknown>; apply: () => void }> = [];
+        for (const o of ops) {
+          const t = ++tag;
+          const small = new TextEncoder().encode(String(t));
+          const large = (): Uint8Array => {
+            const b = bytes(9000 + (t % 7) * 3000, t);
+            new DataView(b.buffer).setUint32(0, t);
+            return b;
+          };
+          if (o.kind === 'checkpoint') {
+            calls.push({ done: vde.checkpoint(), apply: () => undefined });
+          } else if (o.kind === 'delete') {
+            const k = `k${o.key}`;
+            calls.push({ done: vde.delete(k), apply: () => model.set(k, undefined) });
+          } else if (o.kind === 'batch') {
+            const k = `k${o.key}`;
+            const other = `k${o.other}`;
+            const list: Array<{ type: 'put'; key: string; data: Uint8Array } | { type: 'del'; key: string }> = [{ type: 'put', key: k, data: small }];
+            if (other !== k) list.push(o.del ? { type: 'del', key: other } : { type: 'put', key: other, data: small });
+            calls.push({
+              done: vde.batch(list),
+              apply: () => {
+                for (const b of list) model.set(b.key, b.type === 'del' ? undefined : t);
+              },
+            });
+          } else {
+            const k = `k${o.key}`;
+            const ac = o.abort === 0 ? undefined : new AbortController();
+            const data = o.kind === 'small' ? small : large();
+            const source =
+              o.kind === 'stream' || o.kind === 'failing-stream'
+                ? (async function* () {
+                    yield data.subarray(0, 4000);
+                    await new Promise((r) => setImmediate(r));
+                    if (o.kind === 'failing-stream') throw new Error('source failed');
+                    yield data.subarray(4000);
+                  })()
+                : data;
+            calls.push({ done: vde.store(k, source, ac ? { signal: ac.signal } : {}), apply: () => model.set(k, t) });
+            if (o.abort === 1) ac!.abort();
+            else if (o.abort === 2) setImmediate(() => ac!.abort());
+            else if (o.abort === 3) setTimeout(() => ac!.abort(), 1);
+          }
+        }
+        const settled = await Promise.allSettled(calls.map((c) => c.done));
+        settled.forEach((s, i) => {
+          if (s.status === 'fulfilled') calls[i]!.apply();
+          else expect(['ERR_VDE_ABORTED', 'ERR_VDE_SOURCE']).toContain((s.reason as { code?: string }).code);
+        });
+        for (const k of ['k0', 'k1']) expect(await read(k), k).toBe(model.get(k));
+      }),
+      { seed: 4242, numRuns: 60 },
+    );
     await checked(vde);
     await vde.close();
   });
