@@ -174,8 +174,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** The #applySlow calls in progress. */
   #slowApplies = 0;
   /**
-   * Per key, the latest store called on it that works before it asks for its stripe (a stream, an object too large
-   * to be inline): settles once that store has asked for its stripe, or has failed. A write to the key called after
+   * Per key, the latest write called on it that may wait before it asks for its stripe (a stream, an object too large
+   * to be inline, a small store waiting for log space, every delete and batch): settles once that write has asked
+   * for (a delete or batch: holds) its stripe, or has failed. A write to the key called after
    * it waits for it, holding nothing, before it takes log space or the gate; writes to one key then ask for the
    * stripe (first come, first served) in the order they were called.
    */
@@ -599,7 +600,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       const prior = this.#priorWrite(key);
       const inlineLimit = Math.max(0, this.#inlineLimit(keyBytes, meta));
       // A store that waits for an earlier one takes a turn too: a write called after it may not overtake it then.
-      const turn = prior === undefined && source instanceof Uint8Array && source.byteLength <= inlineLimit ? undefined : this.#takeTurn(key, prior);
+      let turn = prior === undefined && source instanceof Uint8Array && source.byteLength <= inlineLimit ? undefined : this.#takeTurn(key, prior);
       try {
         const logBytes = this.#wal.recordBytes(this.#putPayloadBound(keyBytes, meta, source));
         // A stream, or bytes too large to be inline, is written before anything is taken (log space, gate, stripe): a
@@ -614,7 +615,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
           // The same steps as #withLogSpace + #withWriteLocks, inlined: this is the hottest path, and each async frame
           // and closure the helpers add is a measurable share of a small store.
           const reserving = this.#reserveLog(logBytes, signal);
-          if (reserving) await reserving;
+          if (reserving) {
+            // A small store waits for log space here, before its stripe: a later write to the key must wait for it
+            // (a large one whose data is written meanwhile could find the space first). Still in the synchronous part.
+            turn ??= this.#takeTurn(key);
+            await reserving;
+          }
           this.#writers++;
           try {
             const opts = signal ? { signal } : undefined;
@@ -737,29 +743,35 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#openWrites++;
     try {
       const keyBytes = encodeKey(key, this.#maxKeyBytes);
-      // Taken before any await (see #aheadOfStripe); one that waits takes a turn, so a later write waits for it.
+      // Taken before any await (see #aheadOfStripe). A delete always takes a turn: it may wait (a turn of the event
+      // loop, log space, the gate) before it asks for its stripe, and a write called after it must not go first.
       const prior = this.#priorWrite(key);
-      const myTurn = prior ? this.#takeTurn(key, prior) : undefined;
-      // A delete of a missing key whose path is cached completes without I/O: a loop of them must let the event loop
-      // turn (see #lookup).
-      const turn = turnIfSpent();
-      if (turn) await turn;
-      if (prior) await prior;
-      const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
-      const existed = await this.#withLogSpace(logBytes, undefined, () =>
-        this.#withWriteLocks([key], undefined, async () => {
-          myTurn?.(); // holds the stripe: a later write to the key queues behind it
-          // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
-          // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
-          const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
-          if (this.#allocator.freeCount < need) await this.#ensureFree(need);
-          await this.#index.prefetch(keyBytes);
-          if (!(await this.#index.get(keyBytes))) return false;
-          await this.#append(LOG_DEL, encodeDel(keyBytes));
-          await this.#apply([{ key, keyBytes }]);
-          return true;
-        }),
-      ).finally(myTurn);
+      const myTurn = this.#takeTurn(key, prior);
+      let existed: boolean;
+      try {
+        // A delete of a missing key whose path is cached completes without I/O: a loop of them must let the event loop
+        // turn (see #lookup).
+        const turn = turnIfSpent();
+        if (turn) await turn;
+        if (prior) await prior;
+        const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
+        existed = await this.#withLogSpace(logBytes, undefined, () =>
+          this.#withWriteLocks([key], undefined, async () => {
+            myTurn(); // holds the stripe: a later write to the key queues behind it
+            // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
+            // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
+            const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
+            if (this.#allocator.freeCount < need) await this.#ensureFree(need);
+            await this.#index.prefetch(keyBytes);
+            if (!(await this.#index.get(keyBytes))) return false;
+            await this.#append(LOG_DEL, encodeDel(keyBytes));
+            await this.#apply([{ key, keyBytes }]);
+            return true;
+          }),
+        );
+      } finally {
+        myTurn();
+      }
       this.#afterWrite();
       return existed;
     } finally {
@@ -792,15 +804,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (turn) await turn;
         return;
       }
-      // Taken before any await (see #aheadOfStripe).
+      // Taken before any await (see #aheadOfStripe). A batch always takes a turn on each of its keys (it may wait for log space and the gate before it asks for
+      // its stripes, as a delete does): a write to one of them called after it waits until it holds them.
       const priors = this.#aheadOfStripe.size === 0 ? [] : ops.map((o) => this.#aheadOfStripe.get(o.key)).filter((p) => p !== undefined);
       const allPriors = priors.length === 0 ? undefined : Promise.all(priors).then(() => undefined);
-      const turns = allPriors === undefined ? [] : ops.map((o) => this.#takeTurn(o.key, allPriors));
+      const turns = ops.map((o) => this.#takeTurn(o.key, allPriors));
       const letGo = (): void => {
         for (const t of turns) t();
       };
       try {
-          if (allPriors) await allPriors;
+        if (allPriors) await allPriors;
         // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
         let putBytes = 0;
         let delBytes = 0;
