@@ -181,6 +181,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * stripe (first come, first served) in the order they were called.
    */
   readonly #aheadOfStripe = new Map<string, Promise<void>>();
+  /**
+   * Batches between their call and the moment they hold their stripes, the other half of #aheadOfStripe: a write to
+   * one of their keys called meanwhile waits for `held`. Kept apart so that a bulk load of large batches, one after
+   * another, pays one set entry per batch instead of a map entry per key; the key set is built only when a later
+   * write has to look.
+   */
+  readonly #waitingBatches = new Set<{ readonly ops: readonly { readonly key: string }[]; keys?: Set<string>; readonly held: Promise<void> }>();
   #growing: Promise<void> | undefined;
   /** Blocks that the callers of the growth in flight asked to allocate, and the largest growth one of them needs. */
   #growDemand = 0;
@@ -697,7 +704,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /** The write to `key` that later writes must let ask for its stripe first, if any (see #aheadOfStripe). */
   #priorWrite(key: string): Promise<void> | undefined {
-    return this.#aheadOfStripe.size === 0 ? undefined : this.#aheadOfStripe.get(key);
+    if (this.#waitingBatches.size === 0) return this.#aheadOfStripe.size === 0 ? undefined : this.#aheadOfStripe.get(key);
+    const found: Promise<void>[] = [];
+    const single = this.#aheadOfStripe.get(key);
+    if (single) found.push(single);
+    for (const b of this.#waitingBatches) {
+      b.keys ??= new Set(b.ops.map((o) => o.key));
+      if (b.keys.has(key)) found.push(b.held);
+    }
+    return found.length === 0 ? undefined : found.length === 1 ? found[0] : Promise.all(found).then(() => undefined);
   }
 
   /**
@@ -804,14 +819,30 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (turn) await turn;
         return;
       }
-      // Taken before any await (see #aheadOfStripe). A batch always takes a turn on each of its keys (it may wait for log space and the gate before it asks for
-      // its stripes, as a delete does): a write to one of them called after it waits until it holds them.
-      const priors = this.#aheadOfStripe.size === 0 ? [] : ops.map((o) => this.#aheadOfStripe.get(o.key)).filter((p) => p !== undefined);
+      // Taken before any await (see #aheadOfStripe). A batch always takes a turn on its keys (it may wait for log
+      // space and the gate before it asks for its stripes, as a delete does): a write to one of them called after it
+      // waits until it holds them (#waitingBatches).
+      const priors =
+        this.#aheadOfStripe.size === 0 && this.#waitingBatches.size === 0
+          ? []
+          : ops.map((o) => this.#priorWrite(o.key)).filter((p) => p !== undefined);
       const allPriors = priors.length === 0 ? undefined : Promise.all(priors).then(() => undefined);
-      const turns = ops.map((o) => this.#takeTurn(o.key, allPriors));
-      const letGo = (): void => {
-        for (const t of turns) t();
-      };
+      let letGo!: () => void;
+      const held = new Promise<void>((resolve) => {
+        let gone = false;
+        letGo = () => {
+          if (gone) return;
+          gone = true;
+          const finish = (): void => {
+            this.#waitingBatches.delete(entry);
+            resolve();
+          };
+          if (allPriors) void allPriors.then(finish);
+          else finish();
+        };
+      });
+      const entry = { ops, held };
+      this.#waitingBatches.add(entry);
       try {
         if (allPriors) await allPriors;
         // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
@@ -1613,10 +1644,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   async #append(type: number, payload: Uint8Array): Promise<void> {
     try {
-      // A lone writer has nothing to overlap with its commit: it may skip the thread pool (see "Inline commits").
+      // A lone writer has nothing to overlap with its commit: it may skip the thread pool (see "Inline commits"). A
+      // store still writing its data ahead of the gate is not counted in #writers yet, but its record comes soon.
       await this.#wal.append(type, payload, {
         durable: this.#opts.durability === 'sync',
-        inline: this.#writers === 1 && this.#opts.inlineCommits,
+        inline: this.#writers === 1 && this.#opts.inlineCommits && this.#privateExtents.size === 0,
       });
     } catch (err) {
       this.#poison(err);
