@@ -77,12 +77,9 @@ describe('writes to one key take effect in call order', () => {
   });
 });
 
-/** A device whose next data write of `bytes` bytes waits until `release()`; `onWalHeader` runs after the log's header is written. */
-function steeredDevice(inner: MemoryBlockDevice, holdBytes: number) {
-  let hold = false;
-  let held: (() => void) | undefined;
-  let onWalHeader: (() => void) | undefined;
-  const device: BlockDevice = {
+/** `inner` behind a BlockDevice whose write paths the test replaces (`overrides`); everything else goes straight to `inner`. */
+function over(inner: MemoryBlockDevice, overrides: Pick<BlockDevice, 'write' | 'writeDurable'>): BlockDevice {
+  return {
     get blockSize() {
       return inner.blockSize;
     },
@@ -97,6 +94,16 @@ function steeredDevice(inner: MemoryBlockDevice, holdBytes: number) {
     sync: () => inner.sync(),
     grow: (n) => inner.grow(n),
     close: () => inner.close(),
+    ...overrides,
+  };
+}
+
+/** A device whose next data write of `bytes` bytes waits until `release()`; `onWalHeader` runs after the log's header is written. */
+function steeredDevice(inner: MemoryBlockDevice, holdBytes: number) {
+  let hold = false;
+  let held: (() => void) | undefined;
+  let onWalHeader: (() => void) | undefined;
+  const device = over(inner, {
     async write(b, d) {
       if (hold && d.byteLength === holdBytes) {
         hold = false;
@@ -113,7 +120,7 @@ function steeredDevice(inner: MemoryBlockDevice, holdBytes: number) {
         f();
       }
     },
-  };
+  });
   return {
     device,
     holdNextData: () => (hold = true),
@@ -198,27 +205,13 @@ describe('call order: a batch of several keys that waits for a busy stripe', () 
     const inner = new MemoryBlockDevice({ blockSize: 4096 });
     let holdLog = false;
     const held: Array<() => void> = [];
-    const device: BlockDevice = {
-      get blockSize() {
-        return inner.blockSize;
-      },
-      get blockCount() {
-        return inner.blockCount;
-      },
-      get readOnly() {
-        return inner.readOnly;
-      },
-      read: (b, c) => inner.read(b, c),
-      readInto: (b, buf) => inner.readInto(b, buf),
+    const device = over(inner, {
       write: (b, d) => inner.write(b, d),
-      sync: () => inner.sync(),
-      grow: (n) => inner.grow(n),
-      close: () => inner.close(),
       async writeDurable(b, d) {
         if (holdLog) await new Promise<void>((r) => held.push(r));
         return inner.writeDurable(b, d);
       },
-    };
+    });
     const vde = await VirtualDiskEngine.open(device, { ...SMALL, inlineCommits: false });
     for (let round = 0; round < 5; round++) {
       const [a, b] = [`a${round}`, `b${round}`];
