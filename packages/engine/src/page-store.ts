@@ -1,5 +1,5 @@
-import type { BitmapAllocator } from '@vde/allocator';
-import { type BlockDevice, CorruptionError, FullError, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
+import type { BitmapAllocator, Extent } from '@vde/allocator';
+import { type BlockDevice, CorruptionError, FullError, MemoryBlockDevice, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
 import type { PageStore } from '@vde/btree';
 
 /** Largest coalesced page write, in bytes. */
@@ -50,6 +50,14 @@ export class DevicePageStore implements PageStore {
   readonly #drains = new Set<Drain>();
   #durableWrites = false;
   #hurried = false;
+  /**
+   * Blocks handed out for pages that no write has backed yet (see `back()`); tracked only for devices whose file
+   * can be sparse (a grown container is a hole until written, and a write into a hole on a full disk is ENOSPC).
+   */
+  readonly #unbacked = new Set<number>();
+  readonly #tracksBacking: boolean;
+  /** Blocks `back()` wrote zeros to and reserved for the flush that follows, highest first (`allocate` pops). */
+  #pool: number[] = [];
 
   /** Write the pages queued from now on durably (see the class comment). Setting it clears `hurry()`. */
   get durableWrites(): boolean {
@@ -64,6 +72,54 @@ export class DevicePageStore implements PageStore {
     private readonly allocator: () => BitmapAllocator,
   ) {
     this.pageSize = device.blockSize;
+    this.#tracksBacking = !(device instanceof MemoryBlockDevice);
+  }
+
+  /**
+   * Makes sure the next flush cannot fail for lack of disk space (ENOSPC): a flush relocates pages to new blocks
+   * and writes them, and a failed flush poisons the engine (its tree is no longer a clean cut), so on a full file
+   * system a checkpoint used to poison the engine where `ERR_VDE_FULL` should do. This writes zeros, as plain
+   * writes, to every block handed out for a page since it was last written (pages created by splits, written in
+   * place by the flush), to `pages` more blocks that the flush's copy-on-write then takes first (`allocate`), and
+   * to `extra` (the checkpoint's meta blob run). Once a write into a block succeeded, the file system has the space
+   * for it, and a later write of the same block does not ask for more. A failure (ERR_VDE_FULL on a full disk)
+   * returns the pool's blocks to the allocator and changes nothing else: the caller fails cleanly. The flush
+   * returns what it did not use with `releasePool()`. No-op for a memory device.
+   */
+  async back(pages: number, extra: readonly Extent[] = []): Promise<void> {
+    if (!this.#tracksBacking) return;
+    this.releasePool();
+    const allocator = this.allocator();
+    const pool = pages > 0 ? allocator.allocate(Math.min(pages, allocator.freeCount)) : [];
+    const blocks: number[] = [...this.#unbacked];
+    for (const e of [...pool, ...extra]) for (let b = e.start; b < e.start + e.count; b++) blocks.push(b);
+    blocks.sort((a, b) => a - b);
+    const maxPages = Math.max(1, Math.floor(RUN_BYTES / this.pageSize));
+    const zeros = new Uint8Array(Math.min(blocks.length, maxPages) * this.pageSize);
+    try {
+      for (let i = 0; i < blocks.length; ) {
+        let j = i + 1;
+        while (j < blocks.length && j - i < maxPages && blocks[j] === blocks[j - 1]! + 1) j++;
+        await this.device.write(blocks[i]!, zeros.subarray(0, (j - i) * this.pageSize));
+        i = j;
+      }
+    } catch (err) {
+      if (pool.length > 0) allocator.free(pool);
+      throw err;
+    }
+    // Blocks written or freed meanwhile left the set already; the rest are backed now.
+    for (const b of blocks) this.#unbacked.delete(b);
+    const mine: number[] = [];
+    for (const e of pool) for (let b = e.start; b < e.start + e.count; b++) mine.push(b);
+    this.#pool = mine.sort((a, b) => b - a);
+  }
+
+  /** Returns the blocks of the last `back()` that the flush did not take to the allocator. */
+  releasePool(): void {
+    if (this.#pool.length === 0) return;
+    const pool = this.#pool;
+    this.#pool = [];
+    this.allocator().free(pool.map((b) => ({ start: b, count: 1 })));
   }
 
   async read(pageNo: number): Promise<Uint8Array> {
@@ -76,6 +132,7 @@ export class DevicePageStore implements PageStore {
   }
 
   write(pageNo: number, page: Uint8Array): Promise<void> {
+    this.#unbacked.delete(pageNo); // written now (or the write fails, and the flush with it)
     return new Promise<void>((resolve, reject) => {
       if (this.#pending.length === 0) queueMicrotask(() => this.#drain());
       this.#pending.push({ no: pageNo, page, durable: this.durableWrites, resolve, reject });
@@ -162,12 +219,16 @@ export class DevicePageStore implements PageStore {
   }
 
   allocate(): number {
+    const backed = this.#pool.pop();
+    if (backed !== undefined) return backed;
     const [extent] = this.allocator().allocate(1);
     if (!extent) throw new Error('allocator returned no extent');
+    if (this.#tracksBacking) this.#unbacked.add(extent.start);
     return extent.start;
   }
 
   free(pageNo: number): void {
+    this.#unbacked.delete(pageNo);
     this.allocator().free([{ start: pageNo, count: 1 }]);
   }
 }

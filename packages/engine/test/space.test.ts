@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { type BlockDevice, MemoryBlockDevice, VdeError, VirtualDiskEngine } from '@vde/engine';
+import { bytes, checked, expectBytes, memoryEngine } from './helpers.js';
+
+/**
+ * A container file on a file system that fills: the file grows sparse (a grown region is a hole), and a write
+ * into a block that was never written needs disk space, of which there are `limit` blocks. A write that would
+ * back more fails with ENOSPC, as `pwrite` does, and writes nothing.
+ */
+class SparseDisk implements BlockDevice {
+  readonly inner: MemoryBlockDevice;
+  readonly backed = new Set<number>();
+  limit = Infinity;
+  enospc = 0;
+  constructor(blockSize: number) {
+    this.inner = new MemoryBlockDevice({ blockSize });
+  }
+  get blockSize(): number {
+    return this.inner.blockSize;
+  }
+  get blockCount(): number {
+    return this.inner.blockCount;
+  }
+  get readOnly(): boolean {
+    return false;
+  }
+  read(blockNo: number, count: number): Promise<Uint8Array> {
+    return this.inner.read(blockNo, count);
+  }
+  readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+    return this.inner.readInto(blockNo, buffer);
+  }
+  async write(blockNo: number, data: Uint8Array): Promise<void> {
+    const count = data.byteLength / this.blockSize;
+    let fresh = 0;
+    for (let b = blockNo; b < blockNo + count; b++) if (!this.backed.has(b)) fresh++;
+    if (this.backed.size + fresh > this.limit) {
+      this.enospc++;
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    }
+    for (let b = blockNo; b < blockNo + count; b++) this.backed.add(b);
+    await this.inner.write(blockNo, data);
+  }
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+  grow(blockCount: number): Promise<void> {
+    return this.inner.grow(blockCount); // ftruncate: a hole, no space taken
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function code(err: unknown): string {
+  return err instanceof VdeError ? err.code : String(err);
+}
+
+describe('space', () => {
+  it('overwriting large objects (automatic checkpoints only) reuses space: the container stops growing', async () => {
+    // 20 keys of 64 KiB (1.25 MiB live), overwritten 40 times: 50 MiB replaced, in log records of about 100 bytes,
+    // far below the log's checkpoint threshold. Replaced blocks come back only with a checkpoint.
+    const { device, vde } = await memoryEngine({ walSizeBytes: 4 << 20 });
+    const sizes: number[] = [];
+    for (let round = 0; round < 40; round++) {
+      await Promise.all(Array.from({ length: 20 }, (_, k) => vde.store(`k${k}`, bytes(64 * 1024, round * 100 + k + 1))));
+      sizes.push(device.blockCount * device.blockSize);
+    }
+    // Before: 62 MiB after 40 rounds, growing 25% at a time. Now it plateaus within a few rounds.
+    expect(sizes[39]).toBeLessThan(16 << 20);
+    expect(sizes[39]).toBe(sizes[19]);
+    expectBytes(await vde.retrieve('k7'), bytes(64 * 1024, 39 * 100 + 8));
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a checkpoint that meets a full file system fails with ERR_VDE_FULL and poisons nothing; freeing disk space lets it go on', async () => {
+    const disk = new SparseDisk(4096);
+    let vde = await VirtualDiskEngine.open(disk, { walSizeBytes: 256 * 1024, cacheSizeBytes: 1 << 20 });
+    disk.limit = disk.backed.size + 200; // 200 more blocks of disk space
+    const acked = new Map<string, number>();
+    let checkpointFull = 0;
+    for (let i = 0; i < 400 && checkpointFull === 0; i++) {
+      try {
+        await vde.store(`key-${String(i).padStart(4, '0')}`, bytes(100 + (i % 7) * 2000, i + 1));
+        acked.set(`key-${String(i).padStart(4, '0')}`, i);
+      } catch (err) {
+        expect(code(err)).toBe('ERR_VDE_FULL');
+      }
+      if (i % 10 === 9) {
+        try {
+          await vde.checkpoint();
+        } catch (err) {
+          expect(code(err)).toBe('ERR_VDE_FULL');
+          checkpointFull++;
+        }
+      }
+    }
+    expect(checkpointFull).toBe(1);
+    expect(disk.enospc).toBeGreaterThan(0);
+    // Before: the checkpoint's ENOSPC poisoned the engine (ERR_VDE_POISONED until reopen).
+    expect((await vde.health()).poisoned).toBe(false);
+    for (const [key, i] of acked) expectBytes(await vde.retrieve(key), bytes(100 + (i % 7) * 2000, i + 1));
+    // Reopen on the still-full disk: the open's own checkpoint fails for lack of space, and the open goes on.
+    await vde.close().catch((err: unknown) => expect(code(err)).toBe('ERR_VDE_FULL'));
+    vde = await VirtualDiskEngine.open(disk, { walSizeBytes: 256 * 1024, cacheSizeBytes: 1 << 20 });
+    for (const [key, i] of acked) expectBytes(await vde.retrieve(key), bytes(100 + (i % 7) * 2000, i + 1));
+    // Space freed outside: the same engine checkpoints and stores again.
+    disk.limit = Infinity;
+    await vde.checkpoint();
+    await vde.store('after', bytes(10_000, 7));
+    expectBytes(await vde.retrieve('after'), bytes(10_000, 7));
+    await checked(vde);
+    expect((await vde.scrub()).ok).toBe(true);
+    await vde.close();
+    vde = await VirtualDiskEngine.open(disk, { walSizeBytes: 256 * 1024, cacheSizeBytes: 1 << 20 });
+    expect(vde.stats().objects).toBe(acked.size + 1);
+    await checked(vde);
+    await vde.close();
+  });
+});
