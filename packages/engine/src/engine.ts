@@ -143,6 +143,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * checkpoint records them as free (a crash then leaves no leak), and check() counts them as a store's.
    */
   readonly #privateExtents = new Set<Extent[]>();
+  /**
+   * A contiguous run held for the next checkpoint's meta blob (twice what it needs when taken), free in every
+   * allocator image (like a stream's private blocks) and taken again after each checkpoint. Stores at maxSizeBytes
+   * cut every free run into pieces, and a checkpoint's own index pages follow its meta run into the longest one:
+   * with 512-byte blocks the longest run fell to 8 blocks while deletes (an entry each in the meta blob) needed 20,
+   * and every checkpoint then failed ERR_VDE_FULL for good. The old meta blob's run, free once the new checkpoint
+   * is durable, is where the next one is usually found.
+   */
+  #metaSpare: Extent | undefined;
   /** Stores, deletes and batches admitted (past their first check) and not yet settled: close() waits for them. */
   #openWrites = 0;
   #writesDrained: (() => void) | undefined;
@@ -1546,6 +1555,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #privateBlocks(): Extent[] {
     const out: Extent[] = [];
     for (const track of this.#privateExtents) out.push(...track);
+    if (this.#metaSpare) out.push(this.#metaSpare);
     return out;
   }
 
@@ -1883,7 +1893,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // 100 KB overwritten 55 times: 335 MiB for 5.4 MiB of objects). A quarter of the container replaced since the
     // last checkpoint (the growth step) starts one.
     const replacedFull = this.#replacedBlocks >= REPLACED_MIN_BLOCKS && this.#replacedBlocks * 4 >= this.#allocator.blockCount;
-    if ((walFull || dirtyFull || replacedFull) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+    if ((walFull || dirtyFull || replacedFull || this.#metaSpareShort()) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+  }
+
+  /**
+   * Near maxSizeBytes (where growth cannot add a run for the meta blob), whether deferred frees (an entry each in the
+   * meta blob) have grown it to three quarters of the spare run: a checkpoint then frees them while it still fits.
+   */
+  #metaSpareShort(): boolean {
+    const spare = this.#metaSpare;
+    if (!spare || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
+    const need = this.#metaBlocksNeeded();
+    if (4 * need <= 3 * spare.count) return false;
+    return Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize) - this.#allocator.blockCount < 2 * need;
   }
 
   /**
@@ -2171,18 +2193,29 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // Room for the flush and the meta blob, before anything is written (what it needs, not a store's reserve: a
     // checkpoint must run in a container at maxSizeBytes, where it is what frees deleted objects' blocks).
     const adding = extra.addSnapshot === undefined ? 0 : 1;
-    await this.#ensureFree(this.#checkpointBlocks(adding), this.#metaBlocksNeeded(adding));
+    const metaNeeded = this.#metaBlocksNeeded(adding);
+    let spare = this.#metaSpare;
+    if (spare && spare.count < metaNeeded) {
+      this.#metaSpare = undefined;
+      this.#allocator.free([spare]);
+      spare = undefined;
+    }
+    // With the spare run, only the flush's pages must find room; else the meta run too.
+    if (spare) await this.#ensureFree(this.#checkpointBlocks(adding) - metaNeeded, 1);
+    else await this.#ensureFree(this.#checkpointBlocks(adding), metaNeeded);
     // The meta blob's run is taken first: the flush's pages, taken one by one, could use up the longest free run
     // that was just made sure of (the checkpoint then failed with ERR_VDE_FULL after its flush, which poisons). It
     // is taken before the eligible frees below are applied, too.
-    let [metaRun] = this.#allocator.allocate(this.#metaBlocksNeeded(adding), { contiguous: true });
+    this.#metaSpare = undefined;
+    let [metaRun] = spare ? [spare] : this.#allocator.allocate(metaNeeded, { contiguous: true });
     if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
     // Disk space for every block the flush and the meta blob write, before anything changes: on a full file
     // system (a sparse container's holes), ENOSPC then fails the checkpoint with ERR_VDE_FULL and nothing else.
     try {
       await this.#pageStore.back(this.#flushPages(), [metaRun]);
     } catch (err) {
-      this.#allocator.free([metaRun]);
+      if (spare) this.#metaSpare = spare;
+      else this.#allocator.free([metaRun]);
       throw err;
     }
     try {
@@ -2253,11 +2286,21 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.setDurableNamedMin(Math.min(Infinity, ...listed.map((s) => s.generation)));
       await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
+      this.#takeMetaSpare();
       return { generation, root, objects: sb.objectCount };
     } catch (err) {
       this.#poison(err);
       throw err;
     }
+  }
+
+  /** Holds a run for the next checkpoint's meta blob, twice what it needs now, where one is free (see #metaSpare). */
+  #takeMetaSpare(): void {
+    if (this.#metaSpare || this.#opts.readOnly || this.#poisoned) return;
+    const want = 2 * this.#metaBlocksNeeded();
+    if (this.#allocator.largestFreeRun < want) return;
+    const [run] = this.#allocator.allocate(want, { contiguous: true });
+    this.#metaSpare = run;
   }
 
   /** Index pages a flush replaced: free once a checkpoint newer than `generation` no longer references them. */

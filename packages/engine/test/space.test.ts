@@ -118,4 +118,50 @@ describe('space', () => {
     await checked(vde);
     await vde.close();
   });
+
+  it('at maxSizeBytes with scattered free space, deletes and checkpoints keep working (the meta blob keeps a run)', async () => {
+    // 512-byte blocks: the meta blob of a 3 MiB container is a few blocks plus 20 bytes per deferred extent, and it
+    // must be one contiguous run. Interleaved objects of 2 and 3 blocks fill the container; deleting every other one
+    // frees single runs of 2 only after a checkpoint, while each delete adds an entry to the meta blob.
+    const opts = { blockSize: 512, walSizeBytes: 64 << 10, cacheSizeBytes: 1 << 20, maxSizeBytes: 3 << 20 };
+    const device = new SparseDisk(512); // a disk with room: close() leaves it open for the reopen below
+    const vde = await VirtualDiskEngine.open(device, opts);
+    const key = (i: number): string => `obj-${String(i).padStart(5, '0')}`;
+    let n = 0;
+    for (let full = 0; full < 3; n++) {
+      try {
+        await vde.store(key(n), bytes(n % 2 ? 600 : 1400, n + 1));
+        full = 0;
+      } catch (err) {
+        expect(code(err)).toBe('ERR_VDE_FULL');
+        full++;
+      }
+    }
+    expect(device.blockCount).toBe((3 << 20) / 512);
+    // Before: after about 940 of these deletes, a delete and every checkpoint failed ERR_VDE_FULL for good
+    // (the longest free run was 8 blocks, the meta blob needed 20), and so did close().
+    let deleted = 0;
+    for (let i = 1; i < n; i += 2) if (await vde.delete(key(i))) deleted++;
+    expect(deleted).toBeGreaterThan(1000);
+    await vde.checkpoint();
+    expect((await vde.health()).poisoned).toBe(false);
+    // The space came back: most of the deleted objects fit again (the index's reserve keeps some back).
+    let restored = 0;
+    for (let i = 1; i < n; i += 2) {
+      try {
+        await vde.store(key(i), bytes(600, i + 1));
+        restored++;
+      } catch (err) {
+        expect(code(err)).toBe('ERR_VDE_FULL');
+      }
+    }
+    expect(restored).toBeGreaterThan(deleted * 0.8);
+    await vde.checkpoint();
+    for (let i = 0; i < n; i++) if (await vde.exists(key(i))) expectBytes(await vde.retrieve(key(i)), bytes(i % 2 ? 600 : 1400, i + 1));
+    await checked(vde);
+    await vde.close();
+    const again = await VirtualDiskEngine.open(device, opts);
+    await checked(again);
+    await again.close();
+  });
 });
