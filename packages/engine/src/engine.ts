@@ -1180,11 +1180,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const containerBytes = this.#device.blockCount * bs;
     const usedBytes = (this.#allocator.blockCount - this.#allocator.freeCount) * bs;
     const unlimited = this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER;
-    let capacityBytes = unlimited ? containerBytes : Math.max(containerBytes, this.#opts.maxSizeBytes);
+    // The container never grows past whole blocks: a limit that is not a multiple of the block size holds fewer bytes.
+    let capacityBytes = unlimited ? containerBytes : Math.max(containerBytes, Math.floor(this.#opts.maxSizeBytes / bs) * bs);
     if (this.#path !== undefined) {
       try {
-        const st = await fs.statfs(this.#path);
-        capacityBytes = Math.min(unlimited ? Infinity : capacityBytes, containerBytes + st.bavail * st.bsize);
+        const [st, file] = await Promise.all([fs.statfs(this.#path), fs.stat(this.#path)]);
+        // The file grows sparse: blocks it never wrote are holes that need disk space too, so what it can hold is
+        // what the disk holds of it (st_blocks) plus the free disk space. (Counting the whole file size reported a
+        // full file system's holes as free space where every write into them failed ENOSPC.)
+        const disk = file.blocks > 0 ? Math.min(containerBytes, Math.max(file.blocks * 512, usedBytes)) : containerBytes;
+        capacityBytes = Math.min(unlimited ? Infinity : capacityBytes, disk + st.bavail * st.bsize);
       } catch {
         // statfs is not available everywhere: fall back to the limit or the container itself.
       }
