@@ -2074,6 +2074,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * would damage what recovery reads.
    */
   async #allocateData(blocks: number, track?: Extent[]): Promise<Extent[]> {
+    let reclaimed = false;
     for (;;) {
       if (this.#poisoned) throw this.#poisoned;
       if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) {
@@ -2081,7 +2082,20 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (track) track.push(...got);
         return got;
       }
-      await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount, blocks);
+      try {
+        await this.#grow(blocks + this.#reserveBlocks() - this.#allocator.freeCount, blocks);
+      } catch (err) {
+        // At maxSizeBytes, the blocks of objects deleted or replaced since the last checkpoint come back only with
+        // one: a container emptied by half still refused every store until the caller checkpointed. A write ahead
+        // of the gate (`track`: it holds no lock a checkpoint waits for) runs one and tries once more.
+        if (!(err instanceof FullError) || track === undefined || reclaimed || this.#replacedBlocks === 0) throw err;
+        reclaimed = true;
+        try {
+          await this.#triggerCheckpoint();
+        } catch {
+          throw err;
+        }
+      }
     }
   }
 

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { type BlockDevice, MemoryBlockDevice, VdeError, VirtualDiskEngine } from '@vde/engine';
 import { bytes, checked, expectBytes, memoryEngine } from './helpers.js';
@@ -163,5 +164,29 @@ describe('space', () => {
     const again = await VirtualDiskEngine.open(device, opts);
     await checked(again);
     await again.close();
+  });
+
+  it('at maxSizeBytes, deleting objects lets the next stores in without a manual checkpoint', async () => {
+    const { vde } = await memoryEngine({ walSizeBytes: 256 << 10, maxSizeBytes: 8 << 20 });
+    let n = 0;
+    for (;; n++) {
+      try {
+        await vde.store(`k${n}`, bytes(512 << 10, n + 1));
+      } catch (err) {
+        expect(code(err)).toBe('ERR_VDE_FULL');
+        break;
+      }
+    }
+    expect(n).toBeGreaterThan(8);
+    await vde.checkpoint();
+    for (let i = 0; i < n / 2; i++) await vde.delete(`k${i}`);
+    // Before: every one of these was ERR_VDE_FULL until the caller ran checkpoint() (a stream too).
+    await vde.store('new-0', bytes(512 << 10, 100));
+    await vde.store('new-1', Readable.from([bytes(300 << 10, 101), bytes(212 << 10, 102)]));
+    for (let t = 2; t < 5; t++) await vde.store(`new-${t}`, bytes(512 << 10, 100 + t));
+    expectBytes(await vde.retrieve('new-4'), bytes(512 << 10, 104));
+    expectBytes(await vde.retrieve(`k${n - 1}`), bytes(512 << 10, n));
+    await checked(vde);
+    await vde.close();
   });
 });
