@@ -1970,7 +1970,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       await this.#ensureFree(this.#checkpointBlocks());
       if (this.#closed || this.#closing || this.#poisoned) return;
       // Disk space for the flush's blocks first (see #checkpointLocked): a failure here changes nothing.
-      await this.#pageStore.back(this.#flushPages());
+      await this.#backFlush(this.#flushPages());
     } catch (err) {
       // A full container (or file system): the checkpoint itself flushes (it needs the same blocks, and frees what
       // it can), and fails with ERR_VDE_FULL if it cannot.
@@ -2231,7 +2231,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // Disk space for every block the flush and the meta blob write, before anything changes: on a full file
     // system (a sparse container's holes), ENOSPC then fails the checkpoint with ERR_VDE_FULL and nothing else.
     try {
-      await this.#pageStore.back(this.#flushPages(), [metaRun]);
+      await this.#backFlush(this.#flushPages(), [metaRun]);
     } catch (err) {
       if (spare) this.#metaSpare = spare;
       else this.#allocator.free([metaRun]);
@@ -2276,7 +2276,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await this.#ensureFree(need, need);
         [metaRun] = this.#allocator.allocate(need, { contiguous: true });
         if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
-        await this.#pageStore.back(0, [metaRun]);
+        await this.#backFlush(0, [metaRun]);
       }
       const metaPadded = new Uint8Array(metaRun.count * bs);
       metaPadded.set(meta);
@@ -2311,6 +2311,26 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#poison(err);
       throw err;
     }
+  }
+
+  /**
+   * `DevicePageStore.back()` (disk space for what a flush writes, claimed before anything changes), when the disk
+   * may be short of it: writing zeros first doubled a checkpoint's page writes (median 105 → 180 ms after 20,000
+   * stores of 2 KB), so a container file whose file system has room to spare (four times what the flush may
+   * claim, and 64 MiB) skips it. A device without a path (any other BlockDevice) backs always.
+   */
+  async #backFlush(pages: number, extra: readonly Extent[] = []): Promise<void> {
+    if (this.#path !== undefined) {
+      let blocks = this.#pageStore.unbackedCount + pages;
+      for (const e of extra) blocks += e.count;
+      try {
+        const st = await fs.statfs(this.#path);
+        if (st.bavail * st.bsize >= 4 * blocks * this.#device.blockSize + (64 << 20)) return;
+      } catch {
+        // No statfs: back the blocks.
+      }
+    }
+    await this.#pageStore.back(pages, extra);
   }
 
   /** Holds a run for the next checkpoint's meta blob, twice what it needs now, where one is free (see #metaSpare). */

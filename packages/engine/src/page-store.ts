@@ -114,6 +114,11 @@ export class DevicePageStore implements PageStore {
     this.#pool = mine.sort((a, b) => b - a);
   }
 
+  /** Blocks handed out for pages and not written since (what `back()` writes zeros to besides its pool). */
+  get unbackedCount(): number {
+    return this.#unbacked.size;
+  }
+
   /** Returns the blocks of the last `back()` that the flush did not take to the allocator. */
   releasePool(): void {
     if (this.#pool.length === 0) return;
