@@ -189,4 +189,23 @@ describe('space', () => {
     await checked(vde);
     await vde.close();
   });
+
+  it('check() on an engine poisoned by a failed checkpoint says so instead of reporting corruption', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty, { walSizeBytes: 256 * 1024, cacheSizeBytes: 256 * 1024 });
+    for (let i = 0; i < 50; i++) await vde.store(`k${i}`, bytes(9000, i + 1));
+    await vde.checkpoint();
+    for (let i = 0; i < 50; i++) await vde.store(`k${i}`, bytes(9000, i + 2));
+    faulty.failAfter(1, 'EIO', { op: 'sync' });
+    await expect(vde.checkpoint()).rejects.toMatchObject({ code: 'ERR_VDE_IO' });
+    // Before: ERR_VDE_CORRUPT "block 69 belongs to both the checkpoint meta blob and the deferred-free list".
+    await expect(vde.check()).rejects.toMatchObject({ code: 'ERR_VDE_POISONED' });
+    faulty.clearFaults();
+    await vde.close().catch(() => undefined);
+    const reopened = await VirtualDiskEngine.open(faulty.powerCut({ seed: 1, mode: 'keep-all' }), { walSizeBytes: 256 * 1024 });
+    for (let i = 0; i < 50; i += 7) expectBytes(await reopened.retrieve(`k${i}`), bytes(9000, i + 2));
+    await checked(reopened);
+    await reopened.close();
+  });
 });
