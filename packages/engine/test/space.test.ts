@@ -208,4 +208,26 @@ describe('space', () => {
     await checked(reopened);
     await reopened.close();
   });
+
+  it('at maxSizeBytes, deleting inline objects lets the next inline stores in without a manual checkpoint', async () => {
+    const { vde } = await memoryEngine({ walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20, cacheSizeBytes: 1 << 20 });
+    const key = (i: number): string => `key-${String(i).padStart(7, '0')}-${'x'.repeat(200)}`;
+    let n = 0;
+    for (;; n++) {
+      try {
+        await vde.store(key(n), bytes(900, n + 1)); // inline: no data blocks, index pages only
+      } catch (err) {
+        expect(code(err)).toBe('ERR_VDE_FULL');
+        break;
+      }
+    }
+    for (let i = 0; i < n; i += 2) await vde.delete(key(i));
+    // Before: ERR_VDE_FULL for every one until the caller ran checkpoint() (the reserve counts the dirty pages the
+    // deletes left twice, and only a checkpoint flushes them).
+    for (let t = 0; t < 20; t++) await vde.store(`new-${t}`, bytes(900, 1000 + t));
+    expectBytes(await vde.retrieve('new-19'), bytes(900, 1019));
+    expectBytes(await vde.retrieve(key(1)), bytes(900, 2));
+    await checked(vde);
+    await vde.close();
+  });
 });
