@@ -1,0 +1,49 @@
+// The issue's promises, sentence by sentence, as a user who knows only the public API would test them (API review).
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
+import { bytes, checked, expectBytes, expectCode, tempDir } from './helpers.js';
+
+describe('maxSizeBytes without walSizeBytes', () => {
+  it('a limit below the default 32 MiB log opens, grows to the limit, then is ERR_VDE_FULL losing nothing', async () => {
+    // Every maxSizeBytes below about 33 MiB failed open with ERR_VDE_FULL ("too small for a 33554432-byte log").
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'limited.vde');
+    const vde = await VirtualDiskEngine.open(path, { maxSizeBytes: 4 << 20 });
+    const kept: number[] = [];
+    let full = false;
+    for (let i = 0; i < 100 && !full; i++) {
+      try {
+        await vde.store(`k${i}`, bytes(100_000, i));
+        kept.push(i);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        full = true;
+      }
+    }
+    expect(full).toBe(true);
+    expect(kept.length).toBeGreaterThan(10);
+    expect(vde.stats().containerBytes).toBeLessThanOrEqual(4 << 20);
+    for (const i of kept) expectBytes(await vde.retrieve(`k${i}`), bytes(100_000, i));
+    await checked(vde);
+    await vde.close();
+    const again = await VirtualDiskEngine.open(path, { maxSizeBytes: 4 << 20 });
+    for (const i of kept) expectBytes(await again.retrieve(`k${i}`), bytes(100_000, i));
+    await checked(again);
+    await again.close();
+  });
+
+  it.each([1, 2, 8, 16, 32])('a %i MiB limit opens (the log is an eighth of it)', async (mib) => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { maxSizeBytes: mib << 20 });
+    expect(vde.stats().containerBytes).toBeLessThanOrEqual(mib << 20);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('a walSizeBytes given with the limit is kept: too large for it is still ERR_VDE_FULL at open', async () => {
+    await expectCode(
+      VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { maxSizeBytes: 4 << 20, walSizeBytes: 8 << 20 }),
+      'ERR_VDE_FULL',
+    );
+  });
+});
