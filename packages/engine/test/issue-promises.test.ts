@@ -47,3 +47,28 @@ describe('maxSizeBytes without walSizeBytes', () => {
     );
   });
 });
+
+describe('store data kinds', () => {
+  it('a locked ReadableStream is ERR_VDE_INVALID_ARGUMENT, a source whose iterator cannot be made is ERR_VDE_SOURCE', async () => {
+    // Both threw the raw TypeError of the stream or the iterable (no code, not a VdeError).
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    await vde.store('k', 'old');
+    const locked = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new Uint8Array([1, 2, 3]));
+        c.close();
+      },
+    });
+    locked.getReader();
+    await expectCode(vde.store('k', locked), 'ERR_VDE_INVALID_ARGUMENT');
+    const broken = {
+      [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+        throw new TypeError('not today');
+      },
+    };
+    await expectCode(vde.store('k', broken), 'ERR_VDE_SOURCE');
+    expect(Buffer.from(await vde.retrieve('k')).toString()).toBe('old');
+    await checked(vde);
+    await vde.close();
+  });
+});
