@@ -1110,7 +1110,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async openSnapshot(name: string): Promise<Snapshot> {
     this.#checkOpen();
     const s = this.#named.get(name);
-    if (!s) throw new NotFoundError(`no snapshot named ${JSON.stringify(name)}`);
+    if (!s) {
+      checkSnapshotName(name); // a name createSnapshot refuses is a bad argument, not a missing snapshot
+      throw new NotFoundError(`no snapshot named ${JSON.stringify(name)}`);
+    }
     this.#reclaimer.holdSnapshot(s.generation);
     return this.#snapshotAt(s.generation, s.root, s.name, new Date(s.createdMs));
   }
@@ -1118,7 +1121,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async deleteSnapshot(name: string): Promise<boolean> {
     this.#checkWritable();
     const s = this.#named.get(name);
-    if (!s) return false;
+    if (!s) {
+      checkSnapshotName(name); // as openSnapshot
+      return false;
+    }
     this.#named.delete(name);
     this.#reclaimer.releaseSnapshot(s.generation);
     await this.#runCheckpoint({ snapshotDeleted: true });

@@ -72,3 +72,26 @@ describe('store data kinds', () => {
     await vde.close();
   });
 });
+
+describe('named snapshots', () => {
+  it('openSnapshot and deleteSnapshot refuse names createSnapshot refuses with ERR_VDE_INVALID_ARGUMENT', async () => {
+    // openSnapshot(5) was ERR_VDE_NOT_FOUND ("no snapshot named 5") and deleteSnapshot(5) resolved false.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    await vde.store('k', 'v');
+    await vde.createSnapshot('s');
+    for (const bad of [5, null, undefined, '', 'x'.repeat(256), '\uD800'] as unknown as string[]) {
+      await expectCode(vde.createSnapshot(bad), 'ERR_VDE_INVALID_ARGUMENT');
+      await expectCode(vde.openSnapshot(bad), 'ERR_VDE_INVALID_ARGUMENT');
+      await expectCode(vde.deleteSnapshot(bad), 'ERR_VDE_INVALID_ARGUMENT');
+    }
+    await expectCode(vde.openSnapshot('missing'), 'ERR_VDE_NOT_FOUND');
+    expect(await vde.deleteSnapshot('missing')).toBe(false);
+    const snap = await vde.openSnapshot('s');
+    expect(Buffer.from(await snap.retrieve('k')).toString()).toBe('v');
+    await snap.close();
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    expect(vde.listSnapshots()).toEqual([]);
+    await checked(vde);
+    await vde.close();
+  });
+});
