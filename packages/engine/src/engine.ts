@@ -1075,8 +1075,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
     await this.#runCheckpoint({});
   }
 
-  /** A point-in-time view (taken by a checkpoint); release it with `await using` or `close()`. */
+  /**
+   * A point-in-time view (taken by a checkpoint); release it with `await using` or `close()`. A read-only open
+   * already reads one point in time and never frees a block, so its snapshot reads its own index.
+   */
   async snapshot(): Promise<Snapshot> {
+    if (this.#opts.readOnly) {
+      this.#checkOpen();
+      return new Snapshot(this.#readsOf(this.#index, () => undefined), { name: undefined, generation: this.#sb.generation, created: new Date() });
+    }
     this.#checkWritable();
     const { generation, root } = await this.#runCheckpoint({ holdSnapshot: true });
     return this.#snapshotAt(generation, root, undefined, new Date());
@@ -1141,19 +1148,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     const scope = { generation, open: true };
     this.#snapshotScopes.set(tree, scope);
-    const host: SnapshotHost = {
+    const host = this.#readsOf(tree, () => {
+      // Reads already running keep their own hold on the generation (#beginRead); new ones are refused.
+      scope.open = false;
+      this.#reclaimer.releaseSnapshot(generation);
+    });
+    return new Snapshot(host, { name, generation, created });
+  }
+
+  /** A snapshot's reads: the engine's reads against `tree`. */
+  #readsOf(tree: BTree, release: () => void): SnapshotHost {
+    return {
       retrieve: (key, o) => this.#read(tree, key, o),
       createReadStream: (key, o) => this.#readStream(tree, key, o),
       exists: (key) => this.#exists(tree, key),
       stat: (key) => this.#stat(tree, key),
       list: (o) => this.#list(tree, o),
-      release: () => {
-        // Reads already running keep their own hold on the generation (#beginRead); new ones are refused.
-        scope.open = false;
-        this.#reclaimer.releaseSnapshot(generation);
-      },
+      release,
     };
-    return new Snapshot(host, { name, generation, created });
   }
 
   // ─── health, scrub, check, stats ──────────────────────────────────────────────────────────────────────────

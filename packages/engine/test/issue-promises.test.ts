@@ -1,8 +1,9 @@
 // The issue's promises, sentence by sentence, as a user who knows only the public API would test them (API review).
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
-import { bytes, checked, expectBytes, expectCode, tempDir } from './helpers.js';
+import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
 
 describe('maxSizeBytes without walSizeBytes', () => {
   it('a limit below the default 32 MiB log opens, grows to the limit, then is ERR_VDE_FULL losing nothing', async () => {
@@ -93,5 +94,53 @@ describe('named snapshots', () => {
     expect(vde.listSnapshots()).toEqual([]);
     await checked(vde);
     await vde.close();
+  });
+});
+
+describe('snapshot() on a read-only open', () => {
+  it('is a point-in-time view like any other (it was ERR_VDE_READ_ONLY) and changes nothing in the file', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'ro.vde');
+    const vde = await VirtualDiskEngine.open(path);
+    await vde.store('a', 'one', { metadata: { m: 'x' } });
+    await vde.store('big', bytes(300_000, 3));
+    await vde.close();
+    const before = await readFile(path);
+    const mtime = (await stat(path)).mtimeMs;
+
+    const ro = await VirtualDiskEngine.open(path, { readOnly: true });
+    {
+      await using snap = await ro.snapshot();
+      expect(Buffer.from(await snap.retrieve('a')).toString()).toBe('one');
+      expect((await snap.stat('a')).metadata).toEqual({ m: 'x' });
+      expect(await snap.exists('missing')).toBe(false);
+      expect((await collect(snap.list())).map((o) => o.key)).toEqual(['a', 'big']);
+      expectBytes(Buffer.concat(await collect(snap.createReadStream('big'))), bytes(300_000, 3));
+      await expectCode(snap.retrieve('missing'), 'ERR_VDE_NOT_FOUND');
+    }
+    const closed = await ro.snapshot();
+    await closed.close();
+    await expectCode(closed.retrieve('a'), 'ERR_VDE_CLOSED');
+    const open = await ro.snapshot();
+    await ro.close();
+    await expectCode(open.retrieve('a'), 'ERR_VDE_CLOSED');
+    await expectCode(ro.snapshot(), 'ERR_VDE_CLOSED');
+    expect((await readFile(path)).equals(before)).toBe(true);
+    expect((await stat(path)).mtimeMs).toBe(mtime);
+  });
+
+  it('sees the stores a read-only open replays from the log', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty);
+    await vde.checkpoint();
+    for (let i = 0; i < 50; i++) await vde.store(`k${i}`, bytes(i * 100, i));
+    const image = faulty.powerCut({ seed: 1, mode: 'keep-all' }).image();
+    const ro = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096, { readOnly: true }), { readOnly: true });
+    const snap = await ro.snapshot();
+    expect((await collect(snap.list())).length).toBe(50);
+    for (let i = 0; i < 50; i += 7) expectBytes(await snap.retrieve(`k${i}`), bytes(i * 100, i));
+    await snap.close();
+    await ro.close();
   });
 });
