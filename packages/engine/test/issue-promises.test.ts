@@ -144,3 +144,24 @@ describe('snapshot() on a read-only open', () => {
     await ro.close();
   });
 });
+
+describe('retrieve options', () => {
+  it('an unknown or bad option is ERR_VDE_INVALID_ARGUMENT whatever the object and the cache', async () => {
+    // retrieve(key, { sigal }) resolved for a small object answered from memory and was refused for a large one.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    await vde.store('small', 'v');
+    await vde.store('large', bytes(100_000));
+    const ac = new AbortController();
+    for (const key of ['small', 'large', 'missing']) {
+      await expectCode(vde.retrieve(key, { sigal: ac.signal } as never), 'ERR_VDE_INVALID_ARGUMENT');
+      await expectCode(vde.retrieve(key, { signal: 'soon' } as never), 'ERR_VDE_INVALID_ARGUMENT');
+      await expectCode(vde.retrieve(key, null as never), 'ERR_VDE_INVALID_ARGUMENT');
+    }
+    expect(Buffer.from(await vde.retrieve('small', {})).toString()).toBe('v');
+    expect(Buffer.from(await vde.retrieve('small', { signal: ac.signal })).toString()).toBe('v');
+    expect(Buffer.from(await vde.retrieve('small')).toString()).toBe('v');
+    expectBytes(await vde.retrieve('large', {}), bytes(100_000));
+    await checked(vde);
+    await vde.close();
+  });
+});
