@@ -804,14 +804,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (op === null || typeof op !== 'object') throw new InvalidArgumentError(`batch operation ${i} is not an object`);
         const o = op as Record<string, unknown>;
         const key = o.key as string;
-        const keyBytes = encodeKey(key, this.#maxKeyBytes);
-        if (o.type === 'put' || o.type === 'del') rejectUnknown(o, o.type === 'put' ? PUT_FIELDS : DEL_FIELDS, `field of batch operation ${i}:`);
-        if (o.type === 'put') {
-          const source = normalizeData(o.data);
-          if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
-          return { type: 'put' as const, key, keyBytes, source, meta: encodeMetadata(o.metadata) };
+        try {
+          const keyBytes = encodeKey(key, this.#maxKeyBytes);
+          if (o.type === 'put' || o.type === 'del') rejectUnknown(o, o.type === 'put' ? PUT_FIELDS : DEL_FIELDS, 'field');
+          if (o.type === 'put') {
+            const data = o.data;
+            if (!(typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data))) {
+              throw new InvalidArgumentError(`batch operation ${i}: data must be a Uint8Array, string or ArrayBuffer (stream with store())`);
+            }
+            return { type: 'put' as const, key, keyBytes, source: normalizeData(data) as Uint8Array, meta: encodeMetadata(o.metadata) };
+          }
+          if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
+        } catch (err) {
+          // Which of thousands of operations is wrong: the key and metadata checks do not know.
+          if (err instanceof VdeError && !err.message.startsWith('batch operation')) err.message = `batch operation ${i}: ${err.message}`;
+          throw err;
         }
-        if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
         throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
       });
       if (ops.length === 0) {

@@ -165,3 +165,42 @@ describe('retrieve options', () => {
     await vde.close();
   });
 });
+
+describe('batch errors', () => {
+  it('name the operation that is wrong, and apply nothing', async () => {
+    // A bad key or metadata in operation 3 of a batch said only "key must not be empty"; data of a wrong kind said
+    // "data must be … AsyncIterable<Uint8Array>, Readable or ReadableStream", which batch does not take.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    await vde.store('keep', 'old');
+    const good = [
+      { type: 'put' as const, key: 'a', data: '1' },
+      { type: 'del' as const, key: 'keep' },
+      { type: 'put' as const, key: 'b', data: new Uint8Array(10_000) },
+    ];
+    const cases: [unknown, string, RegExp][] = [
+      [{ type: 'put', key: '', data: 'x' }, 'ERR_VDE_INVALID_KEY', /^batch operation 3: key must not be empty/],
+      [{ type: 'del', key: 'x'.repeat(2000) }, 'ERR_VDE_INVALID_KEY', /^batch operation 3: key is 2000 UTF-8 bytes/],
+      [{ type: 'put', key: 'm', data: 'x', metadata: { n: 1 } }, 'ERR_VDE_INVALID_ARGUMENT', /^batch operation 3: metadata value of "n"/],
+      [{ type: 'put', key: 'm', data: 'x', metadata: { n: 'x'.repeat(70_000) } }, 'ERR_VDE_TOO_LARGE', /^batch operation 3: metadata is/],
+      [{ type: 'put', key: 'm', data: 5 }, 'ERR_VDE_INVALID_ARGUMENT', /^batch operation 3: data must be a Uint8Array, string or ArrayBuffer/],
+      [{ type: 'put', key: 'm', data: new Blob(['x']).stream() }, 'ERR_VDE_INVALID_ARGUMENT', /^batch operation 3: data must be/],
+      [{ type: 'del', key: 'm', data: 'x' }, 'ERR_VDE_INVALID_ARGUMENT', /^batch operation 3: unknown field "data"/],
+      [{ type: 'delete', key: 'm' }, 'ERR_VDE_INVALID_ARGUMENT', /^batch operation 3: type must be 'put' or 'del'/],
+    ];
+    for (const [bad, code, message] of cases) {
+      const err = await vde.batch([...good, bad as never]).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(err?.code, String(err?.message)).toBe(code);
+      expect(err?.message).toMatch(message);
+    }
+    expect(await vde.exists('a')).toBe(false);
+    expect(Buffer.from(await vde.retrieve('keep')).toString()).toBe('old');
+    await vde.batch([...good, { type: 'put', key: 'ab', data: new TextEncoder().encode('ab').buffer }]);
+    expect(Buffer.from(await vde.retrieve('ab')).toString()).toBe('ab');
+    expect(await vde.exists('keep')).toBe(false);
+    await checked(vde);
+    await vde.close();
+  });
+});
