@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { BitmapAllocator, type Extent } from '@vde/allocator';
 import {
   AbortedError,
@@ -233,14 +234,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Opens (or creates) a container. `target` is a file path or any `BlockDevice` (e.g. a `MemoryBlockDevice`).
+   * Opens (or creates) a container. `target` is a file path, a `file:` URL (as `node:fs` takes) or any
+   * `BlockDevice` (e.g. a `MemoryBlockDevice`).
    * After a crash, open replays the log: every acknowledged store is there, nothing unacknowledged is half there.
    */
-  static async open(target: string | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
+  static async open(target: string | URL | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
     const opts = resolveOptions(options);
     if (typeof target === 'string') return VirtualDiskEngine.#openFile(target, opts);
+    if (target instanceof URL) return VirtualDiskEngine.#openFile(pathOfUrl(target), opts);
     if (target === null || typeof target !== 'object' || typeof target.read !== 'function') {
-      throw new InvalidArgumentError('open() takes a file path or a BlockDevice');
+      throw new InvalidArgumentError('open() takes a file path, a file: URL or a BlockDevice');
     }
     return VirtualDiskEngine.#openDevice(typedDevice(target), opts, undefined);
   }
@@ -2640,6 +2643,16 @@ function infoOf(key: string, r: RecordFields): ObjectInfo {
     etag: etagOf(r),
     metadata: r.metadata.byteLength === 0 ? {} : parseMetadata(r.metadata, `object ${key}`),
   };
+}
+
+/** The file path of a `file:` URL (`new URL('./data.vde', import.meta.url)`); any other URL is a bad argument. */
+function pathOfUrl(url: URL): string {
+  if (url.protocol !== 'file:') throw new InvalidArgumentError(`open() takes a file: URL, got ${JSON.stringify(url.href)}`);
+  try {
+    return fileURLToPath(url);
+  } catch (err) {
+    throw new InvalidArgumentError(`open() cannot use ${JSON.stringify(url.href)}: ${(err as Error).message}`);
+  }
 }
 
 function snapshotInfo(s: NamedSnapshotRecord): SnapshotInfo {

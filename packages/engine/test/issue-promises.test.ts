@@ -1,6 +1,7 @@
 // The promises, sentence by sentence, as a user who knows only the public API would test them (API review).
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { readFile, stat } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
@@ -202,5 +203,23 @@ describe('batch errors', () => {
     expect(await vde.exists('keep')).toBe(false);
     await checked(vde);
     await vde.close();
+  });
+});
+
+describe('open(path)', () => {
+  it('takes a file: URL as node:fs does (new URL(..., import.meta.url)); other URLs are ERR_VDE_INVALID_ARGUMENT', async () => {
+    // A URL was "open() takes a file path or a BlockDevice".
+    await using tmp = await tempDir();
+    const url = pathToFileURL(join(tmp.dir, 'with space é.vde'));
+    const vde = await VirtualDiskEngine.open(url);
+    await vde.store('k', 'v');
+    await vde.close();
+    const again = await VirtualDiskEngine.open(join(tmp.dir, 'with space é.vde'), { create: false });
+    expect(Buffer.from(await again.retrieve('k')).toString()).toBe('v');
+    await checked(again);
+    await again.close();
+    await expectCode(VirtualDiskEngine.open(new URL('https://example.invalid/a.vde')), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(new URL('file:///a%2Fb.vde')), 'ERR_VDE_INVALID_ARGUMENT');
+    await expectCode(VirtualDiskEngine.open(pathToFileURL(join(tmp.dir, 'missing.vde')), { create: false }), 'ERR_VDE_NOT_FOUND');
   });
 });
