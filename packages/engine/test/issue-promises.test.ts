@@ -223,3 +223,20 @@ describe('open(path)', () => {
     await expectCode(VirtualDiskEngine.open(pathToFileURL(join(tmp.dir, 'missing.vde')), { create: false }), 'ERR_VDE_NOT_FOUND');
   });
 });
+
+describe('metadata', () => {
+  it('a Map, Headers or URLSearchParams is ERR_VDE_INVALID_ARGUMENT (it was stored as no metadata)', async () => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    for (const metadata of [new Map([['a', 'b']]), new Headers({ a: 'b' }), new URLSearchParams({ a: 'b' }), new Set(['a'])]) {
+      await expectCode(vde.store('k', 'v', { metadata: metadata as never }), 'ERR_VDE_INVALID_ARGUMENT');
+      await expectCode(vde.batch([{ type: 'put', key: 'k', data: 'v', metadata: metadata as never }]), 'ERR_VDE_INVALID_ARGUMENT');
+    }
+    expect(await vde.exists('k')).toBe(false);
+    const plain = Object.fromEntries(new Map([['a', 'b']]));
+    const bare = Object.assign(Object.create(null) as Record<string, string>, { c: 'd' });
+    expect((await vde.store('k', 'v', { metadata: plain })).metadata).toEqual({ a: 'b' });
+    expect((await vde.store('k2', 'v', { metadata: bare })).metadata).toEqual({ c: 'd' });
+    await checked(vde);
+    await vde.close();
+  });
+});
