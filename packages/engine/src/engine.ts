@@ -54,7 +54,7 @@ import {
 import { Snapshot, type SnapshotHost } from './snapshot.js';
 import { rejectedSoon, settledSoon, turnIfSpent } from './turns.js';
 import { typedDevice } from './typed-device.js';
-import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
+import { type Superblock, creationMarkerBlockSize, decodeSuperblock, encodeCreationMarker, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
 import type {
   BatchOperation,
   CheckReport,
@@ -315,6 +315,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       if (device.blockCount === 0) {
         if (!opts.create || opts.readOnly) throw new FormatError('the device is empty, not a VDE container');
         await engine.#format();
+      } else if (await engine.#creationInterrupted()) {
+        // A crash (or failure) while an open created it: no superblock was ever written, so no open ever returned
+        // and nothing was stored. It is made again, as a missing file would be.
+        if (!opts.create || opts.readOnly) {
+          throw new FormatError(`${path ?? 'the device'} is being created, or its creation was interrupted: a writable open with create: true makes it again`);
+        }
+        await engine.#format();
       } else {
         await engine.#load();
       }
@@ -331,11 +338,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #format(): Promise<void> {
     const bs = this.#device.blockSize;
     const walBlocks = Math.max(16, Math.ceil(this.#opts.walSizeBytes / bs));
-    const blockCount = WAL_START + walBlocks + INITIAL_DATA_BLOCKS;
-    if (blockCount * bs > this.#opts.maxSizeBytes) {
+    const needed = WAL_START + walBlocks + INITIAL_DATA_BLOCKS;
+    if (needed * bs > this.#opts.maxSizeBytes) {
       throw new FullError(`maxSizeBytes ${this.#opts.maxSizeBytes} is too small for a ${this.#opts.walSizeBytes}-byte log`);
     }
+    // A device left by an interrupted creation may already be larger: the allocator covers all of it.
+    const blockCount = Math.max(needed, this.#device.blockCount);
     await this.#device.grow(blockCount);
+    // Marks the container as being created until the first superblock (A, in the same block) replaces the marker:
+    // a crash in between leaves a file the next open recognizes and makes again (see #creationInterrupted).
+    await this.#device.write(0, encodeCreationMarker(bs));
+    await this.#device.sync();
     if (this.#device instanceof FileBlockDevice) await this.#preallocate(WAL_START, walBlocks);
     this.#allocator = new BitmapAllocator(blockCount);
     this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
@@ -360,6 +373,21 @@ export class VirtualDiskEngine implements AsyncDisposable {
       checkpointMs: now,
     };
     await this.#checkpointLocked({});
+  }
+
+  /**
+   * Whether the device holds a creation marker and no superblock: a creation that never wrote its first checkpoint
+   * (which writes superblock A over the marker, so a marker beside a valid superblock cannot occur).
+   */
+  async #creationInterrupted(): Promise<boolean> {
+    const dev = this.#device;
+    if (creationMarkerBlockSize(await dev.read(0, 1)) !== dev.blockSize) return false;
+    if (dev.blockCount < 2) return true;
+    try {
+      return decodeSuperblock(await dev.read(1, 1), 'B') === undefined;
+    } catch {
+      return false; // a superblock B that says something: #load reports it
+    }
   }
 
   /**
@@ -2813,6 +2841,8 @@ async function detectBlockSize(path: string): Promise<number> {
       if (bytesRead === 128 && peekBlockSize(head) === bs) return bs;
     }
     await handle.read(head, 0, 128, 0);
+    const creating = creationMarkerBlockSize(head);
+    if (creating !== undefined && isValidBlockSize(creating)) return creating; // #openDevice decides (#creationInterrupted)
     if (hasMagic(head)) throw new CorruptionError('superblock', 'both superblock copies are damaged');
     throw new FormatError(`${path} is not a VDE container`);
   } finally {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
 
@@ -238,5 +238,63 @@ describe('metadata', () => {
     expect((await vde.store('k2', 'v', { metadata: bare })).metadata).toEqual({ c: 'd' });
     await checked(vde);
     await vde.close();
+  });
+});
+
+describe('a crash while open() creates the container', () => {
+  it('leaves a file the next writable open makes again (it was ERR_VDE_FORMAT "not a VDE container" for good)', async () => {
+    // A process killed during its first open (the log is preallocated first: 100+ ms for the default 32 MiB) left a
+    // file with no superblock, and every later open failed until someone deleted it by hand.
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'interrupted.vde');
+    let interrupted = 0;
+    for (let n = 2; n < 100; n++) {
+      // The n-th write of the creation fails (write 1 is the creation marker; without it the file is not known
+      // to be VDE's and stays ERR_VDE_FORMAT). What had been written is what a kill at that point leaves.
+      const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+      faulty.failAfter(n, 'EIO', { op: 'write' });
+      const made = await VirtualDiskEngine.open(faulty, { walSizeBytes: 256 * 1024 }).catch(() => undefined);
+      if (made) {
+        faulty.clearFaults();
+        await made.close();
+        break;
+      }
+      const image = faulty.powerCut({ seed: n, mode: 'keep-all' }).image();
+      await writeFile(path, image);
+      const complete = await VirtualDiskEngine.open(path, { readOnly: true }).catch((err: unknown) => err as Error);
+      if (complete instanceof VirtualDiskEngine) {
+        await complete.close(); // the write that failed came after the first superblock: a container already
+        continue;
+      }
+      expect((complete as { code?: string }).code, String(complete)).toBe('ERR_VDE_FORMAT');
+      interrupted++;
+      await expectCode(VirtualDiskEngine.open(path, { create: false }), 'ERR_VDE_FORMAT');
+      const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 256 * 1024 });
+      await vde.store('k', bytes(5000, n));
+      await checked(vde);
+      await vde.close();
+      const again = await VirtualDiskEngine.open(path, { create: false });
+      expectBytes(await again.retrieve('k'), bytes(5000, n));
+      await checked(again);
+      await again.close();
+      // The same through a caller's device.
+      const device = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), { walSizeBytes: 256 * 1024 });
+      expect(device.stats().objects).toBe(0);
+      await checked(device);
+      await device.close();
+    }
+    expect(interrupted).toBeGreaterThan(2);
+  });
+
+  it('a file that is not VDE\'s is still ERR_VDE_FORMAT and left as it was', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'foreign.vde');
+    const foreign = new Uint8Array(64 * 1024).fill(0x41);
+    await writeFile(path, foreign);
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_FORMAT');
+    await writeFile(path, new Uint8Array(64 * 1024));
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_FORMAT');
+    expect((await readFile(path)).every((b) => b === 0)).toBe(true);
   });
 });
