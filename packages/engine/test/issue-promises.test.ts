@@ -1,6 +1,7 @@
 // The promises, sentence by sentence, as a user who knows only the public API would test them (API review).
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
@@ -296,5 +297,58 @@ describe('a crash while open() creates the container', () => {
     await writeFile(path, new Uint8Array(64 * 1024));
     await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_FORMAT');
     expect((await readFile(path)).every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('empty chunks of a stream', () => {
+  it('an empty string or empty buffer chunk after data leaves a readable object (it read as ERR_VDE_CORRUPT)', async () => {
+    // The store resolved, and every read of the object failed its checksum: the running CRC was reset to 0 by
+    // Node's zlib.crc32 for an empty view whose buffer has no memory.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 1 << 20 });
+    const big = bytes(100_000, 9);
+    const cases: [string, () => unknown, Uint8Array][] = [
+      ['strings', () => Readable.from(['ab', '', 'cd']), Buffer.from('abcd')],
+      [
+        'empty ArrayBuffer view',
+        () =>
+          (async function* () {
+            yield Buffer.from('ab');
+            yield new Uint8Array(new ArrayBuffer(0));
+            yield Buffer.from('cd');
+          })(),
+        Buffer.from('abcd'),
+      ],
+      [
+        'large, then an empty string',
+        () =>
+          (async function* () {
+            yield big;
+            yield '';
+          })(),
+        big,
+      ],
+      [
+        'web stream',
+        () =>
+          new ReadableStream<Uint8Array>({
+            start(c) {
+              c.enqueue(big.subarray(0, 5000));
+              c.enqueue(new TextEncoder().encode(''));
+              c.enqueue(big.subarray(5000));
+              c.close();
+            },
+          }),
+        big,
+      ],
+    ];
+    for (const [name, source, expected] of cases) {
+      const info = await vde.store(name, source() as ReadableStream<Uint8Array>);
+      expect(info.size).toBe(expected.byteLength);
+      expectBytes(await vde.retrieve(name), expected);
+      expectBytes(Buffer.concat(await collect(vde.createReadStream(name))), expected);
+    }
+    expect((await vde.scrub()).ok).toBe(true);
+    await checked(vde);
+    await vde.close();
   });
 });
