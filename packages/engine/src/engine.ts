@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { BitmapAllocator, type Extent } from '@vde/allocator';
 import {
   AbortedError,
@@ -53,7 +54,7 @@ import {
 import { Snapshot, type SnapshotHost } from './snapshot.js';
 import { rejectedSoon, settledSoon, turnIfSpent } from './turns.js';
 import { typedDevice } from './typed-device.js';
-import { type Superblock, decodeSuperblock, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
+import { type Superblock, creationMarkerBlockSize, decodeSuperblock, encodeCreationMarker, encodeSuperblock, hasMagic, peekBlockSize } from './superblock.js';
 import type {
   BatchOperation,
   CheckReport,
@@ -246,14 +247,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Opens (or creates) a container. `target` is a file path or any `BlockDevice` (e.g. a `MemoryBlockDevice`).
+   * Opens (or creates) a container. `target` is a file path, a `file:` URL (as `node:fs` takes) or any
+   * `BlockDevice` (e.g. a `MemoryBlockDevice`).
    * After a crash, open replays the log: every acknowledged store is there, nothing unacknowledged is half there.
    */
-  static async open(target: string | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
+  static async open(target: string | URL | BlockDevice, options?: EngineOptions): Promise<VirtualDiskEngine> {
     const opts = resolveOptions(options);
     if (typeof target === 'string') return VirtualDiskEngine.#openFile(target, opts);
+    if (target instanceof URL) return VirtualDiskEngine.#openFile(pathOfUrl(target), opts);
     if (target === null || typeof target !== 'object' || typeof target.read !== 'function') {
-      throw new InvalidArgumentError('open() takes a file path or a BlockDevice');
+      throw new InvalidArgumentError('open() takes a file path, a file: URL or a BlockDevice');
     }
     return VirtualDiskEngine.#openDevice(typedDevice(target), opts, undefined);
   }
@@ -325,6 +328,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       if (device.blockCount === 0) {
         if (!opts.create || opts.readOnly) throw new FormatError('the device is empty, not a VDE container');
         await engine.#format();
+      } else if (await engine.#creationInterrupted()) {
+        // A crash (or failure) while an open created it: no superblock was ever written, so no open ever returned
+        // and nothing was stored. It is made again, as a missing file would be.
+        if (!opts.create || opts.readOnly) {
+          throw new FormatError(`${path ?? 'the device'} is being created, or its creation was interrupted: a writable open with create: true makes it again`);
+        }
+        await engine.#format();
       } else {
         await engine.#load();
       }
@@ -341,11 +351,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #format(): Promise<void> {
     const bs = this.#device.blockSize;
     const walBlocks = Math.max(16, Math.ceil(this.#opts.walSizeBytes / bs));
-    const blockCount = WAL_START + walBlocks + INITIAL_DATA_BLOCKS;
-    if (blockCount * bs > this.#opts.maxSizeBytes) {
+    const needed = WAL_START + walBlocks + INITIAL_DATA_BLOCKS;
+    if (needed * bs > this.#opts.maxSizeBytes) {
       throw new FullError(`maxSizeBytes ${this.#opts.maxSizeBytes} is too small for a ${this.#opts.walSizeBytes}-byte log`);
     }
+    // A device left by an interrupted creation may already be larger: the allocator covers all of it.
+    const blockCount = Math.max(needed, this.#device.blockCount);
     await this.#device.grow(blockCount);
+    // Marks the container as being created until the first superblock (A, in the same block) replaces the marker:
+    // a crash in between leaves a file the next open recognizes and makes again (see #creationInterrupted).
+    await this.#device.write(0, encodeCreationMarker(bs));
+    await this.#device.sync();
     if (this.#device instanceof FileBlockDevice) await this.#preallocate(WAL_START, walBlocks);
     this.#allocator = new BitmapAllocator(blockCount);
     this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
@@ -370,6 +386,21 @@ export class VirtualDiskEngine implements AsyncDisposable {
       checkpointMs: now,
     };
     await this.#checkpointLocked({});
+  }
+
+  /**
+   * Whether the device holds a creation marker and no superblock: a creation that never wrote its first checkpoint
+   * (which writes superblock A over the marker, so a marker beside a valid superblock cannot occur).
+   */
+  async #creationInterrupted(): Promise<boolean> {
+    const dev = this.#device;
+    if (creationMarkerBlockSize(await dev.read(0, 1)) !== dev.blockSize) return false;
+    if (dev.blockCount < 2) return true;
+    try {
+      return decodeSuperblock(await dev.read(1, 1), 'B') === undefined;
+    } catch {
+      return false; // a superblock B that says something: #load reports it
+    }
   }
 
   /**
@@ -826,14 +857,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
         if (op === null || typeof op !== 'object') throw new InvalidArgumentError(`batch operation ${i} is not an object`);
         const o = op as Record<string, unknown>;
         const key = o.key as string;
-        const keyBytes = encodeKey(key, this.#maxKeyBytes);
-        if (o.type === 'put' || o.type === 'del') rejectUnknown(o, o.type === 'put' ? PUT_FIELDS : DEL_FIELDS, `field of batch operation ${i}:`);
-        if (o.type === 'put') {
-          const source = normalizeData(o.data);
-          if (!(source instanceof Uint8Array)) throw new InvalidArgumentError(`batch operation ${i}: data must be bytes or a string`);
-          return { type: 'put' as const, key, keyBytes, source, meta: encodeMetadata(o.metadata) };
+        try {
+          const keyBytes = encodeKey(key, this.#maxKeyBytes);
+          if (o.type === 'put' || o.type === 'del') rejectUnknown(o, o.type === 'put' ? PUT_FIELDS : DEL_FIELDS, 'field');
+          if (o.type === 'put') {
+            const data = o.data;
+            if (!(typeof data === 'string' || data instanceof ArrayBuffer || ArrayBuffer.isView(data))) {
+              throw new InvalidArgumentError(`batch operation ${i}: data must be a Uint8Array, string or ArrayBuffer (stream with store())`);
+            }
+            return { type: 'put' as const, key, keyBytes, source: normalizeData(data) as Uint8Array, meta: encodeMetadata(o.metadata) };
+          }
+          if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
+        } catch (err) {
+          // Which of thousands of operations is wrong: the key and metadata checks do not know.
+          if (err instanceof VdeError && !err.message.startsWith('batch operation')) err.message = `batch operation ${i}: ${err.message}`;
+          throw err;
         }
-        if (o.type === 'del') return { type: 'del' as const, key, keyBytes };
         throw new InvalidArgumentError(`batch operation ${i}: type must be 'put' or 'del'`);
       });
       if (ops.length === 0) {
@@ -1015,9 +1054,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
   // ─── public read API ──────────────────────────────────────────────────────────────────────────────────────
 
   /** The object's bytes; `ERR_VDE_NOT_FOUND` if the key does not exist. */
-  retrieve(key: string, options: ReadOptions = {}): Promise<Uint8Array> {
-    // Checked inline (a call here cost R1 4-8%); a signal is checked by #read, the only path that takes one.
-    if (options === null || typeof options !== 'object') return Promise.reject(new InvalidArgumentError('retrieve options must be an object'));
+  retrieve(key: string, options?: ReadOptions): Promise<Uint8Array> {
+    // Options are checked only when given (a call here cost R1 4-8%), and on every path: an unknown name (`sigal`)
+    // was accepted for objects answered from memory and refused for the others.
+    if (options === undefined) options = NO_READ_OPTIONS;
+    else {
+      try {
+        checkReadOptions(options, 'retrieve');
+      } catch (err) {
+        return rejected(err);
+      }
+    }
     // Fast path: an inline object whose index path is cached is read in one synchronous run (no await, no reader
     // registration: no block is read, and the bytes are copied before anything else can run).
     if (options.signal === undefined) {
@@ -1097,8 +1144,15 @@ export class VirtualDiskEngine implements AsyncDisposable {
     await this.#runCheckpoint({});
   }
 
-  /** A point-in-time view (taken by a checkpoint); release it with `await using` or `close()`. */
+  /**
+   * A point-in-time view (taken by a checkpoint); release it with `await using` or `close()`. A read-only open
+   * already reads one point in time and never frees a block, so its snapshot reads its own index.
+   */
   async snapshot(): Promise<Snapshot> {
+    if (this.#opts.readOnly) {
+      this.#checkOpen();
+      return new Snapshot(this.#readsOf(this.#index, () => undefined), { name: undefined, generation: this.#sb.generation, created: new Date() });
+    }
     this.#checkWritable();
     const { generation, root } = await this.#runCheckpoint({ holdSnapshot: true });
     return this.#snapshotAt(generation, root, undefined, new Date());
@@ -1132,7 +1186,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async openSnapshot(name: string): Promise<Snapshot> {
     this.#checkOpen();
     const s = this.#named.get(name);
-    if (!s) throw new NotFoundError(`no snapshot named ${JSON.stringify(name)}`);
+    if (!s) {
+      checkSnapshotName(name); // a name createSnapshot refuses is a bad argument, not a missing snapshot
+      throw new NotFoundError(`no snapshot named ${JSON.stringify(name)}`);
+    }
     this.#reclaimer.holdSnapshot(s.generation);
     return this.#snapshotAt(s.generation, s.root, s.name, new Date(s.createdMs));
   }
@@ -1140,7 +1197,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async deleteSnapshot(name: string): Promise<boolean> {
     this.#checkWritable();
     const s = this.#named.get(name);
-    if (!s) return false;
+    if (!s) {
+      checkSnapshotName(name); // as openSnapshot
+      return false;
+    }
     this.#named.delete(name);
     this.#reclaimer.releaseSnapshot(s.generation);
     await this.#runCheckpoint({ snapshotDeleted: true });
@@ -1157,19 +1217,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     const scope = { generation, open: true };
     this.#snapshotScopes.set(tree, scope);
-    const host: SnapshotHost = {
+    const host = this.#readsOf(tree, () => {
+      // Reads already running keep their own hold on the generation (#beginRead); new ones are refused.
+      scope.open = false;
+      this.#reclaimer.releaseSnapshot(generation);
+    });
+    return new Snapshot(host, { name, generation, created });
+  }
+
+  /** A snapshot's reads: the engine's reads against `tree`. */
+  #readsOf(tree: BTree, release: () => void): SnapshotHost {
+    return {
       retrieve: (key, o) => this.#read(tree, key, o),
       createReadStream: (key, o) => this.#readStream(tree, key, o),
       exists: (key) => this.#exists(tree, key),
       stat: (key) => this.#stat(tree, key),
       list: (o) => this.#list(tree, o),
-      release: () => {
-        // Reads already running keep their own hold on the generation (#beginRead); new ones are refused.
-        scope.open = false;
-        this.#reclaimer.releaseSnapshot(generation);
-      },
+      release,
     };
-    return new Snapshot(host, { name, generation, created });
   }
 
   // ─── health, scrub, check, stats ──────────────────────────────────────────────────────────────────────────
@@ -2794,6 +2859,16 @@ function infoOf(key: string, r: RecordFields): ObjectInfo {
   };
 }
 
+/** The file path of a `file:` URL (`new URL('./data.vde', import.meta.url)`); any other URL is a bad argument. */
+function pathOfUrl(url: URL): string {
+  if (url.protocol !== 'file:') throw new InvalidArgumentError(`open() takes a file: URL, got ${JSON.stringify(url.href)}`);
+  try {
+    return fileURLToPath(url);
+  } catch (err) {
+    throw new InvalidArgumentError(`open() cannot use ${JSON.stringify(url.href)}: ${(err as Error).message}`);
+  }
+}
+
 function snapshotInfo(s: NamedSnapshotRecord): SnapshotInfo {
   return { name: s.name, created: new Date(s.createdMs), generation: s.generation, objectCount: s.objectCount };
 }
@@ -2847,6 +2922,7 @@ const STORE_OPTIONS = ['metadata', 'signal'] as const;
 const LIST_OPTIONS = ['prefix', 'start', 'end', 'limit', 'reverse'] as const;
 const SCRUB_OPTIONS = ['onProgress', 'signal'] as const;
 const READ_OPTIONS = ['signal'] as const;
+const NO_READ_OPTIONS: ReadOptions = Object.freeze({});
 const PUT_FIELDS = ['type', 'key', 'data', 'metadata'] as const;
 const DEL_FIELDS = ['type', 'key'] as const;
 
@@ -2951,6 +3027,8 @@ async function detectBlockSize(path: string): Promise<number> {
       if (bytesRead === 128 && peekBlockSize(head) === bs) return bs;
     }
     await handle.read(head, 0, 128, 0);
+    const creating = creationMarkerBlockSize(head);
+    if (creating !== undefined && isValidBlockSize(creating)) return creating; // #openDevice decides (#creationInterrupted)
     if (hasMagic(head)) throw new CorruptionError('superblock', 'both superblock copies are damaged');
     throw new FormatError(`${path} is not a VDE container`);
   } finally {

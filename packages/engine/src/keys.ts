@@ -120,6 +120,11 @@ export function encodeMetadata(metadata: unknown): Uint8Array {
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
     throw new InvalidArgumentError('metadata must be an object of string values');
   }
+  // A Map, Headers or URLSearchParams has no own entries: it was stored as no metadata at all, silently.
+  if (typeof (metadata as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') {
+    const kind = (metadata as object).constructor?.name ?? 'iterable';
+    throw new InvalidArgumentError(`metadata must be a plain object of string values, not a ${kind} (use Object.fromEntries())`);
+  }
   const entries = Object.entries(metadata as Record<string, unknown>);
   if (entries.length === 0) return NO_METADATA;
   for (const [k, v] of entries) {

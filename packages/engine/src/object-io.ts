@@ -56,7 +56,13 @@ export function normalizeData(data: unknown): Uint8Array | AsyncIterable<unknown
   if (typeof data === 'string') return encoder.encode(data);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (isAsyncIterable(data)) return data;
+  if (isAsyncIterable(data)) {
+    // A locked web stream cannot be read (another reader has it): its iterator threw a raw TypeError.
+    if (data instanceof ReadableStream && data.locked) {
+      throw new InvalidArgumentError('data is a ReadableStream that is locked (another reader holds it)');
+    }
+    return data;
+  }
   throw new InvalidArgumentError(
     'data must be a Uint8Array, string, ArrayBuffer, AsyncIterable<Uint8Array>, Readable or ReadableStream',
   );
@@ -233,7 +239,12 @@ export class ObjectIo {
       // and a write failing meanwhile must not count as unhandled (it ended the process).
       inFlight.catch(() => undefined);
     };
-    const it = source[Symbol.asyncIterator]();
+    let it: AsyncIterator<unknown>;
+    try {
+      it = source[Symbol.asyncIterator]();
+    } catch (err) {
+      throw sourceError(err);
+    }
     const abort = signal ? abortRace(signal) : undefined;
     let finished = false;
     try {
@@ -245,6 +256,9 @@ export class ObjectIo {
           break;
         }
         let chunk = chunkBytes(step.value);
+        // Nothing to add, and Node's zlib.crc32 returns 0, not the running value, for an empty view whose buffer
+        // has no memory ('' encoded, new Uint8Array(new ArrayBuffer(0))): the object read as ERR_VDE_CORRUPT.
+        if (chunk.byteLength === 0) continue;
         size += chunk.byteLength;
         if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
         crc = crc32(chunk, crc);

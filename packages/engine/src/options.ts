@@ -13,7 +13,10 @@ export interface EngineOptions {
   durability?: Durability;
   /** Number of write stripes (default 64), a power of two. */
   stripeCount?: number;
-  /** Size of the write-ahead log region of a new container (default 32 MiB). */
+  /**
+   * Size of the write-ahead log region of a new container (default 32 MiB, or an eighth of `maxSizeBytes` when that
+   * is smaller: from 64 KiB up, in 64 KiB steps).
+   */
   walSizeBytes?: number;
   /** Checkpoint automatically when the log is this full (default 75). */
   checkpointWalUtilizationPercent?: number;
@@ -74,6 +77,14 @@ function int(value: unknown, name: string, fallback: number, min: number, max: n
   return value;
 }
 
+const DEFAULT_WAL_BYTES = 32 << 20;
+
+/** The log size of a new container given its size limit: 32 MiB, or an eighth of the limit (64 KiB steps, 64 KiB at least). */
+export function defaultWalBytes(maxSizeBytes: number): number {
+  const step = 64 << 10;
+  return Math.min(DEFAULT_WAL_BYTES, Math.max(step, Math.floor(maxSizeBytes / 8 / step) * step));
+}
+
 /** Validates user options and fills in defaults. Unknown option names are rejected (they are usually typos). */
 export function resolveOptions(options: unknown): ResolvedOptions {
   if (options === undefined) options = {};
@@ -94,7 +105,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if ((stripeCount & (stripeCount - 1)) !== 0) {
     throw new InvalidArgumentError(`option stripeCount must be a power of two, got ${stripeCount}`);
   }
-  const walSizeBytes = int(o.walSizeBytes, 'walSizeBytes', 32 << 20, 64 << 10, 2 ** 40);
+  const maxSizeBytes = int(o.maxSizeBytes, 'maxSizeBytes', Number.MAX_SAFE_INTEGER, 1 << 20, Number.MAX_SAFE_INTEGER);
+  // A size limit without a log size gets a log that fits it: the 32 MiB default made every maxSizeBytes below about
+  // 33 MiB fail open with ERR_VDE_FULL ("too small for a 33554432-byte log").
+  const walSizeBytes = int(o.walSizeBytes, 'walSizeBytes', defaultWalBytes(maxSizeBytes), 64 << 10, 2 ** 40);
   return {
     create: bool(o.create, 'create', true),
     readOnly: bool(o.readOnly, 'readOnly', false),
@@ -105,7 +119,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     checkpointWalUtilizationPercent: int(o.checkpointWalUtilizationPercent, 'checkpointWalUtilizationPercent', 75, 1, 100),
     verifyChecksums: bool(o.verifyChecksums, 'verifyChecksums', true),
     cacheSizeBytes: int(o.cacheSizeBytes, 'cacheSizeBytes', 128 << 20, 64 << 10, 2 ** 40),
-    maxSizeBytes: int(o.maxSizeBytes, 'maxSizeBytes', Number.MAX_SAFE_INTEGER, 1 << 20, Number.MAX_SAFE_INTEGER),
+    maxSizeBytes,
     inlineCommits: bool(o.inlineCommits, 'inlineCommits', true),
   };
 }

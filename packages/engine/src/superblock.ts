@@ -55,6 +55,31 @@ export function encodeSuperblock(sb: Superblock, blockSize: number): Uint8Array 
   return block;
 }
 
+/** Block 0 while a container is being created (FORMAT.md, "Creation marker"): `VDEMAKE\0`. */
+const CREATING_MAGIC = [0x56, 0x44, 0x45, 0x4d, 0x41, 0x4b, 0x45, 0x00];
+
+/**
+ * The creation marker: written to block 0 (and synced) before anything else of a new container; the first
+ * checkpoint's superblock A replaces it. Magic, format version, block size, CRC-32 over bytes 0..123 at 124.
+ */
+export function encodeCreationMarker(blockSize: number): Uint8Array {
+  const block = new Uint8Array(blockSize);
+  const v = viewOf(block);
+  block.set(CREATING_MAGIC, 0);
+  v.setUint32(8, FORMAT_VERSION, true);
+  v.setUint32(12, blockSize, true);
+  v.setUint32(124, crc32(block.subarray(0, 124)), true);
+  return block;
+}
+
+/** The block size a valid creation marker records, or undefined if `bytes` is not one. */
+export function creationMarkerBlockSize(bytes: Uint8Array): number | undefined {
+  if (bytes.byteLength < SUPERBLOCK_BYTES || !CREATING_MAGIC.every((b, i) => bytes[i] === b)) return undefined;
+  const v = viewOf(bytes);
+  if (v.getUint32(124, true) !== crc32(bytes.subarray(0, 124)) || v.getUint32(8, true) !== FORMAT_VERSION) return undefined;
+  return v.getUint32(12, true);
+}
+
 export function hasMagic(bytes: Uint8Array): boolean {
   return bytes.byteLength >= 8 && MAGIC.every((b, i) => bytes[i] === b);
 }

@@ -846,11 +846,13 @@ describe('aborts take effect at once, and a failed create leaves no file (third 
   it('a create that fails (maxSizeBytes too small for the log) removes the file it made; an existing empty file stays', async () => {
     await using t = await tempDir();
     const file = join(t.dir, 'small.vde');
-    await expectCode(VirtualDiskEngine.open(file, { maxSizeBytes: 1 << 20 }), 'ERR_VDE_FULL');
+    // An explicit log larger than the limit (without walSizeBytes, the log is sized to fit the limit).
+    const tooSmall = { maxSizeBytes: 1 << 20, walSizeBytes: 8 << 20 };
+    await expectCode(VirtualDiskEngine.open(file, tooSmall), 'ERR_VDE_FULL');
     await expectCode(readFile(file), 'ENOENT');
     await expectCode(readFile(`${file}.lock`), 'ENOENT');
     await writeFile(file, '');
-    await expectCode(VirtualDiskEngine.open(file, { maxSizeBytes: 1 << 20 }), 'ERR_VDE_FULL');
+    await expectCode(VirtualDiskEngine.open(file, tooSmall), 'ERR_VDE_FULL');
     expect((await readFile(file)).byteLength).toBe(0);
     const vde = await VirtualDiskEngine.open(file);
     await vde.close();
