@@ -211,6 +211,19 @@ export function checkLinearizable(history: readonly HistoryEvent[], options: Lin
  * `fail` when it rejected with an error `definitelyFailed` accepts (default: none — a rejected call is left
  * pending, since it may have taken effect). Time is a logical clock shared by all clients of this recorder.
  */
+function defaultResult(op: KvOp): (value: unknown) => KvResult {
+  return (value) => {
+    if (op.f === 'put') return undefined;
+    if (op.f === 'delete') return typeof value === 'boolean' ? value : undefined;
+    if (value === undefined || value === null) return null;
+    if (typeof value === 'string') return value;
+    throw new TypeError(
+      `HistoryRecorder.record: get(${JSON.stringify(op.key)}) returned ${Object.prototype.toString.call(value)}; ` +
+        'pass toResult to turn it into a string or null',
+    );
+  };
+}
+
 export class HistoryRecorder {
   readonly events: HistoryEvent[] = [];
   #clock = 0;
@@ -221,8 +234,14 @@ export class HistoryRecorder {
     this.#definitelyFailed = options.definitelyFailed ?? (() => false);
   }
 
-  /** Runs `call`, recording `op` around it; `toResult` turns the call's value into the history's result. */
-  async record<T>(op: KvOp, call: () => Promise<T>, toResult: (value: T) => KvResult = () => undefined, client?: number): Promise<T> {
+  /**
+   * Runs `call`, recording `op` around it; `toResult` turns the call's value into the history's result. Without
+   * it (or with `undefined`): a get's string or `null` is its result and `undefined` counts as absent (`null`), as
+   * `Map#get` and level-style stores return; a delete's boolean says whether the key existed; a put's value is
+   * ignored. A get that returns anything else (bytes, an object) needs `toResult`: without it the operation stays
+   * without an `ok` (it may or may not have happened) and `record` rejects with a `TypeError` saying so, so that a history is never checked against a result it could not read.
+   */
+  async record<T>(op: KvOp, call: () => Promise<T>, toResult: (value: T) => KvResult = defaultResult(op), client?: number): Promise<T> {
     const id = this.#nextId++;
     this.events.push({ type: 'invoke', id, time: ++this.#clock, op, ...(client === undefined ? {} : { client }) });
     let value: T;

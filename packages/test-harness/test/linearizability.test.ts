@@ -193,3 +193,32 @@ describe('HistoryRecorder', () => {
     expect(checkLinearizable(rec.events).verdict).toBe('ok');
   });
 });
+
+describe('HistoryRecorder without toResult', () => {
+  it('records what get and delete returned, so a correct store is linearizable and a stale one is not', async () => {
+    const store = new Map<string, string>();
+    const rec = new HistoryRecorder();
+    await Promise.all([
+      rec.record({ f: 'put', key: 'x', value: 'v' }, async () => void store.set('x', 'v')),
+      rec.record({ f: 'get', key: 'x' }, async () => store.get('x')),
+    ]);
+    await rec.record({ f: 'get', key: 'x' }, async () => store.get('x'));
+    await rec.record({ f: 'delete', key: 'x' }, async () => store.delete('x'));
+    await rec.record({ f: 'get', key: 'x' }, async () => store.get('x')); // undefined: absent
+    await rec.record({ f: 'get', key: 'y' }, async () => null);
+    expect(rec.events.filter((e) => e.type === 'ok').map((e) => e.result)).toEqual([undefined, 'v', 'v', true, null, null]);
+    expect(checkLinearizable(rec.events).verdict).toBe('ok');
+
+    const stale = new HistoryRecorder();
+    await stale.record({ f: 'put', key: 'x', value: 'v' }, async () => undefined);
+    await stale.record({ f: 'get', key: 'x' }, async () => null);
+    expect(checkLinearizable(stale.events).verdict).toBe('illegal');
+  });
+
+  it('a get returning bytes without toResult rejects with a TypeError and leaves the operation pending', async () => {
+    const rec = new HistoryRecorder();
+    await expect(rec.record({ f: 'get', key: 'x' }, async () => new Uint8Array([1]))).rejects.toThrow(TypeError);
+    expect(rec.events.map((e) => e.type)).toEqual(['invoke']);
+    expect(checkLinearizable(rec.events).verdict).toBe('ok');
+  });
+});
