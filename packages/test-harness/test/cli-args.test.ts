@@ -54,3 +54,12 @@ describe('reliability / soak options', () => {
     expect(run(['--writers', '0']).stderr).toContain('--writers needs a positive whole number, got 0');
   });
 });
+
+describe('package scripts', () => {
+  it('pnpm reliability and pnpm soak build dist first (from a fresh clone there is none, and a stale one misleads)', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.reliability).toBe('tsc -b && node dist/reliability.js');
+    expect(pkg.scripts.soak).toBe('tsc -b && node dist/soak.js');
+  });
+});
