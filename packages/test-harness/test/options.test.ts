@@ -3,6 +3,7 @@ import {
   FaultyBlockDevice,
   buildVdeImage,
   createVdeAdapter,
+  loadAdapter,
   runCorruptionSweep,
   runCrashCampaign,
   runIoFaultSweep,
@@ -83,6 +84,17 @@ describe('runners refuse bad options with ERR_VDE_INVALID_ARGUMENT before they s
     await refused(() => runLinearizabilityWorkload({ adapter: untouchable, target, seed: 1, keys: 0 }), /keys/);
     await refused(() => runLinearizabilityWorkload({ adapter: untouchable, target, seed: 1, clients: 0 }), /clients/);
     await refused(() => runLinearizabilityWorkload({ adapter: untouchable, target: 5 as never, seed: 1 }), /target/);
+  });
+});
+
+describe('the VDE wiring refuses what it would ignore', () => {
+  it('createVdeAdapter, loadAdapter, vdeRegions and buildVdeImage', async () => {
+    for (const options of [5, null, 'x']) expect(() => createVdeAdapter(options as never)).toThrow(InvalidArgumentError);
+    await refused(() => loadAdapter(null as never), /spec must be/);
+    await refused(() => loadAdapter({ module: 42, exportName: 'x' } as never), /spec must be/);
+    expect(() => vdeRegions(null as never)).toThrow(InvalidArgumentError);
+    await refused(() => buildVdeImage({ seed: 1, objects: -1 }), /objects must be a whole number >= 0, got -1/);
+    await refused(() => buildVdeImage({ objects: 1 } as never), /seed/);
   });
 });
 
