@@ -346,6 +346,15 @@ describe('VdeLevel: open, reopen, limits', () => {
     await db.close();
   });
 
+  it('exports the engine error classes it throws (same classes as @vde/engine)', async () => {
+    const level = await import('../src/index.js');
+    const engineModule = await import('@vde/engine');
+    for (const name of ['VdeError', 'InvalidArgumentError', 'InvalidKeyError', 'LockedError', 'NotFoundError', 'ExistsError'] as const) {
+      expect(level[name], name).toBe(engineModule[name]);
+    }
+    expect(() => new VdeLevel(location(), { engine: 5 as never })).toThrow(level.InvalidArgumentError);
+  });
+
   it('refuses a second writer on the same container', async () => {
     const where = location();
     const a = new VdeLevel(where, { engine });

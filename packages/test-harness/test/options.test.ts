@@ -121,3 +121,11 @@ describe('FaultyBlockDevice refuses what it could not honour', () => {
     expect(() => new FaultyBlockDevice({} as never)).toThrow(InvalidArgumentError);
   });
 });
+
+describe('@vde/test-harness entry point', () => {
+  it('exports the error classes its runners throw, identical to @vde/block-device', async () => {
+    const harness = await import('@vde/test-harness');
+    const blockDevice = await import('@vde/block-device');
+    for (const name of ['VdeError', 'InvalidArgumentError', 'ClosedError'] as const) expect(harness[name], name).toBe(blockDevice[name]);
+  });
+});
