@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,4 +105,50 @@ describe('the vde binary', () => {
     expect(fromSelf.stderr).toBe(`vde: put: the source is the container ${file} itself: store another file (ERR_VDE_INVALID_ARGUMENT)\n`);
     expect((await exec(['ls', file])).stdout).toBe('');
   });
+
+  /**
+   * Starts `vde args`, waits until `ready(stdout)` and `waitFor` exists (the scratch container is being written), sends
+   * SIGINT as Ctrl-C does, and resolves with how the process ended.
+   */
+  function interrupt(args: string[], ready: (stdout: string) => boolean, waitFor: string): Promise<{ signal: string | null; stdout: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let stdout = '';
+      let sent = false;
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      const poll = setInterval(() => {
+        if (!sent && ready(stdout) && fs.existsSync(waitFor)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      }, 20);
+      child.on('error', reject);
+      child.on('exit', (code, signal) => {
+        clearInterval(poll);
+        if (!sent) reject(new Error(`vde ${args[0]} ended (code ${code}) before it could be interrupted:\n${stdout}`));
+        else resolve({ signal, stdout });
+      });
+    });
+  }
+
+  it("Ctrl-C during the demo's single-stripe run removes that container and its lock files (only the named one stays)", async () => {
+    const sub = path.join(dir, 'demo-int');
+    fs.mkdirSync(sub);
+    const file = path.join(sub, 'd.vde');
+    // 20,000 empty objects: the single-stripe run pays one fsync per store, so it is still running when the signal comes.
+    const args = ['demo', file, '--objects', '20000', '--min-size', '0', '--max-size', '0'];
+    const ended = await interrupt(args, (out) => out.includes('2. 1 stripe'), path.join(sub, 'd.1-stripe.vde'));
+    expect(ended.signal).toBe('SIGINT');
+    expect(fs.readdirSync(sub).filter((n) => !n.startsWith('d.vde'))).toEqual([]);
+    expect(fs.existsSync(file)).toBe(true);
+  }, 120_000);
+
+  it('Ctrl-C during vde bench removes its container and lock files', async () => {
+    const sub = path.join(dir, 'bench-int');
+    fs.mkdirSync(sub);
+    const file = path.join(sub, 'b.vde');
+    const ended = await interrupt(['bench', file, '--ops', '1000000'], () => true, `${file}.lock`);
+    expect(ended.signal).toBe('SIGINT');
+    expect(fs.readdirSync(sub)).toEqual([]);
+  }, 120_000);
 });

@@ -42,6 +42,20 @@ interface RangeOptions {
 
 const SnapshotBase = AbstractSnapshot as unknown as new (options: { owner: unknown }) => AbstractSnapshot;
 
+/**
+ * `engine` must be an object of engine options (or absent). `create` and `readOnly` belong to VdeLevel: the container
+ * is created by `createIfMissing`, and a level database is always opened for writing.
+ */
+function checkEngineOptions(engine: unknown): VdeEngineOptions {
+  if (engine === undefined) return {};
+  if (engine === null || typeof engine !== 'object' || Array.isArray(engine)) {
+    throw new InvalidArgumentError(`VdeLevel option engine must be an object of engine options, got ${engine === null ? 'null' : typeof engine}`);
+  }
+  if ('create' in engine) throw new InvalidArgumentError('VdeLevel option engine.create is not accepted: use createIfMissing');
+  if ('readOnly' in engine) throw new InvalidArgumentError('VdeLevel option engine.readOnly is not accepted: a level database opens for writing');
+  return engine;
+}
+
 /** An explicit snapshot (`db.snapshot()`): a lease on an engine snapshot, taken when it was created. */
 class VdeLevelSnapshot extends SnapshotBase {
   readonly lease: SnapshotLease;
@@ -90,7 +104,12 @@ export class VdeLevel<KDefault = string, VDefault = string> extends AbstractLeve
     if (typeof location !== 'string' || location.length === 0) {
       throw new InvalidArgumentError('VdeLevel needs a location: the path of its container file');
     }
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new InvalidArgumentError('VdeLevel options must be an object');
+    }
     const { engine, ...levelOptions } = options;
+    // Before super(): abstract-level starts opening (deferred open) as soon as it is constructed.
+    const engineOptions = checkEngineOptions(engine);
     super(
       {
         encodings: { buffer: true, view: true, utf8: true },
@@ -105,7 +124,7 @@ export class VdeLevel<KDefault = string, VDefault = string> extends AbstractLeve
       levelOptions,
     );
     this.location = location;
-    this.#engineOptions = engine ?? {};
+    this.#engineOptions = engineOptions;
   }
 
   /** The longest key, in bytes, this database accepts (511 with 4 KiB blocks; see README "Key mapping"). */

@@ -331,6 +331,30 @@ describe('VdeLevel: open, reopen, limits', () => {
     await expect(exists.open()).rejects.toMatchObject({ code: 'LEVEL_DATABASE_NOT_OPEN', cause: { code: 'ERR_VDE_EXISTS' } });
   });
 
+  it('refuses engine options it would ignore or misread, when constructed and before creating anything', async () => {
+    const where = location();
+    const bad: unknown[] = [5, null, 'x', [], { create: true }, { readOnly: true }];
+    for (const e of bad) {
+      expect(() => new VdeLevel(where, { engine: e as never }), JSON.stringify(e)).toThrow(
+        expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }) as Error,
+      );
+    }
+    expect(() => new VdeLevel(where, null as never)).toThrow(expect.objectContaining({ code: 'ERR_VDE_INVALID_ARGUMENT' }) as Error);
+    await expect(fs.stat(where)).rejects.toMatchObject({ code: 'ENOENT' });
+    const db = new VdeLevel(where, { engine: undefined, createIfMissing: true });
+    await db.open();
+    await db.close();
+  });
+
+  it('exports the engine error classes it throws (same classes as @vde/engine)', async () => {
+    const level = await import('../src/index.js');
+    const engineModule = await import('@vde/engine');
+    for (const name of ['VdeError', 'InvalidArgumentError', 'InvalidKeyError', 'LockedError', 'NotFoundError', 'ExistsError'] as const) {
+      expect(level[name], name).toBe(engineModule[name]);
+    }
+    expect(() => new VdeLevel(location(), { engine: 5 as never })).toThrow(level.InvalidArgumentError);
+  });
+
   it('refuses a second writer on the same container', async () => {
     const where = location();
     const a = new VdeLevel(where, { engine });

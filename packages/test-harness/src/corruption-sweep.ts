@@ -1,9 +1,10 @@
-import { MemoryBlockDevice } from '@vde/block-device';
+import { InvalidArgumentError, MemoryBlockDevice } from '@vde/block-device';
 import { withTimeout } from './device-wrappers.js';
 import { SeededRandom } from './random.js';
 import type { StoreAdapter, StoreHandle, StoredObject } from './store-adapter.js';
 import { sameBytes, sameMetadata } from './values.js';
 import { describe } from './verify.js';
+import { checkAdapter, checkCount, checkFunction, checkNumber, checkOptionsObject, checkSeed } from './options.js';
 
 /** A named part of a container image: byte ranges [start, end). */
 export interface ImageRegion {
@@ -68,6 +69,18 @@ export interface CorruptionSweepReport {
  * can escape it — run the sweep in a child with a small `--max-old-space-size` too).
  */
 export async function runCorruptionSweep(options: CorruptionSweepOptions): Promise<CorruptionSweepReport> {
+  const o = checkOptionsObject('runCorruptionSweep', options);
+  checkAdapter('runCorruptionSweep', o);
+  if (!(o.image instanceof Uint8Array)) throw new InvalidArgumentError('runCorruptionSweep: image must be a Uint8Array');
+  checkCount('runCorruptionSweep', o, 'blockSize', 512, false);
+  if (!(o.expected instanceof Map)) throw new InvalidArgumentError('runCorruptionSweep: expected must be a Map of key to StoredObject');
+  if (!Array.isArray(o.regions)) throw new InvalidArgumentError('runCorruptionSweep: regions must be an array (e.g. vdeRegions(image))');
+  checkCount('runCorruptionSweep', o, 'flips', 0, false);
+  checkCount('runCorruptionSweep', o, 'truncations', 0, false);
+  checkSeed('runCorruptionSweep', o, 'seed', false);
+  checkNumber('runCorruptionSweep', o, 'timeoutMs', 0, true, true);
+  checkNumber('runCorruptionSweep', o, 'memoryCapBytes', 0, true, true);
+  checkFunction('runCorruptionSweep', o, 'onTrial');
   const rnd = new SeededRandom(options.seed);
   const regions = options.regions.filter((r) => r.ranges.some(([s, e]) => e > s));
   if (regions.length === 0) throw new RangeError('no non-empty region to damage');

@@ -7,6 +7,8 @@ import { OutcomeModel, type KeyState } from './outcome-model.js';
 import { SeededRandom } from './random.js';
 import { type AdapterModuleSpec, type StoreAdapter, loadAdapter } from './store-adapter.js';
 import { describe, verifyAgainstModel } from './verify.js';
+import { checkAdapter, checkCount, checkFunction, checkNumber, checkOptionsObject, checkSeed, checkString } from './options.js';
+import { InvalidArgumentError } from '@vde/block-device';
 
 export interface CrashCampaignOptions {
   /** How the child (and, unless `verifyWith` is given, the parent) builds the adapter. */
@@ -79,6 +81,29 @@ export function distFile(file: string): string {
  * round ends with is the next round's starting state.
  */
 export async function runCrashCampaign(options: CrashCampaignOptions): Promise<CrashCampaignReport> {
+  const o = checkOptionsObject('runCrashCampaign', options);
+  const spec = o.adapter as Record<string, unknown> | null | undefined;
+  if (spec === null || typeof spec !== 'object' || typeof spec.module !== 'string' || typeof spec.exportName !== 'string') {
+    throw new InvalidArgumentError('runCrashCampaign: adapter must be a module spec { module, exportName, options? } (see vdeAdapterSpec)');
+  }
+  if (o.verifyWith !== undefined) checkAdapter('runCrashCampaign', o, 'verifyWith');
+  checkString('runCrashCampaign', o, 'path');
+  checkSeed('runCrashCampaign', o, 'seed', false);
+  checkCount('runCrashCampaign', o, 'kills', 0, false);
+  for (const name of ['writers', 'keys']) checkCount('runCrashCampaign', o, name, 1);
+  for (const name of ['maxValueBytes', 'minKillDelayMs', 'maxKillDelayMs']) checkCount('runCrashCampaign', o, name, 0);
+  checkNumber('runCrashCampaign', o, 'deleteRatio', 0);
+  if (typeof o.deleteRatio === 'number' && o.deleteRatio > 1) {
+    throw new InvalidArgumentError(`runCrashCampaign: deleteRatio must be from 0 to 1, got ${o.deleteRatio}`);
+  }
+  if ((options.minKillDelayMs ?? 0) > (options.maxKillDelayMs ?? 1500)) {
+    throw new InvalidArgumentError('runCrashCampaign: minKillDelayMs must not exceed maxKillDelayMs (default 1500)');
+  }
+  if (o.childScript !== undefined) checkString('runCrashCampaign', o, 'childScript');
+  if (o.nodeArgs !== undefined && !(Array.isArray(o.nodeArgs) && o.nodeArgs.every((a) => typeof a === 'string'))) {
+    throw new InvalidArgumentError('runCrashCampaign: nodeArgs must be an array of strings');
+  }
+  checkFunction('runCrashCampaign', o, 'onRound');
   const adapter = options.verifyWith ?? (await loadAdapter(options.adapter));
   const rng = new SeededRandom(options.seed);
   const maxValueBytes = options.maxValueBytes ?? 1 << 20;

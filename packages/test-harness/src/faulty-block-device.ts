@@ -13,6 +13,8 @@ export const SECTOR_SIZE = 512;
 export type FaultOp = 'read' | 'write' | 'sync' | 'any';
 export type FaultErrorCode = 'EIO' | 'ENOSPC';
 export type PowerCutMode = 'random' | 'drop-all' | 'keep-all';
+const FAULT_OPS: readonly string[] = ['read', 'write', 'sync', 'any'];
+const POWER_CUT_MODES: readonly string[] = ['random', 'drop-all', 'keep-all'];
 
 export interface FaultyBlockDeviceCounters {
   /** `read` and `readInto` calls that succeeded. */
@@ -77,6 +79,10 @@ export class FaultyBlockDevice implements BlockDevice {
   readonly #counters: FaultyBlockDeviceCounters = { reads: 0, writes: 0, syncs: 0, bytesWritten: 0 };
 
   constructor(inner: BlockDevice) {
+    const d = inner as Partial<Record<keyof BlockDevice, unknown>> | null;
+    if (d === null || typeof d !== 'object' || typeof d.read !== 'function' || typeof d.write !== 'function' || typeof d.sync !== 'function') {
+      throw new InvalidArgumentError('FaultyBlockDevice needs a BlockDevice to wrap (e.g. a MemoryBlockDevice)');
+    }
     this.#inner = inner;
     const withImage = inner as Partial<Pick<MemoryBlockDevice, 'image'>>;
     this.#durable = typeof withImage.image === 'function' ? withImage.image() : undefined;
@@ -183,6 +189,12 @@ export class FaultyBlockDevice implements BlockDevice {
    */
   powerCut(options: { seed: number; mode?: PowerCutMode }): MemoryBlockDevice {
     this.#alive();
+    if (options === null || typeof options !== 'object' || typeof options.seed !== 'number' || !Number.isFinite(options.seed)) {
+      throw new InvalidArgumentError('powerCut needs { seed: number, mode? } (the seed decides which unsynced writes survive)');
+    }
+    if (options.mode !== undefined && !POWER_CUT_MODES.includes(options.mode)) {
+      throw new InvalidArgumentError(`powerCut mode must be one of ${POWER_CUT_MODES.join(', ')}, got ${String(options.mode)}`);
+    }
     if (!this.#durable) {
       throw new InvalidArgumentError('powerCut needs an inner device with image() (a MemoryBlockDevice)');
     }
@@ -217,6 +229,13 @@ export class FaultyBlockDevice implements BlockDevice {
   failAfter(n: number, error: FaultErrorCode, options: { op?: FaultOp; sticky?: boolean } = {}): void {
     if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`failAfter(n) needs n >= 1, got ${String(n)}`);
     if (error !== 'EIO' && error !== 'ENOSPC') throw new InvalidArgumentError(`unknown error code ${String(error)}`);
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError('failAfter options must be an object');
+    if (options.op !== undefined && !FAULT_OPS.includes(options.op)) {
+      throw new InvalidArgumentError(`failAfter op must be one of ${FAULT_OPS.join(', ')}, got ${String(options.op)}`);
+    }
+    if (options.sticky !== undefined && typeof options.sticky !== 'boolean') {
+      throw new InvalidArgumentError(`failAfter sticky must be a boolean, got ${String(options.sticky)}`);
+    }
     this.#fault = { countdown: n, code: error, op: options.op ?? 'any', sticky: options.sticky ?? false, fired: false };
   }
 

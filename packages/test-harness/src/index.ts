@@ -41,3 +41,5 @@ export { vdeRegions, buildVdeImage } from './vde-image.js';
 export { runIoFaultSweep, type IoFaultSweepOptions, type IoFaultSweepReport, type IoFaultTrial } from './io-fault-sweep.js';
 export { runLinearizabilityWorkload, type LinearizabilityWorkloadOptions } from './linearizability-workload.js';
 export { runSoak, openFileDescriptors, type SoakOptions, type SoakReport, type SoakSample } from './soak-runner.js';
+// The errors the runners and FaultyBlockDevice throw (the same classes as @vde/block-device's).
+export { VdeError, type VdeErrorCode, InvalidArgumentError, ClosedError } from '@vde/block-device';

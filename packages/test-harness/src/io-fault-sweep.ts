@@ -6,6 +6,7 @@ import { SeededRandom } from './random.js';
 import type { StoreAdapter, StoreHandle } from './store-adapter.js';
 import { hash32, metadataFor, sameBytes, sameMetadata, valueFor } from './values.js';
 import { describe, verifyAgainstModel } from './verify.js';
+import { checkAdapter, checkCount, checkFunction, checkNumber, checkOptionsObject, checkSeed } from './options.js';
 
 export interface IoFaultSweepOptions {
   /** Opens the store on a `BlockDevice` (errors are typed by `TypedErrorDevice`, as a file device would). */
@@ -63,6 +64,15 @@ const OPS: FaultOp[] = ['any', 'write', 'sync', 'read'];
  * or a seeded random cut) is reopened: every acknowledged write must be there and `check()` must pass.
  */
 export async function runIoFaultSweep(options: IoFaultSweepOptions): Promise<IoFaultSweepReport> {
+  const o = checkOptionsObject('runIoFaultSweep', options);
+  checkAdapter('runIoFaultSweep', o);
+  checkCount('runIoFaultSweep', o, 'faults', 0, false);
+  checkSeed('runIoFaultSweep', o, 'seed', false);
+  for (const name of ['maxNth', 'writers', 'opsPerWriter']) checkCount('runIoFaultSweep', o, name, 1);
+  checkCount('runIoFaultSweep', o, 'blockSize', 512);
+  checkCount('runIoFaultSweep', o, 'maxValueBytes', 0);
+  checkNumber('runIoFaultSweep', o, 'timeoutMs', 0, true, true);
+  checkFunction('runIoFaultSweep', o, 'onTrial');
   const report: IoFaultSweepReport = {
     trials: 0,
     typedFailures: 0,

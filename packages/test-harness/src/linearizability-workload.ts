@@ -1,8 +1,9 @@
-import type { BlockDevice } from '@vde/block-device';
+import { InvalidArgumentError, type BlockDevice } from '@vde/block-device';
 import { HistoryRecorder, checkLinearizable, type LinearizabilityOptions, type LinearizabilityResult } from './linearizability.js';
 import { SeededRandom } from './random.js';
 import type { StoreAdapter } from './store-adapter.js';
 import { hash32 } from './values.js';
+import { checkAdapter, checkCount, checkOptionsObject, checkSeed } from './options.js';
 
 export interface LinearizabilityWorkloadOptions {
   adapter: StoreAdapter;
@@ -26,6 +27,14 @@ export interface LinearizabilityWorkloadOptions {
 export async function runLinearizabilityWorkload(
   options: LinearizabilityWorkloadOptions,
 ): Promise<LinearizabilityResult & { operations: number }> {
+  const o = checkOptionsObject('runLinearizabilityWorkload', options);
+  checkAdapter('runLinearizabilityWorkload', o);
+  if (typeof o.target !== 'string' && (o.target === null || typeof o.target !== 'object')) {
+    throw new InvalidArgumentError('runLinearizabilityWorkload: target must be a path or a BlockDevice');
+  }
+  checkSeed('runLinearizabilityWorkload', o, 'seed', false);
+  for (const name of ['clients', 'keys']) checkCount('runLinearizabilityWorkload', o, name, 1);
+  for (const name of ['opsPerClient', 'checkpointEvery']) checkCount('runLinearizabilityWorkload', o, name, 0);
   const store = await options.adapter.open(options.target);
   const recorder = new HistoryRecorder();
   const keys = options.keys ?? 4;

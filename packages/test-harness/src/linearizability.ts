@@ -18,6 +18,11 @@ export type KvOp = { f: 'put'; key: string; value: string } | { f: 'get'; key: s
 /** The result of an ok: for get the value read (null: absent); for delete whether it existed (or undefined). */
 export type KvResult = string | null | boolean | undefined;
 
+/**
+ * One event of a history. `time` orders events (equal times: concurrent). At run time a history whose events all
+ * lack `time` (plain JavaScript, or a cast) is taken in array order (event i at time i), as Knossos reads its
+ * histories; a history with a time on some events only is refused.
+ */
 export type HistoryEvent =
   | { type: 'invoke'; id: number; time: number; op: KvOp; client?: number }
   | { type: 'ok'; id: number; time: number; result?: KvResult }
@@ -61,8 +66,25 @@ interface Entry {
 
 type Register = string | null;
 
-/** Builds per-key operations from events; throws RangeError on a malformed history (ok before invoke, ids reused). */
+/** Why `op` is not a KvOp the model knows, or undefined when it is one. */
+function badOp(op: unknown): string | undefined {
+  if (op === null || typeof op !== 'object') return 'has no op';
+  const { f, key, value } = op as { f?: unknown; key?: unknown; value?: unknown };
+  if (f !== 'put' && f !== 'get' && f !== 'delete') return `has op.f ${String(f)} (the model knows put, get and delete)`;
+  if (typeof key !== 'string') return 'has no string op.key';
+  if (f === 'put' && typeof value !== 'string') return 'is a put without a string op.value';
+  return undefined;
+}
+
+/**
+ * Builds per-key operations from events; throws RangeError on a malformed history (ok before invoke, ids reused,
+ * an unknown event type or op, a time missing on some events only, a result the model cannot hold).
+ */
 function collect(history: readonly HistoryEvent[]): Map<string, Operation[]> {
+  const iterable = history as unknown as Iterable<unknown> | null | undefined;
+  if (iterable === null || typeof iterable !== 'object' || typeof iterable[Symbol.iterator] !== 'function') {
+    throw new RangeError('a history is an array of invoke/ok/fail events');
+  }
   const open = new Map<number, { op: KvOp; time: number }>();
   const ended = new Set<number>();
   const byKey = new Map<string, Operation[]>();
@@ -71,20 +93,37 @@ function collect(history: readonly HistoryEvent[]): Map<string, Operation[]> {
     if (!list) byKey.set(op.op.key, (list = []));
     list.push(op);
   };
-  for (const e of history) {
+  const events: readonly unknown[] = Array.isArray(iterable) ? iterable : [...iterable];
+  const timed = events.some((e) => e !== null && typeof e === 'object' && (e as { time?: unknown }).time !== undefined);
+  events.forEach((raw, index) => {
+    if (raw === null || typeof raw !== 'object') throw new RangeError(`event ${index} is not an object`);
+    const e = raw as HistoryEvent;
+    const time = timed ? (e.time as unknown) : index;
+    if (typeof time !== 'number' || Number.isNaN(time)) {
+      throw new RangeError(`event ${index} has no numeric time: give every event a time, or none (then array order is time order)`);
+    }
     if (e.type === 'invoke') {
+      const why = badOp(e.op);
+      if (why !== undefined) throw new RangeError(`event ${index} (invoke of operation ${e.id}) ${why}`);
       if (open.has(e.id) || ended.has(e.id)) throw new RangeError(`operation id ${e.id} is invoked twice`);
-      open.set(e.id, { op: e.op, time: e.time });
-      continue;
+      open.set(e.id, { op: e.op, time });
+      return;
+    }
+    if (e.type !== 'ok' && e.type !== 'fail') {
+      throw new RangeError(`event ${index} has type ${String((e as { type?: unknown }).type)}: expected invoke, ok or fail`);
     }
     const inv = open.get(e.id);
     if (!inv) throw new RangeError(`operation ${e.id} ends without an invoke`);
-    if (e.time < inv.time) throw new RangeError(`operation ${e.id} ends before it starts`);
+    if (time < inv.time) throw new RangeError(`operation ${e.id} ends before it starts`);
     open.delete(e.id);
     ended.add(e.id);
-    if (e.type === 'fail') continue;
-    add({ op: inv.op, call: inv.time, ret: e.time, result: e.result, pending: false });
-  }
+    if (e.type === 'fail') return;
+    const r = e.result;
+    if (inv.op.f === 'get' && r !== undefined && r !== null && typeof r !== 'string') {
+      throw new RangeError(`event ${index}: the get of operation ${e.id} returned ${typeof r}, expected a string or null`);
+    }
+    add({ op: inv.op, call: inv.time, ret: time, result: r, pending: false });
+  });
   for (const inv of open.values()) {
     if (inv.op.f === 'get') continue; // a read that never returned constrains nothing
     add({ op: inv.op, call: inv.time, ret: Infinity, result: undefined, pending: true });
@@ -211,6 +250,19 @@ export function checkLinearizable(history: readonly HistoryEvent[], options: Lin
  * `fail` when it rejected with an error `definitelyFailed` accepts (default: none — a rejected call is left
  * pending, since it may have taken effect). Time is a logical clock shared by all clients of this recorder.
  */
+function defaultResult(op: KvOp): (value: unknown) => KvResult {
+  return (value) => {
+    if (op.f === 'put') return undefined;
+    if (op.f === 'delete') return typeof value === 'boolean' ? value : undefined;
+    if (value === undefined || value === null) return null;
+    if (typeof value === 'string') return value;
+    throw new TypeError(
+      `HistoryRecorder.record: get(${JSON.stringify(op.key)}) returned ${Object.prototype.toString.call(value)}; ` +
+        'pass toResult to turn it into a string or null',
+    );
+  };
+}
+
 export class HistoryRecorder {
   readonly events: HistoryEvent[] = [];
   #clock = 0;
@@ -221,8 +273,14 @@ export class HistoryRecorder {
     this.#definitelyFailed = options.definitelyFailed ?? (() => false);
   }
 
-  /** Runs `call`, recording `op` around it; `toResult` turns the call's value into the history's result. */
-  async record<T>(op: KvOp, call: () => Promise<T>, toResult: (value: T) => KvResult = () => undefined, client?: number): Promise<T> {
+  /**
+   * Runs `call`, recording `op` around it; `toResult` turns the call's value into the history's result. Without
+   * it (or with `undefined`): a get's string or `null` is its result and `undefined` counts as absent (`null`), as
+   * `Map#get` and level-style stores return; a delete's boolean says whether the key existed; a put's value is
+   * ignored. A get that returns anything else (bytes, an object) needs `toResult`: without it the operation stays
+   * without an `ok` (it may or may not have happened) and `record` rejects with a `TypeError` saying so, so that a history is never checked against a result it could not read.
+   */
+  async record<T>(op: KvOp, call: () => Promise<T>, toResult: (value: T) => KvResult = defaultResult(op), client?: number): Promise<T> {
     const id = this.#nextId++;
     this.events.push({ type: 'invoke', id, time: ++this.#clock, op, ...(client === undefined ? {} : { client }) });
     let value: T;

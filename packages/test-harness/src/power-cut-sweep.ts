@@ -1,4 +1,4 @@
-import { MemoryBlockDevice } from '@vde/block-device';
+import { InvalidArgumentError, MemoryBlockDevice } from '@vde/block-device';
 import { CuttingDevice, DurableCuttingDevice } from './device-wrappers.js';
 import { FaultyBlockDevice } from './faulty-block-device.js';
 import { OutcomeModel } from './outcome-model.js';
@@ -6,6 +6,7 @@ import { SeededRandom } from './random.js';
 import type { StoreAdapter, StoreHandle } from './store-adapter.js';
 import { hash32, metadataFor, valueFor } from './values.js';
 import { describe, verifyAgainstModel } from './verify.js';
+import { checkAdapter, checkCount, checkFunction, checkOptionsObject, checkSeed } from './options.js';
 
 export interface PowerCutSweepOptions {
   /** Opens the store on a `BlockDevice`. */
@@ -55,6 +56,14 @@ export interface PowerCutSweepReport {
  * every acknowledged write must be there and whole, nothing else half there, and `check()` must pass.
  */
 export async function runPowerCutSweep(options: PowerCutSweepOptions): Promise<PowerCutSweepReport> {
+  const o = checkOptionsObject('runPowerCutSweep', options);
+  checkAdapter('runPowerCutSweep', o);
+  checkCount('runPowerCutSweep', o, 'cuts', 0, false);
+  checkSeed('runPowerCutSweep', o, 'firstSeed', true);
+  for (const name of ['writers', 'opsPerWriter', 'keys', 'maxCutOp']) checkCount('runPowerCutSweep', o, name, 1);
+  checkCount('runPowerCutSweep', o, 'maxValueBytes', 0);
+  checkFunction('runPowerCutSweep', o, 'onCut');
+  checkBlockSizes(options.blockSizes);
   const report: PowerCutSweepReport = { cuts: 0, acknowledged: 0, lost: 0, corrupt: 0, failedCuts: 0, problems: [] };
   const first = options.firstSeed ?? 1;
   for (let seed = first; seed < first + options.cuts; seed++) {
@@ -68,6 +77,14 @@ export async function runPowerCutSweep(options: PowerCutSweepOptions): Promise<P
     options.onCut?.(r);
   }
   return report;
+}
+
+function checkBlockSizes(sizes: unknown): void {
+  if (sizes === undefined) return;
+  const ok = (b: unknown): boolean => typeof b === 'number' && Number.isInteger(b) && b >= 512 && b <= 65536 && (b & (b - 1)) === 0;
+  if (!Array.isArray(sizes) || sizes.length === 0 || !sizes.every(ok)) {
+    throw new InvalidArgumentError('runPowerCutSweep: blockSizes must be a non-empty array of powers of two from 512 to 65536');
+  }
 }
 
 /** One seeded power cut (exported through `runPowerCutSweep`; a failing seed replays with `cuts: 1, firstSeed`). */

@@ -49,6 +49,7 @@ async function main(): Promise<void> {
     argv,
     { kills: 20, cuts: 2000, flips: 1000, faults: 480, histories: 20, minutes: 0, seed: Math.floor(Math.random() * 2 ** 31) },
     USAGE,
+    { fractional: ['minutes'] },
   );
   console.log(`reliability: seed ${o.seed} (replay with --seed ${o.seed})`);
   const phases: (string | number)[][] = [];

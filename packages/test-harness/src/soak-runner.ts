@@ -4,6 +4,7 @@ import { SeededRandom } from './random.js';
 import type { StoreAdapter, StoreHandle } from './store-adapter.js';
 import { hash32, metadataFor, valueFor } from './values.js';
 import { verifyAgainstModel } from './verify.js';
+import { checkAdapter, checkCount, checkFunction, checkNumber, checkOptionsObject, checkSeed, checkString } from './options.js';
 
 export interface SoakOptions {
   adapter: StoreAdapter;
@@ -62,6 +63,16 @@ export function openFileDescriptors(): number {
  * if descriptors grow, or if the final contents lose an acknowledged write.
  */
 export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const o = checkOptionsObject('runSoak', options);
+  checkAdapter('runSoak', o);
+  checkString('runSoak', o, 'path');
+  checkNumber('runSoak', o, 'durationMs', 0, false);
+  checkNumber('runSoak', o, 'sampleEveryMs', 0, true, true);
+  checkSeed('runSoak', o, 'seed', false);
+  for (const name of ['writers', 'keys']) checkCount('runSoak', o, name, 1);
+  checkCount('runSoak', o, 'maxValueBytes', 0);
+  checkNumber('runSoak', o, 'maxRssGrowthPercent', 0);
+  checkFunction('runSoak', o, 'onSample');
   const { adapter } = options;
   const every = options.sampleEveryMs ?? 60_000;
   const keys = options.keys ?? 512;

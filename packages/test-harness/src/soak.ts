@@ -13,7 +13,7 @@ import { createVdeAdapter } from './vde-adapter.js';
 const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
 
 async function main(): Promise<void> {
-  const o = intOptions(process.argv.slice(2), { minutes: 10, writers: 16, seed: Math.floor(Math.random() * 2 ** 31), 'sample-seconds': 60 }, 'soak [--minutes 10] [--writers 16] [--sample-seconds 60] [--seed N]');
+  const o = intOptions(process.argv.slice(2), { minutes: 10, writers: 16, seed: Math.floor(Math.random() * 2 ** 31), 'sample-seconds': 60 }, 'soak [--minutes 10] [--writers 16] [--sample-seconds 60] [--seed N]', { fractional: ['minutes', 'sample-seconds'], positive: ['writers', 'sample-seconds'] });
   const dir = mkdtempSync(join(tmpdir(), 'vde-soak-'));
   console.log(`soak: ${o.minutes} min, ${o.writers} writers, seed ${o.seed}`);
   console.log('| minute | ops | RSS MiB | heap MiB | fds |');

@@ -1,4 +1,4 @@
-import type { BlockDevice } from '@vde/block-device';
+import { InvalidArgumentError, type BlockDevice } from '@vde/block-device';
 
 /** What a reader gets back for a key. */
 export interface StoredObject {
@@ -56,6 +56,10 @@ export interface AdapterModuleSpec {
 
 /** Imports an adapter module and builds the adapter (the crash runner's parent and child both use this). */
 export async function loadAdapter(spec: AdapterModuleSpec): Promise<StoreAdapter> {
+  const s = spec as Partial<AdapterModuleSpec> | null;
+  if (s === null || typeof s !== 'object' || typeof s.module !== 'string' || s.module === '' || typeof s.exportName !== 'string') {
+    throw new InvalidArgumentError('loadAdapter(spec): spec must be { module: string, exportName: string, options? }');
+  }
   const url = spec.module.startsWith('file:') ? spec.module : (await import('node:url')).pathToFileURL(spec.module).href;
   const mod = (await import(url)) as Record<string, unknown>;
   const factory = mod[spec.exportName];

@@ -1,4 +1,4 @@
-import { VdeError, VirtualDiskEngine, type BlockDevice, type EngineOptions } from '@vde/engine';
+import { InvalidArgumentError, VdeError, VirtualDiskEngine, type BlockDevice, type EngineOptions } from '@vde/engine';
 import type { StoreAdapter, StoreHandle, StoredObject } from './store-adapter.js';
 
 /**
@@ -6,6 +6,9 @@ import type { StoreAdapter, StoreHandle, StoredObject } from './store-adapter.js
  * make checkpoints frequent); `readOnly` from `open` is added to them.
  */
 export function createVdeAdapter(options: EngineOptions = {}): StoreAdapter {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError('createVdeAdapter(options): options must be an object of engine options');
+  }
   return {
     name: 'vde',
     corruptCodes: ['ERR_VDE_CORRUPT', 'ERR_VDE_FORMAT'],

@@ -1,4 +1,5 @@
-import { MemoryBlockDevice, VirtualDiskEngine, type EngineOptions } from '@vde/engine';
+import { InvalidArgumentError, MemoryBlockDevice, VirtualDiskEngine, type EngineOptions } from '@vde/engine';
+import { checkCount, checkOptionsObject, checkSeed } from './options.js';
 import type { ImageRegion } from './corruption-sweep.js';
 import type { StoredObject } from './store-adapter.js';
 import { metadataFor, valueFor } from './values.js';
@@ -14,6 +15,7 @@ const MAGIC = [0x56, 0x44, 0x45, 0x43, 0x4e, 0x54, 0x52, 0x00];
  * log). Throws RangeError if neither superblock has the magic.
  */
 export function vdeRegions(image: Uint8Array): ImageRegion[] {
+  if (!((image as unknown) instanceof Uint8Array)) throw new InvalidArgumentError('vdeRegions(image): image must be a Uint8Array');
   const hasMagic = (at: number): boolean => MAGIC.every((m, i) => image[at + i] === m);
   const bsA = hasMagic(0) ? u32(image, 12) : 0;
   const bs = bsA || (image.byteLength > 4096 + 128 ? [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].find((b) => hasMagic(b)) : undefined) || 0;
@@ -62,6 +64,11 @@ export async function buildVdeImage(options: {
   maxValueBytes?: number;
   engine?: EngineOptions;
 }): Promise<{ image: Uint8Array; blockSize: number; expected: Map<string, StoredObject> }> {
+  const o = checkOptionsObject('buildVdeImage', options);
+  checkSeed('buildVdeImage', o, 'seed', false);
+  checkCount('buildVdeImage', o, 'objects', 0, false);
+  checkCount('buildVdeImage', o, 'blockSize', 512);
+  checkCount('buildVdeImage', o, 'maxValueBytes', 0);
   const blockSize = options.blockSize ?? 4096;
   const max = options.maxValueBytes ?? 32 * 1024;
   const device = new MemoryBlockDevice({ blockSize });

@@ -193,3 +193,75 @@ describe('HistoryRecorder', () => {
     expect(checkLinearizable(rec.events).verdict).toBe('ok');
   });
 });
+
+describe('HistoryRecorder without toResult', () => {
+  it('records what get and delete returned, so a correct store is linearizable and a stale one is not', async () => {
+    const store = new Map<string, string>();
+    const rec = new HistoryRecorder();
+    await Promise.all([
+      rec.record({ f: 'put', key: 'x', value: 'v' }, async () => void store.set('x', 'v')),
+      rec.record({ f: 'get', key: 'x' }, async () => store.get('x')),
+    ]);
+    await rec.record({ f: 'get', key: 'x' }, async () => store.get('x'));
+    await rec.record({ f: 'delete', key: 'x' }, async () => store.delete('x'));
+    await rec.record({ f: 'get', key: 'x' }, async () => store.get('x')); // undefined: absent
+    await rec.record({ f: 'get', key: 'y' }, async () => null);
+    expect(rec.events.filter((e) => e.type === 'ok').map((e) => e.result)).toEqual([undefined, 'v', 'v', true, null, null]);
+    expect(checkLinearizable(rec.events).verdict).toBe('ok');
+
+    const stale = new HistoryRecorder();
+    await stale.record({ f: 'put', key: 'x', value: 'v' }, async () => undefined);
+    await stale.record({ f: 'get', key: 'x' }, async () => null);
+    expect(checkLinearizable(stale.events).verdict).toBe('illegal');
+  });
+
+  it('a get returning bytes without toResult rejects with a TypeError and leaves the operation pending', async () => {
+    const rec = new HistoryRecorder();
+    await expect(rec.record({ f: 'get', key: 'x' }, async () => new Uint8Array([1]))).rejects.toThrow(TypeError);
+    expect(rec.events.map((e) => e.type)).toEqual(['invoke']);
+    expect(checkLinearizable(rec.events).verdict).toBe('ok');
+  });
+});
+
+describe('checkLinearizable on histories as people write them', () => {
+  const untimed = (events: HistoryEvent[]): HistoryEvent[] => events.map(({ time: _time, ...e }) => e as unknown as HistoryEvent);
+
+  it('a history without times is read in array order: a stale read and a lost write are still illegal', () => {
+    const stale = history();
+    stale.op(1, 2, put('1'));
+    stale.op(3, 4, get(), null);
+    expect(checkLinearizable(untimed(stale.events)).verdict).toBe('illegal');
+    const lost = history();
+    lost.op(1, 2, put('1'));
+    lost.op(3, 4, put('2'));
+    lost.op(5, 6, get(), '1');
+    expect(checkLinearizable(untimed(lost.events)).verdict).toBe('illegal');
+    const fine = history();
+    fine.op(1, 2, put('1'));
+    fine.op(3, 4, get(), '1');
+    expect(checkLinearizable(untimed(fine.events)).verdict).toBe('ok');
+    // Concurrent in array order: the get's ok comes after the put's invoke and before its ok.
+    const overlapping = [
+      { type: 'invoke', id: 1, op: put('1') },
+      { type: 'invoke', id: 2, op: get() },
+      { type: 'ok', id: 2, result: '1' },
+      { type: 'ok', id: 1 },
+    ];
+    expect(checkLinearizable(overlapping as unknown as HistoryEvent[]).verdict).toBe('ok');
+  });
+
+  it('refuses events it cannot read with a RangeError instead of a wrong verdict or a TypeError', () => {
+    const bad: unknown[][] = [
+      [{ type: 'invoke', id: 1, time: 1, op: { f: 'cas', key: 'k' } }],
+      [{ type: 'invoke', id: 1, time: 1, op: { f: 'get' } }],
+      [{ type: 'invoke', id: 1, time: 1, op: { f: 'put', key: 'k', value: 5 } }],
+      [{ type: 'call', id: 1, time: 1, op: get() }],
+      [{ type: 'invoke', id: 1, time: 'a', op: get() }],
+      [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, result: null }], // a time on some events only
+      [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, time: 2, result: 5 }],
+      [null],
+    ];
+    for (const events of bad) expect(() => checkLinearizable(events as HistoryEvent[]), JSON.stringify(events)).toThrow(RangeError);
+    expect(() => checkLinearizable(null as never)).toThrow(RangeError);
+  });
+});

@@ -362,7 +362,26 @@ export class WriteAheadLog {
    * Appends a record and resolves with its LSN once it is durable (or, with `durable: false`, once it is written).
    * Waits for space if the area is full (until `truncate` frees some).
    */
-  append(type: number, payload: Uint8Array, options: AppendOptions = {}): Promise<number> {
+  append(type: number, payload: Uint8Array, options?: AppendOptions): Promise<number>;
+  /** The short form: a record of type 0 (`append(payload, options)` is `append(0, payload, options)`). */
+  append(payload: Uint8Array, options?: AppendOptions): Promise<number>;
+  append(
+    typeOrPayload: number | Uint8Array,
+    payloadOrOptions?: Uint8Array | AppendOptions,
+    maybeOptions?: AppendOptions,
+  ): Promise<number> {
+    let type: number;
+    let payload: Uint8Array;
+    let options: AppendOptions;
+    if (typeOrPayload instanceof Uint8Array) {
+      type = 0;
+      payload = typeOrPayload;
+      options = payloadOrOptions === undefined ? {} : (payloadOrOptions as AppendOptions);
+    } else {
+      type = typeOrPayload;
+      payload = payloadOrOptions as Uint8Array;
+      options = maybeOptions === undefined ? {} : maybeOptions;
+    }
     // Everything that can fail is checked before the LSN is taken: a taken LSN whose record is never queued would
     // leave a gap that recovery reads as the end of the log (later acknowledged records lost) or as damage.
     let durable: boolean;

@@ -117,6 +117,27 @@ describe('create, append, reopen', () => {
     await again.close();
   });
 
+  it('append(payload, { durable }) is the short form of append(0, payload, { durable })', async () => {
+    const dev = memDevice();
+    const wal = await WriteAheadLog.create(dev, REGION);
+    expect(await wal.append(payloadOf(10, 1))).toBe(1);
+    expect(await wal.append(payloadOf(20, 2), { durable: false })).toBe(2);
+    expect(wal.durableLsn).toBe(1);
+    expect(await wal.append(7, payloadOf(30, 3), { durable: true })).toBe(3);
+    await expect(wal.append(payloadOf(5, 4), { durable: 'yes' } as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(wal.append(payloadOf(5, 4), null as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(wal.lastLsn).toBe(3);
+    await wal.close();
+    const again = await WriteAheadLog.open(dev, REGION);
+    const records = await collect(again.replay());
+    expect(records.map((r) => [r.lsn, r.type, r.payload])).toEqual([
+      [1, 0, payloadOf(10, 1)],
+      [2, 0, payloadOf(20, 2)],
+      [3, 7, payloadOf(30, 3)],
+    ]);
+    await again.close();
+  });
+
   it('open without a header is a FormatError, and so is a different region size', async () => {
     const dev = memDevice();
     await expect(WriteAheadLog.open(dev, REGION)).rejects.toBeInstanceOf(FormatError);

@@ -5,6 +5,7 @@ import { ExistsError, VirtualDiskEngine } from '@vde/engine';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, flag, intOption, positionals } from '../command.js';
 import { removeOwnContainer } from '../container.js';
+import { containerFilesSync, removeOnInterrupt } from '../interrupt.js';
 import { formatCount, formatDuration, formatTable } from '../format.js';
 import { ProgressBar } from '../progress.js';
 import { Workload } from '../workload.js';
@@ -25,7 +26,8 @@ export const benchCommand: Command = {
   usage: 'vde bench [<file>] [--ops <n>] [--stores <n>] [--keep]',
   help: `Measures durable 1 KiB stores on this disk: W1 = one writer (each store waits for its own fsync),
 W2 = 64 concurrent writers (stores share fsyncs: group commit). The container is created fresh at <file>
-(default: a temporary directory; an existing <file> is an error) and removed afterwards unless --keep.
+(default: a temporary directory; an existing <file> is an error) and removed afterwards unless --keep, also
+when the run is interrupted (Ctrl-C).
 For the comparison with LMDB, LevelDB and SQLite, see packages/bench in the repository.
 
 Options:
@@ -55,37 +57,41 @@ Example:
       if (await fs.stat(file).then(() => true, () => false)) throw new ExistsError(`${file} already exists (bench needs a fresh file)`);
     }
     const rows: BenchRow[] = [];
-    try {
-      const vde = await VirtualDiskEngine.open(file, { create: true });
+    // Ctrl-C during the run would otherwise leave the container (and the temporary directory) behind.
+    const scratch = (): string[] => (keep ? [] : tempDir !== undefined ? [tempDir] : containerFilesSync(file));
+    await removeOnInterrupt(scratch, async () => {
       try {
-        const runs = [
-          { name: 'W1', description: '1 writer, durable, 1 KiB', writers: 1, workload: new Workload(w1Count, 1024, 1024, 'w1/') },
-          { name: 'W2', description: `${writers} writers, durable, 1 KiB`, writers, workload: new Workload(w2Count, 1024, 1024, 'w2/') },
-        ];
-        for (const run of runs) {
-          const syncsBefore = vde.stats().wal.syncs;
-          const bar = new ProgressBar(ctx.io.stderr, run.name, run.workload.count);
-          const durationMs = await run.workload.storeAll(vde, run.writers, (bytes) => bar.tick(1, bytes));
-          bar.finish();
-          rows.push({
-            name: run.name,
-            description: run.description,
-            writers: run.writers,
-            stores: run.workload.count,
-            durationMs,
-            storesPerSecond: (run.workload.count * 1000) / durationMs,
-            logSyncs: vde.stats().wal.syncs - syncsBefore,
-          });
+        const vde = await VirtualDiskEngine.open(file, { create: true });
+        try {
+          const runs = [
+            { name: 'W1', description: '1 writer, durable, 1 KiB', writers: 1, workload: new Workload(w1Count, 1024, 1024, 'w1/') },
+            { name: 'W2', description: `${writers} writers, durable, 1 KiB`, writers, workload: new Workload(w2Count, 1024, 1024, 'w2/') },
+          ];
+          for (const run of runs) {
+            const syncsBefore = vde.stats().wal.syncs;
+            const bar = new ProgressBar(ctx.io.stderr, run.name, run.workload.count);
+            const durationMs = await run.workload.storeAll(vde, run.writers, (bytes) => bar.tick(1, bytes));
+            bar.finish();
+            rows.push({
+              name: run.name,
+              description: run.description,
+              writers: run.writers,
+              stores: run.workload.count,
+              durationMs,
+              storesPerSecond: (run.workload.count * 1000) / durationMs,
+              logSyncs: vde.stats().wal.syncs - syncsBefore,
+            });
+          }
+        } finally {
+          await vde.close();
         }
       } finally {
-        await vde.close();
+        if (!keep) {
+          await removeOwnContainer(file);
+          if (tempDir !== undefined) await fs.rm(tempDir, { recursive: true, force: true });
+        }
       }
-    } finally {
-      if (!keep) {
-        await removeOwnContainer(file);
-        if (tempDir !== undefined) await fs.rm(tempDir, { recursive: true, force: true });
-      }
-    }
+    });
     const [w1, w2] = rows as [BenchRow, BenchRow];
     const speedup = w2.storesPerSecond / w1.storesPerSecond;
     if (ctx.json) {

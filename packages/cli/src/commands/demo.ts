@@ -4,6 +4,7 @@ import { type ScrubReport, VirtualDiskEngine } from '@vde/engine';
 import { type CliIo, write, writeJson } from '../cli-io.js';
 import { type Command, flag, intOption, positionals } from '../command.js';
 import { removeOwnContainer, replaceContainer } from '../container.js';
+import { containerFilesSync, removeOnInterrupt } from '../interrupt.js';
 import { formatBytes, formatCount, formatDuration, formatRate } from '../format.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
@@ -28,8 +29,10 @@ async function storeRun(
   writers: number,
   label: string,
   onCreated: () => void = () => undefined,
+  onClaimed: () => void = () => undefined,
 ): Promise<{ vde: VirtualDiskEngine; result: RunResult }> {
   await replaceContainer(file);
+  onClaimed(); // nothing is at `file` now: what appears there from here on is this run's
   const vde = await VirtualDiskEngine.open(file, { create: true, stripeCount, durability: 'sync' });
   onCreated();
   try {
@@ -93,7 +96,8 @@ export const demoCommand: Command = {
      container next to it, prints the speed-up, and deletes that container;
   3. closes <file>, reopens it and verifies every object byte for byte;
   4. scrubs <file> (reads and checks every checksum) and prints the summary.
-Only <file> is left behind, so you can explore it (vde ls <file> --long).
+Only <file> is left behind, so you can explore it (vde ls <file> --long); Ctrl-C during step 2 deletes the
+second container before the demo ends.
 
 Options:
   --objects <n>    number of objects (default 3000)
@@ -146,10 +150,17 @@ Example:
     // Removed afterwards only if this run created it: a file that replaceContainer refused (someone else's, or a
     // container another process has open) stays exactly as it was, also when the run fails.
     let created = false;
+    let claimed = false;
     try {
-      const run = await storeRun(io, single, 1, workload, writers, '1 stripe  ', () => (created = true));
-      singleResult = run.result;
-      await run.vde.close();
+      // Ctrl-C here would otherwise leave this container (tens of MiB) and its lock files behind.
+      singleResult = await removeOnInterrupt(
+        () => (!keep && claimed ? containerFilesSync(single) : []),
+        async () => {
+          const run = await storeRun(io, single, 1, workload, writers, '1 stripe  ', () => (created = true), () => (claimed = true));
+          await run.vde.close();
+          return run.result;
+        },
+      );
     } finally {
       if (!keep && created) await removeOwnContainer(single);
     }
