@@ -1431,14 +1431,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // After a failed checkpoint or commit the block bookkeeping in memory is knowingly not a clean cut (a checkpoint
     // frees blocks before its superblock is durable): a census then reported ERR_VDE_CORRUPT ("block 69 belongs to
     // both the checkpoint meta blob and the deferred-free list") for a container that reopens clean.
-    if (this.#poisoned) throw this.#poisoned;
+    this.#throwIfPoisoned();
     const guard = await this.#gate.exclusive().catch(mapLockError);
     try {
-      if (this.#poisoned) throw this.#poisoned;
+      this.#throwIfPoisoned(); // poisoned while check() waited for the gate
       return await this.#checkLocked();
     } finally {
       guard.release();
     }
+  }
+
+  #throwIfPoisoned(): void {
+    if (this.#poisoned) throw this.#poisoned;
   }
 
   async #checkLocked(): Promise<CheckReport> {
