@@ -8,6 +8,10 @@ export interface KeyRange {
   lt?: Uint8Array;
   lte?: Uint8Array;
   prefix?: Uint8Array;
+  /** First key, inclusive (the same as `gte`; intersected with the others). */
+  start?: Uint8Array;
+  /** End key, exclusive (the same as `lt`; intersected with the others). */
+  end?: Uint8Array;
   reverse?: boolean;
   /** Maximum number of results; `undefined` or negative = no limit. */
   limit?: number;
@@ -50,6 +54,8 @@ export function toBounds(range: KeyRange | undefined): Bounds {
   const lt = bytes('lt', r.lt);
   const lte = bytes('lte', r.lte);
   const prefix = bytes('prefix', r.prefix);
+  const startKey = bytes('start', r.start);
+  const endKey = bytes('end', r.end);
   const limitIn = r.limit;
   if (limitIn !== undefined && (typeof limitIn !== 'number' || !(Number.isInteger(limitIn) || limitIn === Infinity))) {
     throw new InvalidArgumentError(`range.limit must be an integer (negative: no limit), got ${String(limitIn)}`);
@@ -84,6 +90,8 @@ export function toBounds(range: KeyRange | undefined): Bounds {
   if (gt) raiseLo(gt, false);
   if (lte) lowerHi(lte, true);
   if (lt) lowerHi(lt, false);
+  if (startKey) raiseLo(startKey, true);
+  if (endKey) lowerHi(endKey, false);
   if (prefix && prefix.length > 0) {
     raiseLo(prefix, true);
     const end = prefixEnd(prefix);
