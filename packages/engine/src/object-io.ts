@@ -75,6 +75,43 @@ function chunkBytes(chunk: unknown): Uint8Array {
   throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array or string');
 }
 
+/**
+ * Turns a stream's chunks into bytes, its string chunks encoded as one text: a surrogate pair split across two
+ * chunks (`s.slice(i, i + n)` cuts an emoji in two) is one character, not two U+FFFD. A high surrogate at the end of
+ * a string chunk waits for the next chunk; if that is not a string starting with the low half, or the stream ends,
+ * it is encoded alone (U+FFFD, as TextEncoder encodes a lone surrogate).
+ */
+class ChunkText {
+  #high = '';
+
+  bytes(chunk: unknown): Uint8Array {
+    if (typeof chunk === 'string') {
+      let text = this.#high === '' ? chunk : this.#high + chunk;
+      this.#high = '';
+      const last = text.charCodeAt(text.length - 1);
+      if (last >= 0xd800 && last <= 0xdbff) {
+        this.#high = text.slice(-1);
+        text = text.slice(0, -1);
+      }
+      return encoder.encode(text);
+    }
+    const bytes = chunkBytes(chunk);
+    if (this.#high === '') return bytes;
+    const held = this.end();
+    const out = new Uint8Array(held.byteLength + bytes.byteLength);
+    out.set(held);
+    out.set(bytes, held.byteLength);
+    return out;
+  }
+
+  /** What is held back at the end of the stream (a lone high surrogate), encoded. */
+  end(): Uint8Array {
+    const held = this.#high;
+    this.#high = '';
+    return encoder.encode(held);
+  }
+}
+
 /** A small in-memory object kept inline in its index entry (copied: the caller may reuse its buffer). */
 export function inlineObject(data: Uint8Array): WrittenObject {
   return { size: data.byteLength, crc: crc32(data), inline: data.slice() };
@@ -246,19 +283,23 @@ export class ObjectIo {
       throw sourceError(err);
     }
     const abort = signal ? abortRace(signal) : undefined;
+    const text = new ChunkText();
     let finished = false;
     try {
       for (;;) {
         throwIfAborted(signal);
         const step = await nextChunk(it, abort?.promise);
+        let chunk: Uint8Array;
         if (step.done) {
           finished = true;
-          break;
+          chunk = text.end();
+          if (chunk.byteLength === 0) break;
+        } else {
+          chunk = text.bytes(step.value);
+          // Nothing to add, and Node's zlib.crc32 returns 0, not the running value, for an empty view whose buffer
+          // has no memory ('' encoded, new Uint8Array(new ArrayBuffer(0))): the object read as ERR_VDE_CORRUPT.
+          if (chunk.byteLength === 0) continue;
         }
-        let chunk = chunkBytes(step.value);
-        // Nothing to add, and Node's zlib.crc32 returns 0, not the running value, for an empty view whose buffer
-        // has no memory ('' encoded, new Uint8Array(new ArrayBuffer(0))): the object read as ERR_VDE_CORRUPT.
-        if (chunk.byteLength === 0) continue;
         size += chunk.byteLength;
         if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
         crc = crc32(chunk, crc);
@@ -273,6 +314,7 @@ export class ObjectIo {
             staged = 0;
           }
         }
+        if (finished) break;
       }
       throwIfAborted(signal);
       if (extents.length === 0 && (size <= inlineLimit || size === 0)) return { size, crc, inline: staging.slice(0, staged) };

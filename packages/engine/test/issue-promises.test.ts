@@ -352,3 +352,50 @@ describe('empty chunks of a stream', () => {
     await vde.close();
   });
 });
+
+describe('string chunks of a stream', () => {
+  it('a surrogate pair split across two chunks is stored as one character (it was two U+FFFD)', async () => {
+    // yield text.slice(i, i + n) cuts an emoji in two whenever one straddles n: each half was encoded alone.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 1 << 20 });
+    const small = 'a😀b€c𝄞d'.repeat(3);
+    const large = 'text with 😀 emoji and 𝄞 clefs, '.repeat(40_000); // 1.3 MiB: staged and flushed in runs
+    for (const [text, sizes] of [
+      [small, [1, 3, 1000]],
+      [large, [4095]],
+    ] as const) {
+      for (const n of sizes) {
+        const pieces = (): string[] => {
+          const out: string[] = [];
+          for (let i = 0; i < text.length; i += n) out.push(text.slice(i, i + n));
+          return out;
+        };
+        const sources = [
+          (async function* () {
+            yield* pieces();
+          })(),
+          Readable.from(pieces()),
+          new ReadableStream<string>({
+            start(c) {
+              for (const p of pieces()) c.enqueue(p);
+              c.close();
+            },
+          }) as unknown as ReadableStream<Uint8Array>,
+        ];
+        for (const source of sources) {
+          const info = await vde.store('t', source);
+          expect(info.size).toBe(Buffer.byteLength(text));
+          expectBytes(await vde.retrieve('t'), Buffer.from(text));
+        }
+      }
+    }
+    // A high surrogate that no low half follows is a lone surrogate, encoded as TextEncoder does (U+FFFD).
+    await vde.store('lone', (async function* () {
+      yield 'x\uD83D';
+      yield new Uint8Array([0x41]);
+      yield 'y\uD83D';
+    })());
+    expect(Buffer.from(await vde.retrieve('lone')).toString()).toBe('x\uFFFDAy\uFFFD');
+    await checked(vde);
+    await vde.close();
+  });
+});
