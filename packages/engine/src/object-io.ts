@@ -72,7 +72,8 @@ function chunkBytes(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;
   if (typeof chunk === 'string') return encoder.encode(chunk);
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array or string');
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk); // as store() takes one whole
+  throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array, ArrayBuffer or string');
 }
 
 /**

@@ -399,3 +399,30 @@ describe('string chunks of a stream', () => {
     await vde.close();
   });
 });
+
+describe('ArrayBuffer chunks of a stream', () => {
+  it('are stored as store() stores a whole ArrayBuffer (they were ERR_VDE_INVALID_ARGUMENT)', async () => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 1 << 20 });
+    const data = bytes(50_000, 4);
+    const info = await vde.store(
+      'k',
+      (async function* () {
+        yield data.slice(0, 20_000).buffer;
+        yield data.subarray(20_000);
+      })() as AsyncIterable<Uint8Array>,
+    );
+    expect(info.size).toBe(50_000);
+    expectBytes(await vde.retrieve('k'), data);
+    await expectCode(
+      vde.store(
+        'bad',
+        (async function* () {
+          yield 42;
+        })() as unknown as AsyncIterable<Uint8Array>,
+      ),
+      'ERR_VDE_INVALID_ARGUMENT',
+    );
+    await checked(vde);
+    await vde.close();
+  });
+});
