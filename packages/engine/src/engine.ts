@@ -263,7 +263,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (size === undefined || size === 0) {
       if (!opts.create || opts.readOnly) {
         if (size === 0) throw new FormatError(`${path} is empty, not a VDE container`);
-        throw new NotFoundError(`no container at ${path} (pass create: true to make one)`);
+        // With readOnly, `create` (true by default) cannot apply: saying "pass create: true" sent users in a circle.
+        throw new NotFoundError(`no container at ${path} (${opts.readOnly ? 'a read-only open does not create one' : 'pass create: true to make one'})`);
       }
       const device = await FileBlockDevice.open(path, { create: true, blockSize: opts.blockSize });
       if (!device.created && device.fileSizeBytes > 0) {

@@ -426,3 +426,17 @@ describe('ArrayBuffer chunks of a stream', () => {
     await vde.close();
   });
 });
+
+describe('a missing container', () => {
+  it('is ERR_VDE_NOT_FOUND, and a read-only open does not tell the user to pass create: true', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'missing.vde');
+    const ro = await VirtualDiskEngine.open(path, { readOnly: true }).catch((e: unknown) => e as Error & { code?: string });
+    expect((ro as { code?: string }).code).toBe('ERR_VDE_NOT_FOUND');
+    expect((ro as Error).message).toMatch(/a read-only open does not create one/);
+    const noCreate = await VirtualDiskEngine.open(path, { create: false }).catch((e: unknown) => e as Error & { code?: string });
+    expect((noCreate as { code?: string }).code).toBe('ERR_VDE_NOT_FOUND');
+    expect((noCreate as Error).message).toMatch(/pass create: true/);
+    await expectCode(readFile(path), 'ENOENT');
+  });
+});
