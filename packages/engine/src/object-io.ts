@@ -404,8 +404,11 @@ export class ObjectIo {
     return out;
   }
 
-  /** Yields the object's bytes in chunks of about 1 MiB; the checksum is checked when the last chunk is read. */
-  async *chunks(rec: ObjectRecord, what: string): AsyncGenerator<Uint8Array> {
+  /**
+   * Yields the object's bytes in chunks of about 1 MiB; the checksum is checked when the last chunk is read (unless
+   * the engine's `verifyChecksums` is off and `verify` is not passed: scrub passes true).
+   */
+  async *chunks(rec: ObjectRecord, what: string, verify = this.host.verifyChecksums): AsyncGenerator<Uint8Array> {
     if (rec.inline) {
       this.#verify(rec, crc32(rec.inline), what);
       if (rec.inline.byteLength > 0) yield rec.inline.slice();
@@ -427,7 +430,7 @@ export class ObjectIo {
         if (chunk.byteLength > remaining) chunk = chunk.subarray(0, remaining);
         remaining -= chunk.byteLength;
         crc = crc32(chunk, crc);
-        if (remaining === 0 && this.host.verifyChecksums) this.#verify(rec, crc, what);
+        if (remaining === 0 && verify) this.#verify(rec, crc, what);
         yield chunk;
       }
     }

@@ -440,3 +440,29 @@ describe('a missing container', () => {
     await expectCode(readFile(path), 'ENOENT');
   });
 });
+
+describe('scrub with verifyChecksums: false', () => {
+  it('still verifies every object (it reported a damaged object as ok)', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'scrub.vde');
+    const data = bytes(300_000, 11);
+    const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 256 * 1024 });
+    await vde.store('big', data);
+    await vde.store('small', 'fine');
+    await vde.close();
+    const image = await readFile(path);
+    const at = image.lastIndexOf(Buffer.from(data.subarray(100_000, 100_064)));
+    expect(at).toBeGreaterThan(0);
+    image[at + 3] = image[at + 3]! ^ 1;
+    await writeFile(path, image);
+
+    const off = await VirtualDiskEngine.open(path, { verifyChecksums: false });
+    const report = await off.scrub();
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => [p.key, p.code])).toEqual([['big', 'ERR_VDE_CORRUPT']]);
+    expect(report.objectsChecked).toBe(2);
+    expect((await off.health()).checksumErrors).toBeGreaterThan(0);
+    await checked(off);
+    await off.close();
+  });
+});
