@@ -383,12 +383,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #creationInterrupted(): Promise<boolean> {
     const dev = this.#device;
     if (creationMarkerBlockSize(await dev.read(0, 1)) !== dev.blockSize) return false;
-    if (dev.blockCount < 2) return true;
-    try {
-      return decodeSuperblock(await dev.read(1, 1), 'B') === undefined;
-    } catch {
-      return false; // a superblock B that says something: #load reports it
-    }
+    // Anything that looks like superblock B, even a damaged one, is left to #load: only a file that never had a
+    // superblock is made again.
+    return dev.blockCount < 2 || !hasMagic(await dev.read(1, 1));
   }
 
   /**

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
+import { encodeCreationMarker } from '../src/superblock.js';
 import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
 
 describe('maxSizeBytes without walSizeBytes', () => {
@@ -286,6 +287,21 @@ describe('a crash while open() creates the container', () => {
       await device.close();
     }
     expect(interrupted).toBeGreaterThan(2);
+  });
+
+  it('a marker beside something that looks like superblock B is never made again (damage, not a creation)', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'damaged.vde');
+    const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 256 * 1024 });
+    await vde.store('k', 'v');
+    await vde.checkpoint();
+    await vde.close();
+    const image = await readFile(path);
+    image.set(encodeCreationMarker(4096), 0); // superblock A replaced by a marker
+    image[4096 + 124] = image[4096 + 124]! ^ 0xff; // superblock B's checksum broken, its magic intact
+    await writeFile(path, image);
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_CORRUPT');
+    expect((await readFile(path)).equals(image)).toBe(true);
   });
 
   it('a file that is not VDE\'s is still ERR_VDE_FORMAT and left as it was', async () => {
