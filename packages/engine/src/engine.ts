@@ -276,7 +276,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (size === undefined || size === 0) {
       if (!opts.create || opts.readOnly) {
         if (size === 0) throw new FormatError(`${path} is empty, not a VDE container`);
-        throw new NotFoundError(`no container at ${path} (pass create: true to make one)`);
+        // With readOnly, `create` (true by default) cannot apply: saying "pass create: true" sent users in a circle.
+        throw new NotFoundError(`no container at ${path} (${opts.readOnly ? 'a read-only open does not create one' : 'pass create: true to make one'})`);
       }
       const device = await FileBlockDevice.open(path, { create: true, blockSize: opts.blockSize });
       if (!device.created && device.fileSizeBytes > 0) {
@@ -395,12 +396,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   async #creationInterrupted(): Promise<boolean> {
     const dev = this.#device;
     if (creationMarkerBlockSize(await dev.read(0, 1)) !== dev.blockSize) return false;
-    if (dev.blockCount < 2) return true;
-    try {
-      return decodeSuperblock(await dev.read(1, 1), 'B') === undefined;
-    } catch {
-      return false; // a superblock B that says something: #load reports it
-    }
+    // Anything that looks like superblock B, even a damaged one, is left to #load: only a file that never had a
+    // superblock is made again.
+    return dev.blockCount < 2 || !hasMagic(await dev.read(1, 1));
   }
 
   /**
@@ -1389,7 +1387,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         try {
           const rec = await this.#io.loadRecord(v, `object ${key}`);
           await checkOwned(v, key);
-          for await (const chunk of this.#io.chunks(rec, `object ${key}`)) {
+          // Verified whatever verifyChecksums says: that option skips the check on reads, and scrub is the check.
+          for await (const chunk of this.#io.chunks(rec, `object ${key}`, true)) {
             throwIfAborted(signal); // per chunk: a large object does not delay the abort
             report.bytesChecked += chunk.byteLength;
           }

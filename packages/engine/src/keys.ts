@@ -122,7 +122,7 @@ export function encodeMetadata(metadata: unknown): Uint8Array {
   }
   // A Map, Headers or URLSearchParams has no own entries: it was stored as no metadata at all, silently.
   if (typeof (metadata as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function') {
-    const kind = (metadata as object).constructor?.name ?? 'iterable';
+    const kind = metadata.constructor?.name ?? 'iterable';
     throw new InvalidArgumentError(`metadata must be a plain object of string values, not a ${kind} (use Object.fromEntries())`);
   }
   const entries = Object.entries(metadata as Record<string, unknown>);

@@ -72,7 +72,45 @@ function chunkBytes(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;
   if (typeof chunk === 'string') return encoder.encode(chunk);
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array or string');
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk); // as store() takes one whole
+  throw new InvalidArgumentError('a data stream yielded something that is not a Uint8Array, ArrayBuffer or string');
+}
+
+/**
+ * Turns a stream's chunks into bytes, its string chunks encoded as one text: a surrogate pair split across two
+ * chunks (`s.slice(i, i + n)` cuts an emoji in two) is one character, not two U+FFFD. A high surrogate at the end of
+ * a string chunk waits for the next chunk; if that is not a string starting with the low half, or the stream ends,
+ * it is encoded alone (U+FFFD, as TextEncoder encodes a lone surrogate).
+ */
+class ChunkText {
+  #high = '';
+
+  bytes(chunk: unknown): Uint8Array {
+    if (typeof chunk === 'string') {
+      let text = this.#high === '' ? chunk : this.#high + chunk;
+      this.#high = '';
+      const last = text.charCodeAt(text.length - 1);
+      if (last >= 0xd800 && last <= 0xdbff) {
+        this.#high = text.slice(-1);
+        text = text.slice(0, -1);
+      }
+      return encoder.encode(text);
+    }
+    const bytes = chunkBytes(chunk);
+    if (this.#high === '') return bytes;
+    const held = this.end();
+    const out = new Uint8Array(held.byteLength + bytes.byteLength);
+    out.set(held);
+    out.set(bytes, held.byteLength);
+    return out;
+  }
+
+  /** What is held back at the end of the stream (a lone high surrogate), encoded. */
+  end(): Uint8Array {
+    const held = this.#high;
+    this.#high = '';
+    return encoder.encode(held);
+  }
 }
 
 /** A small in-memory object kept inline in its index entry (copied: the caller may reuse its buffer). */
@@ -246,19 +284,23 @@ export class ObjectIo {
       throw sourceError(err);
     }
     const abort = signal ? abortRace(signal) : undefined;
+    const text = new ChunkText();
     let finished = false;
     try {
       for (;;) {
         throwIfAborted(signal);
         const step = await nextChunk(it, abort?.promise);
+        let chunk: Uint8Array;
         if (step.done) {
           finished = true;
-          break;
+          chunk = text.end();
+          if (chunk.byteLength === 0) break;
+        } else {
+          chunk = text.bytes(step.value);
+          // Nothing to add, and Node's zlib.crc32 returns 0, not the running value, for an empty view whose buffer
+          // has no memory ('' encoded, new Uint8Array(new ArrayBuffer(0))): the object read as ERR_VDE_CORRUPT.
+          if (chunk.byteLength === 0) continue;
         }
-        let chunk = chunkBytes(step.value);
-        // Nothing to add, and Node's zlib.crc32 returns 0, not the running value, for an empty view whose buffer
-        // has no memory ('' encoded, new Uint8Array(new ArrayBuffer(0))): the object read as ERR_VDE_CORRUPT.
-        if (chunk.byteLength === 0) continue;
         size += chunk.byteLength;
         if (size > this.host.maxObjectBytes) throw new TooLargeError(`object is larger than the container may grow`);
         crc = crc32(chunk, crc);
@@ -273,6 +315,7 @@ export class ObjectIo {
             staged = 0;
           }
         }
+        if (finished) break;
       }
       throwIfAborted(signal);
       if (extents.length === 0 && (size <= inlineLimit || size === 0)) return { size, crc, inline: staging.slice(0, staged) };
@@ -361,8 +404,11 @@ export class ObjectIo {
     return out;
   }
 
-  /** Yields the object's bytes in chunks of about 1 MiB; the checksum is checked when the last chunk is read. */
-  async *chunks(rec: ObjectRecord, what: string): AsyncGenerator<Uint8Array> {
+  /**
+   * Yields the object's bytes in chunks of about 1 MiB; the checksum is checked when the last chunk is read (unless
+   * the engine's `verifyChecksums` is off and `verify` is not passed: scrub passes true).
+   */
+  async *chunks(rec: ObjectRecord, what: string, verify = this.host.verifyChecksums): AsyncGenerator<Uint8Array> {
     if (rec.inline) {
       this.#verify(rec, crc32(rec.inline), what);
       if (rec.inline.byteLength > 0) yield rec.inline.slice();
@@ -384,7 +430,7 @@ export class ObjectIo {
         if (chunk.byteLength > remaining) chunk = chunk.subarray(0, remaining);
         remaining -= chunk.byteLength;
         crc = crc32(chunk, crc);
-        if (remaining === 0 && this.host.verifyChecksums) this.#verify(rec, crc, what);
+        if (remaining === 0 && verify) this.#verify(rec, crc, what);
         yield chunk;
       }
     }

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
+import { encodeCreationMarker } from '../src/superblock.js';
 import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
 
 describe('maxSizeBytes without walSizeBytes', () => {
@@ -288,6 +289,21 @@ describe('a crash while open() creates the container', () => {
     expect(interrupted).toBeGreaterThan(2);
   });
 
+  it('a marker beside something that looks like superblock B is never made again (damage, not a creation)', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'damaged.vde');
+    const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 256 * 1024 });
+    await vde.store('k', 'v');
+    await vde.checkpoint();
+    await vde.close();
+    const image = await readFile(path);
+    image.set(encodeCreationMarker(4096), 0); // superblock A replaced by a marker
+    image[4096 + 124] = image[4096 + 124]! ^ 0xff; // superblock B's checksum broken, its magic intact
+    await writeFile(path, image);
+    await expectCode(VirtualDiskEngine.open(path), 'ERR_VDE_CORRUPT');
+    expect((await readFile(path)).equals(image)).toBe(true);
+  });
+
   it('a file that is not VDE\'s is still ERR_VDE_FORMAT and left as it was', async () => {
     await using tmp = await tempDir();
     const path = join(tmp.dir, 'foreign.vde');
@@ -350,5 +366,119 @@ describe('empty chunks of a stream', () => {
     expect((await vde.scrub()).ok).toBe(true);
     await checked(vde);
     await vde.close();
+  });
+});
+
+describe('string chunks of a stream', () => {
+  it('a surrogate pair split across two chunks is stored as one character (it was two U+FFFD)', async () => {
+    // yield text.slice(i, i + n) cuts an emoji in two whenever one straddles n: each half was encoded alone.
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 1 << 20 });
+    const small = 'a😀b€c𝄞d'.repeat(3);
+    const large = 'text with 😀 emoji and 𝄞 clefs, '.repeat(40_000); // 1.3 MiB: staged and flushed in runs
+    for (const [text, sizes] of [
+      [small, [1, 3, 1000]],
+      [large, [4095]],
+    ] as const) {
+      for (const n of sizes) {
+        const pieces = (): string[] => {
+          const out: string[] = [];
+          for (let i = 0; i < text.length; i += n) out.push(text.slice(i, i + n));
+          return out;
+        };
+        const sources = [
+          (async function* () {
+            yield* pieces();
+          })(),
+          Readable.from(pieces()),
+          new ReadableStream<string>({
+            start(c) {
+              for (const p of pieces()) c.enqueue(p);
+              c.close();
+            },
+          }) as unknown as ReadableStream<Uint8Array>,
+        ];
+        for (const source of sources) {
+          const info = await vde.store('t', source);
+          expect(info.size).toBe(Buffer.byteLength(text));
+          expectBytes(await vde.retrieve('t'), Buffer.from(text));
+        }
+      }
+    }
+    // A high surrogate that no low half follows is a lone surrogate, encoded as TextEncoder does (U+FFFD).
+    await vde.store('lone', (async function* () {
+      yield 'x\uD83D';
+      yield new Uint8Array([0x41]);
+      yield 'y\uD83D';
+    })());
+    expect(Buffer.from(await vde.retrieve('lone')).toString()).toBe('x\uFFFDAy\uFFFD');
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('ArrayBuffer chunks of a stream', () => {
+  it('are stored as store() stores a whole ArrayBuffer (they were ERR_VDE_INVALID_ARGUMENT)', async () => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 1 << 20 });
+    const data = bytes(50_000, 4);
+    const info = await vde.store(
+      'k',
+      (async function* () {
+        yield data.slice(0, 20_000).buffer;
+        yield data.subarray(20_000);
+      })() as AsyncIterable<Uint8Array>,
+    );
+    expect(info.size).toBe(50_000);
+    expectBytes(await vde.retrieve('k'), data);
+    await expectCode(
+      vde.store(
+        'bad',
+        (async function* () {
+          yield 42;
+        })() as unknown as AsyncIterable<Uint8Array>,
+      ),
+      'ERR_VDE_INVALID_ARGUMENT',
+    );
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('a missing container', () => {
+  it('is ERR_VDE_NOT_FOUND, and a read-only open does not tell the user to pass create: true', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'missing.vde');
+    const ro = await VirtualDiskEngine.open(path, { readOnly: true }).catch((e: unknown) => e as Error & { code?: string });
+    expect((ro as { code?: string }).code).toBe('ERR_VDE_NOT_FOUND');
+    expect((ro as Error).message).toMatch(/a read-only open does not create one/);
+    const noCreate = await VirtualDiskEngine.open(path, { create: false }).catch((e: unknown) => e as Error & { code?: string });
+    expect((noCreate as { code?: string }).code).toBe('ERR_VDE_NOT_FOUND');
+    expect((noCreate as Error).message).toMatch(/pass create: true/);
+    await expectCode(readFile(path), 'ENOENT');
+  });
+});
+
+describe('scrub with verifyChecksums: false', () => {
+  it('still verifies every object (it reported a damaged object as ok)', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'scrub.vde');
+    const data = bytes(300_000, 11);
+    const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 256 * 1024 });
+    await vde.store('big', data);
+    await vde.store('small', 'fine');
+    await vde.close();
+    const image = await readFile(path);
+    const at = image.lastIndexOf(Buffer.from(data.subarray(100_000, 100_064)));
+    expect(at).toBeGreaterThan(0);
+    image[at + 3] = image[at + 3]! ^ 1;
+    await writeFile(path, image);
+
+    const off = await VirtualDiskEngine.open(path, { verifyChecksums: false });
+    const report = await off.scrub();
+    expect(report.ok).toBe(false);
+    expect(report.problems.map((p) => [p.key, p.code])).toEqual([['big', 'ERR_VDE_CORRUPT']]);
+    expect(report.objectsChecked).toBe(2);
+    expect((await off.health()).checksumErrors).toBeGreaterThan(0);
+    await checked(off);
+    await off.close();
   });
 });
