@@ -7,7 +7,10 @@ import * as zlib from 'node:zlib';
  */
 export const crc32: (data: Uint8Array, initial?: number) => number =
   typeof (zlib as { crc32?: unknown }).crc32 === 'function'
-    ? (data, initial = 0) => (zlib as unknown as { crc32(d: Uint8Array, v: number): number }).crc32(data, initial)
+    ? (data, initial = 0) =>
+        // Node 20's zlib.crc32 returns 0, not `initial`, for an empty view over a zero-length ArrayBuffer
+        // (`new TextEncoder().encode('')`): continuing a running CRC with one would reset it.
+        data.byteLength === 0 ? initial >>> 0 : (zlib as unknown as { crc32(d: Uint8Array, v: number): number }).crc32(data, initial)
     : crc32Portable;
 
 let table: Uint32Array | undefined;
