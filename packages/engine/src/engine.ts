@@ -363,7 +363,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // a crash in between leaves a file the next open recognizes and makes again (see #creationInterrupted).
     await this.#device.write(0, encodeCreationMarker(bs));
     await this.#device.sync();
-    if (this.#device instanceof FileBlockDevice) await this.#preallocate(WAL_START, walBlocks);
+    if (this.#device instanceof FileBlockDevice) {
+      await this.#checkDiskRoom(walBlocks * bs);
+      await this.#preallocate(WAL_START, walBlocks);
+    }
     this.#allocator = new BitmapAllocator(blockCount);
     this.#allocator.reserve({ start: 0, count: WAL_START + walBlocks });
     this.#wal = await WriteAheadLog.create(this.#device, { startBlock: WAL_START, blockCount: walBlocks });
@@ -399,6 +402,24 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // Anything that looks like superblock B, even a damaged one, is left to #load: only a file that never had a
     // superblock is made again.
     return dev.blockCount < 2 || !hasMagic(await dev.read(1, 1));
+  }
+
+  /**
+   * A new container's log is written out at creation (#preallocate): a log larger than the disk's free space would
+   * fill the disk (every other writer on it failing meanwhile) before failing. Refused first, when statfs can tell.
+   */
+  async #checkDiskRoom(bytes: number): Promise<void> {
+    if (this.#path === undefined) return;
+    let free: number;
+    try {
+      const st = await fs.statfs(this.#path);
+      free = st.bavail * st.bsize;
+    } catch {
+      return; // No statfs: the writes themselves fail with ERR_VDE_FULL on a full disk.
+    }
+    if (bytes > free) {
+      throw new FullError(`the disk has ${free} bytes free, too few for a ${bytes}-byte log: lower walSizeBytes (default 32 MiB)`);
+    }
   }
 
   /**

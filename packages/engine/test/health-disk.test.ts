@@ -1,4 +1,5 @@
 // health() on a file system with no free space left (statfs mocked): a sparse container's holes are no free space.
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { VirtualDiskEngine } from '@vde/engine';
@@ -17,6 +18,23 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 
 afterEach(() => {
   disk.full = false;
+});
+
+describe('creating a container on a disk without room for its log', () => {
+  it('is ERR_VDE_FULL before anything is written, and leaves no file', async () => {
+    await using dir = await tempDir();
+    const path = join(dir.dir, 'c.vde');
+    disk.full = true;
+    // Before: the log was written out (zeros) until the disk was full, then failed; a 2^40-byte walSizeBytes filled
+    // a real disk. Now statfs is asked first.
+    await expect(VirtualDiskEngine.open(path, { walSizeBytes: 4 << 20 })).rejects.toMatchObject({ code: 'ERR_VDE_FULL', message: expect.stringContaining('walSizeBytes') });
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    disk.full = false;
+    const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 4 << 20 });
+    await vde.store('k', bytes(10, 1));
+    await checked(vde);
+    await vde.close();
+  });
 });
 
 describe('health() and the disk', () => {
