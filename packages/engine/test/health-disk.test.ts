@@ -27,7 +27,12 @@ describe('creating a container on a disk without room for its log', () => {
     disk.full = true;
     // Before: the log was written out (zeros) until the disk was full, then failed; a 2^40-byte walSizeBytes filled
     // a real disk. Now statfs is asked first.
-    await expect(VirtualDiskEngine.open(path, { walSizeBytes: 4 << 20 })).rejects.toMatchObject({ code: 'ERR_VDE_FULL', message: expect.stringContaining('walSizeBytes') });
+    const err: unknown = await VirtualDiskEngine.open(path, { walSizeBytes: 4 << 20 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'ERR_VDE_FULL' });
+    expect((err as Error).message).toContain('walSizeBytes');
     await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
     disk.full = false;
     const vde = await VirtualDiskEngine.open(path, { walSizeBytes: 4 << 20 });
