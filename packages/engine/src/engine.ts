@@ -3015,9 +3015,10 @@ function listRange(options: ListOptions): KeyRange {
   if (prefix !== undefined && prefix.length > 0) range.prefix = utf8.encode(prefix);
   if (start !== undefined) range.gte = utf8.encode(start);
   if (end !== undefined) range.lt = utf8.encode(end);
-  if (options.limit !== undefined) {
+  // Infinity means no limit, as in abstract-level and Array.prototype.slice habits.
+  if (options.limit !== undefined && options.limit !== Infinity) {
     if (typeof options.limit !== 'number' || !Number.isInteger(options.limit) || options.limit < 0) {
-      throw new InvalidArgumentError('list option limit must be a non-negative integer');
+      throw new InvalidArgumentError('list option limit must be a non-negative integer or Infinity');
     }
     range.limit = options.limit;
     if (options.limit === 0) range.limit = 0;

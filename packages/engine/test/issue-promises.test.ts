@@ -482,3 +482,17 @@ describe('scrub with verifyChecksums: false', () => {
     await off.close();
   });
 });
+
+describe('list limit', () => {
+  it('Infinity means no limit (it was ERR_VDE_INVALID_ARGUMENT); other non-integers stay refused', async () => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 4096 }), { walSizeBytes: 256 * 1024 });
+    for (let i = 0; i < 5; i++) await vde.store(`k${i}`, `v${i}`);
+    expect((await collect(vde.list({ limit: Infinity }))).map((o) => o.key)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4']);
+    expect((await collect(vde.list({ limit: Infinity, reverse: true, prefix: 'k' }))).map((o) => o.key)).toEqual(['k4', 'k3', 'k2', 'k1', 'k0']);
+    await using snap = await vde.snapshot();
+    expect(await collect(snap.list({ limit: Infinity }))).toHaveLength(5);
+    for (const limit of [-Infinity, NaN, 1.5, -1]) await expectCode((async () => collect(vde.list({ limit })))(), 'ERR_VDE_INVALID_ARGUMENT');
+    await checked(vde);
+    await vde.close();
+  });
+});
