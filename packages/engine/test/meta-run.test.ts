@@ -151,3 +151,35 @@ describe('a checkpoint whose allocator image outgrows the meta run taken for it'
     await again.close();
   });
 });
+
+describe('deletes at maxSizeBytes while a snapshot holds the deleted objects', () => {
+  it('stop while the next checkpoint still finds a run for its meta blob: after the release, checkpoint and close work', async () => {
+    const dev = new MemoryBlockDevice({ blockSize: 512 });
+    const e = await VirtualDiskEngine.open(dev, { walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20 });
+    let n = 0;
+    await expect(
+      (async () => {
+        for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    const snap = await e.snapshot();
+    let deleted = 0;
+    let refused = 0;
+    for (let i = 0; i < n; i += 2) {
+      try {
+        await e.delete(`k${i}`);
+        deleted++;
+      } catch (err) {
+        expect(err).toMatchObject({ code: 'ERR_VDE_FULL' });
+        refused++;
+      }
+    }
+    expect(deleted).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0); // the snapshot pins every deleted block: the container does fill up
+    await snap.close();
+    await e.checkpoint(); // was ERR_VDE_FULL for good (no run for the meta blob)
+    expect((await e.check()).objects).toBe(n - deleted);
+    expectBytes(await e.retrieve('k1'), new Uint8Array(900).fill(1));
+    await e.close(); // was ERR_VDE_FULL too
+  });
+});
