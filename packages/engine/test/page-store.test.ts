@@ -177,7 +177,7 @@ describe('DevicePageStore.back(): zeros for pages not written yet', () => {
     const dev = new HeldDevice();
     await dev.grow(8);
     const allocator = new BitmapAllocator(8);
-    const store = new DevicePageStore(dev as never, () => allocator);
+    const store = new DevicePageStore(dev, () => allocator);
     const a = store.allocate();
     const x = store.allocate();
     const c = store.allocate();
