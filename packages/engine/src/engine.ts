@@ -1753,7 +1753,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (short <= 0) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
     if (this.#allocator.blockCount + short <= limit) return false;
-    return this.#replacedBlocks + Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) >= short;
+    return this.#reclaimable(short) + Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) >= short;
+  }
+
+  /**
+   * Blocks the next checkpoint would free, as far as `enough` needs to know: those of versions deleted or replaced
+   * since the last one, or, with no snapshot or read holding any, every deferred block. Deletes made while a
+   * snapshot was open were counted by a checkpoint that could not free them: after the release, stores at
+   * maxSizeBytes were refused until the caller ran checkpoint().
+   */
+  #reclaimable(enough: number): number {
+    const replaced = this.#replacedBlocks;
+    if (replaced >= enough || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return replaced;
+    return Math.max(replaced, this.#reclaimer.pendingBlocks);
   }
 
   /**
@@ -2220,7 +2232,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         // At maxSizeBytes, the blocks of objects deleted or replaced since the last checkpoint come back only with
         // one: a container emptied by half still refused every store until the caller checkpointed. A write ahead
         // of the gate (`track`: it holds no lock a checkpoint waits for) runs one and tries once more.
-        if (!(err instanceof FullError) || track === undefined || reclaimed || this.#replacedBlocks === 0) throw err;
+        if (!(err instanceof FullError) || track === undefined || reclaimed || this.#reclaimable(1) === 0) throw err;
         reclaimed = true;
         try {
           await this.#triggerCheckpoint();
