@@ -849,6 +849,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
             // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
             const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
             if (this.#allocator.freeCount < need) await this.#ensureFree(need);
+            this.#checkMetaRoom();
             await this.#index.prefetch(keyBytes);
             if (!(await this.#index.get(keyBytes))) return false;
             await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -1752,7 +1753,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (short <= 0) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
     if (this.#allocator.blockCount + short <= limit) return false;
-    return this.#replacedBlocks + Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) >= short;
+    return this.#reclaimable(short) + Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) >= short;
+  }
+
+  /**
+   * Blocks the next checkpoint would free, as far as `enough` needs to know: those of versions deleted or replaced
+   * since the last one, or, with no snapshot or read holding any, every deferred block. Deletes made while a
+   * snapshot was open were counted by a checkpoint that could not free them: after the release, stores at
+   * maxSizeBytes were refused until the caller ran checkpoint().
+   */
+  #reclaimable(enough: number): number {
+    const replaced = this.#replacedBlocks;
+    if (replaced >= enough || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return replaced;
+    return Math.max(replaced, this.#reclaimer.pendingBlocks);
   }
 
   /**
@@ -2219,7 +2232,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         // At maxSizeBytes, the blocks of objects deleted or replaced since the last checkpoint come back only with
         // one: a container emptied by half still refused every store until the caller checkpointed. A write ahead
         // of the gate (`track`: it holds no lock a checkpoint waits for) runs one and tries once more.
-        if (!(err instanceof FullError) || track === undefined || reclaimed || this.#replacedBlocks === 0) throw err;
+        if (!(err instanceof FullError) || track === undefined || reclaimed || this.#reclaimable(1) === 0) throw err;
         reclaimed = true;
         try {
           await this.#triggerCheckpoint();
@@ -2486,6 +2499,25 @@ export class VirtualDiskEngine implements AsyncDisposable {
     while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, run)) {
       await this.#grow(Math.max(blocks - this.#allocator.freeCount, run), 0);
     }
+  }
+
+  /**
+   * Refuses (ERR_VDE_FULL) a delete after which the next checkpoint's meta blob (an entry more) would find no
+   * contiguous run: neither the held spare nor a free run, the container at maxSizeBytes. While a snapshot holds the
+   * blocks of deleted objects, every delete adds an entry to the meta blob and no checkpoint frees one: deletes went
+   * on until the longest free run was shorter than the blob, and after the snapshot was released every checkpoint,
+   * and close(), failed ERR_VDE_FULL for good. Costs nothing while the spare is large enough.
+   */
+  #checkMetaRoom(): void {
+    const need = this.#metaBlocksNeeded() + 1;
+    if (this.#metaSpare !== undefined && this.#metaSpare.count >= need) return;
+    if (this.#allocator.largestFreeRun >= need) return;
+    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
+    if (this.#allocator.blockCount + need <= limit) return; // growth adds the run
+    throw new FullError(
+      `the container is at maxSizeBytes (${this.#opts.maxSizeBytes} bytes) and the next checkpoint needs a run of ${need} free blocks: ` +
+        'release snapshots that hold deleted objects, then checkpoint',
+    );
   }
 
   /**

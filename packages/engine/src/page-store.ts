@@ -58,6 +58,13 @@ export class DevicePageStore implements PageStore {
   readonly #tracksBacking: boolean;
   /** Blocks `back()` wrote zeros to and reserved for the flush that follows, highest first (`allocate` pops). */
   #pool: number[] = [];
+  /**
+   * While `back()` writes zeros: the blocks it writes, and the pages freed meanwhile (returned to the allocator when
+   * it is done). A flush ahead runs beside stores, whose merges free fresh pages at once: a block freed and given to
+   * an object's data while its zeros were still to be written was overwritten with zeros (the object read corrupt).
+   */
+  #backing: Set<number> | undefined;
+  #freedWhileBacking: number[] = [];
 
   /** Write the pages queued from now on durably (see the class comment). Setting it clears `hurry()`. */
   get durableWrites(): boolean {
@@ -94,6 +101,7 @@ export class DevicePageStore implements PageStore {
     const blocks: number[] = [...this.#unbacked];
     for (const e of [...pool, ...extra]) for (let b = e.start; b < e.start + e.count; b++) blocks.push(b);
     blocks.sort((a, b) => a - b);
+    this.#backing = new Set(blocks);
     const maxPages = Math.max(1, Math.floor(RUN_BYTES / this.pageSize));
     const zeros = new Uint8Array(Math.min(blocks.length, maxPages) * this.pageSize);
     try {
@@ -106,6 +114,11 @@ export class DevicePageStore implements PageStore {
     } catch (err) {
       if (pool.length > 0) allocator.free(pool);
       throw err;
+    } finally {
+      this.#backing = undefined;
+      const freed = this.#freedWhileBacking;
+      this.#freedWhileBacking = [];
+      if (freed.length > 0) this.allocator().free(freed.map((b) => ({ start: b, count: 1 })));
     }
     // Blocks written or freed meanwhile left the set already; the rest are backed now.
     for (const b of blocks) this.#unbacked.delete(b);
@@ -234,6 +247,10 @@ export class DevicePageStore implements PageStore {
 
   free(pageNo: number): void {
     this.#unbacked.delete(pageNo);
+    if (this.#backing?.has(pageNo)) {
+      this.#freedWhileBacking.push(pageNo); // its zeros may still be on their way (see #backing)
+      return;
+    }
     this.allocator().free([{ start: pageNo, count: 1 }]);
   }
 }

@@ -151,3 +151,64 @@ describe('a checkpoint whose allocator image outgrows the meta run taken for it'
     await again.close();
   });
 });
+
+describe('deletes at maxSizeBytes while a snapshot holds the deleted objects', () => {
+  it('stop while the next checkpoint still finds a run for its meta blob: after the release, checkpoint and close work', async () => {
+    const dev = new MemoryBlockDevice({ blockSize: 512 });
+    const e = await VirtualDiskEngine.open(dev, { walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20 });
+    let n = 0;
+    await expect(
+      (async () => {
+        for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    const snap = await e.snapshot();
+    let deleted = 0;
+    let refused = 0;
+    for (let i = 0; i < n; i += 2) {
+      try {
+        await e.delete(`k${i}`);
+        deleted++;
+      } catch (err) {
+        expect(err).toMatchObject({ code: 'ERR_VDE_FULL' });
+        refused++;
+      }
+    }
+    expect(deleted).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0); // the snapshot pins every deleted block: the container does fill up
+    await snap.close();
+    await e.checkpoint(); // was ERR_VDE_FULL for good (no run for the meta blob)
+    expect((await e.check()).objects).toBe(n - deleted);
+    expectBytes(await e.retrieve('k1'), new Uint8Array(900).fill(1));
+    await e.close(); // was ERR_VDE_FULL too
+  });
+});
+
+describe('stores at maxSizeBytes after a snapshot that held deleted objects is released', () => {
+  it('go in: the checkpoint that frees the deleted blocks runs first, without the caller running one', async () => {
+    const e = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20 });
+    let n = 0;
+    await expect(
+      (async () => {
+        for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    const snap = await e.snapshot();
+    let deleted = 0;
+    for (let i = 0; i < n && deleted < 300; i += 2) {
+      const ok = await e.delete(`k${i}`).catch((err: unknown) => {
+        expect(err).toMatchObject({ code: 'ERR_VDE_FULL' }); // the snapshot pins them: the container fills up
+        return false;
+      });
+      if (ok) deleted++;
+    }
+    expect(deleted).toBeGreaterThan(100);
+    // The snapshot still reads them, so their blocks stay: stores are refused (checkpoints meanwhile free nothing).
+    await expect(e.store('held', new Uint8Array(100))).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    await snap.close();
+    for (let i = 0; i < 100; i++) await e.store(`new${i}`, new Uint8Array(100).fill(7)); // were all ERR_VDE_FULL
+    expectBytes(await e.retrieve('new99'), new Uint8Array(100).fill(7));
+    expect((await e.check()).objects).toBe(n - deleted + 100);
+    await e.close();
+  });
+});

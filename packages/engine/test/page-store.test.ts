@@ -128,3 +128,76 @@ describe('DevicePageStore: page writes of one synchronous run are coalesced', ()
     );
   });
 });
+
+/** A device over memory that is not a MemoryBlockDevice (so the page store tracks backing), with held writes. */
+class HeldDevice {
+  readonly inner = new MemoryBlockDevice({ blockSize: PS });
+  readonly blockSize = PS;
+  readonly readOnly = false;
+  holdBlock = -1;
+  #release: (() => void) | undefined;
+  held: Promise<void> | undefined;
+  get blockCount(): number {
+    return this.inner.blockCount;
+  }
+  read(blockNo: number, count: number): Promise<Uint8Array> {
+    return this.inner.read(blockNo, count);
+  }
+  readInto(blockNo: number, buffer: Uint8Array): Promise<void> {
+    return this.inner.readInto(blockNo, buffer);
+  }
+  async write(blockNo: number, data: Uint8Array): Promise<void> {
+    if (this.holdBlock >= blockNo && this.holdBlock < blockNo + data.byteLength / PS) {
+      this.holdBlock = -1;
+      let started!: () => void;
+      this.held = new Promise<void>((r) => (started = r));
+      await new Promise<void>((r) => {
+        this.#release = r;
+        started();
+      });
+    }
+    await this.inner.write(blockNo, data);
+  }
+  release(): void {
+    this.#release?.();
+  }
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+  grow(blockCount: number): Promise<void> {
+    return this.inner.grow(blockCount);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+describe('DevicePageStore.back(): zeros for pages not written yet', () => {
+  it('a page freed while back() writes zeros is not given out until back() is done (its zeros came after the new data)', async () => {
+    const dev = new HeldDevice();
+    await dev.grow(8);
+    const allocator = new BitmapAllocator(8);
+    const store = new DevicePageStore(dev, () => allocator);
+    const a = store.allocate();
+    const x = store.allocate();
+    const c = store.allocate();
+    await store.write(x, page(1)); // backed: a and c are not, and lie in two runs
+    const others = allocator.allocate(allocator.freeCount); // the rest of the container is in use
+    expect(others.reduce((n, e) => n + e.count, 0)).toBe(5);
+    dev.holdBlock = a;
+    const backing = store.back(0);
+    await dev.held; // back() writes a's zeros; c's come next
+    // A merge in a store beside a flush ahead drops the fresh page c: the block goes back to the allocator, which
+    // hands it to an object's data, written at once.
+    store.free(c);
+    const given = allocator.freeCount > 0 ? allocator.allocate(1) : [];
+    for (const e of given) await dev.write(e.start, page(0xab));
+    dev.release();
+    await backing;
+    // Every block the allocator gave out holds the object's bytes (no zeros over them), and c is free once back()
+    // is done (here the only free block, so it could not be given out before).
+    for (const e of given) expect(await dev.read(e.start, 1)).toEqual(page(0xab));
+    expect(allocator.isAllocated(c)).toBe(false);
+    expect(allocator.freeCount).toBe(1 - given.length);
+  });
+});
