@@ -152,16 +152,22 @@ describe('a checkpoint whose allocator image outgrows the meta run taken for it'
   });
 });
 
+/** Stores 900-byte objects k0, k1, … until ERR_VDE_FULL; returns how many went in. */
+async function fillUntilFull(e: VirtualDiskEngine): Promise<number> {
+  let n = 0;
+  await expect(
+    (async () => {
+      for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
+    })(),
+  ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+  return n;
+}
+
 describe('deletes at maxSizeBytes while a snapshot holds the deleted objects', () => {
   it('stop while the next checkpoint still finds a run for its meta blob: after the release, checkpoint and close work', async () => {
     const dev = new MemoryBlockDevice({ blockSize: 512 });
     const e = await VirtualDiskEngine.open(dev, { walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20 });
-    let n = 0;
-    await expect(
-      (async () => {
-        for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
-      })(),
-    ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    const n = await fillUntilFull(e);
     const snap = await e.snapshot();
     let deleted = 0;
     let refused = 0;
@@ -187,12 +193,7 @@ describe('deletes at maxSizeBytes while a snapshot holds the deleted objects', (
 describe('stores at maxSizeBytes after a snapshot that held deleted objects is released', () => {
   it('go in: the checkpoint that frees the deleted blocks runs first, without the caller running one', async () => {
     const e = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { walSizeBytes: 1 << 20, maxSizeBytes: 4 << 20 });
-    let n = 0;
-    await expect(
-      (async () => {
-        for (;; n++) await e.store(`k${n}`, new Uint8Array(900).fill(n & 255));
-      })(),
-    ).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    const n = await fillUntilFull(e);
     const snap = await e.snapshot();
     let deleted = 0;
     for (let i = 0; i < n && deleted < 300; i += 2) {
