@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine, VdeError } from '@vde/engine';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SMALL, bytes, checked, collect, expectBytes, expectCode, memoryEngine, tempDir } from './helpers.js';
+import { SMALL, bytes, checked, collect, expectBytes, expectCode, memoryEngine, storeUntilFull, tempDir } from './helpers.js';
 
 describe('object API round trip', () => {
   it('stores, retrieves, stats, lists, deletes', async () => {
@@ -381,18 +381,7 @@ describe('bad input gets typed errors', () => {
 
   it('a full container is ERR_VDE_FULL and loses nothing already stored', async () => {
     const { vde } = await memoryEngine({ maxSizeBytes: 2 << 20, walSizeBytes: 256 * 1024 });
-    const kept: number[] = [];
-    let full = false;
-    for (let i = 0; i < 100 && !full; i++) {
-      try {
-        await vde.store(`k${i}`, bytes(100_000, i));
-        kept.push(i);
-      } catch (err) {
-        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-        full = true;
-      }
-    }
-    expect(full).toBe(true);
+    const kept = await storeUntilFull(vde, 100_000);
     for (const i of kept) expectBytes(await vde.retrieve(`k${i}`), bytes(100_000, i));
     await vde.delete(`k${kept[0]!}`);
     await vde.checkpoint();

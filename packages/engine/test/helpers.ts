@@ -74,3 +74,21 @@ export function turnCounter(): { turns: () => number; stop: () => void } {
     },
   };
 }
+
+/**
+ * Stores `bytes(size, i)` under k0, k1, … until one store fails (at most `max` tries), expects that failure to be
+ * ERR_VDE_FULL, and returns the indexes stored before it.
+ */
+export async function storeUntilFull(vde: VirtualDiskEngine, size: number, max = 100): Promise<number[]> {
+  const kept: number[] = [];
+  for (let i = 0; i < max; i++) {
+    try {
+      await vde.store(`k${i}`, bytes(size, i));
+      kept.push(i);
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+      return kept;
+    }
+  }
+  throw new Error(`${max} stores of ${size} bytes did not fill the container`);
+}

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { encodeCreationMarker } from '../src/superblock.js';
-import { bytes, checked, collect, expectBytes, expectCode, tempDir } from './helpers.js';
+import { bytes, checked, collect, expectBytes, expectCode, storeUntilFull, tempDir } from './helpers.js';
 
 describe('maxSizeBytes without walSizeBytes', () => {
   it('a limit below the default 32 MiB log opens, grows to the limit, then is ERR_VDE_FULL losing nothing', async () => {
@@ -14,18 +14,7 @@ describe('maxSizeBytes without walSizeBytes', () => {
     await using tmp = await tempDir();
     const path = join(tmp.dir, 'limited.vde');
     const vde = await VirtualDiskEngine.open(path, { maxSizeBytes: 4 << 20 });
-    const kept: number[] = [];
-    let full = false;
-    for (let i = 0; i < 100 && !full; i++) {
-      try {
-        await vde.store(`k${i}`, bytes(100_000, i));
-        kept.push(i);
-      } catch (err) {
-        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-        full = true;
-      }
-    }
-    expect(full).toBe(true);
+    const kept = await storeUntilFull(vde, 100_000);
     expect(kept.length).toBeGreaterThan(10);
     expect(vde.stats().containerBytes).toBeLessThanOrEqual(4 << 20);
     for (const i of kept) expectBytes(await vde.retrieve(`k${i}`), bytes(100_000, i));
