@@ -70,14 +70,21 @@ import type {
 
 const WAL_START = 2;
 const INITIAL_DATA_BLOCKS = 64;
-/** Free blocks kept in hand for index page splits, which allocate synchronously. */
+/**
+ * Free blocks kept in hand for index page splits, which allocate synchronously: the slack on top of the counted
+ * reserve (see #reserveBlocks). A container limited to fewer than 16 times this by maxSizeBytes keeps a sixteenth
+ * of its blocks (at least MIN_HEADROOM_BLOCKS) and counts each write's index change in full instead.
+ */
 const HEADROOM_BLOCKS = 256;
+const MIN_HEADROOM_BLOCKS = 16;
 /** Tries of a read-only open that meets what looks like damage (a writer may have moved on under it). */
 const READ_ONLY_OPEN_ATTEMPTS = 10;
 /** Index pages one write in flight may still dirty or create when it is applied (splits up a deep path, and more). */
 const WRITER_HEADROOM_BLOCKS = 4;
 /** A delete's own index change: the pages of its path dirtied, and merges. */
 const DELETE_HEADROOM_BLOCKS = 32;
+/** Extents of a deleted object that the meta blob is sure to have room for (see #metaEntriesFor). */
+const DELETE_META_ENTRIES = 8;
 /** Dirty index pages below which an automatic checkpoint does not flush ahead (#runPreflush). */
 const PREFLUSH_MIN_PAGES = 2;
 /** Replaced blocks below which no checkpoint is started for them alone (a small container would checkpoint often). */
@@ -180,6 +187,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #writers = 0;
   /** Index pages the batches in flight (and a replayed record) may create or dirty, on top of a writer's headroom. */
   #batchHeadroom = 0;
+  /** The slack of #reserveBlocks: HEADROOM_BLOCKS, or less in a container that maxSizeBytes keeps small. */
+  readonly #headroom: number;
   /**
    * Set while index changes are applied with awaits in between (#applySlow); readers wait for it. It settles once
    * every such apply that had started when it was set has finished, and is cleared only when none is left.
@@ -230,6 +239,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       blockSize: device.blockSize,
     };
     const maxBlocks = Math.floor(opts.maxSizeBytes / device.blockSize);
+    this.#headroom = Math.min(HEADROOM_BLOCKS, Math.max(MIN_HEADROOM_BLOCKS, Math.floor(maxBlocks / 16)));
     this.#io = new ObjectIo({
       device,
       allocateData: (blocks, _contiguous, track) => this.#allocateData(blocks, track),
@@ -338,6 +348,10 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await engine.#format();
       } else {
         await engine.#load();
+        // An open that found nothing to replay ran no checkpoint, which is where the run for the next meta blob is
+        // held: without it, stores at maxSizeBytes cut every free run shorter than the meta blob, after which no
+        // checkpoint, delete or close() could run (1 MiB, 512-byte blocks, reopened and filled by 64 writers).
+        engine.#takeMetaSpare();
       }
     } catch (err) {
       if (created && path !== undefined) await fs.rm(path, { force: true }).catch(() => undefined);
@@ -516,7 +530,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         // maxSizeBytes), the first apply found them free in the same state, and replay goes on.
         let bytes = 0;
         for (const op of ops) bytes += op.key.byteLength + (op.type === 'put' ? op.record.byteLength : 0) + 10;
-        const need = this.#createdPages(bytes) + HEADROOM_BLOCKS;
+        const need = this.#createdPages(bytes) + this.#headroom;
         if (this.#allocator.freeCount < need) {
           await this.#ensureFree(need, 1).catch((err: unknown) => {
             if (!(err instanceof FullError)) throw err;
@@ -841,15 +855,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const turn = turnIfSpent();
         if (turn) await turn;
         if (prior) await prior;
+        await this.#makeMetaRoom(this.#metaEntriesFor(1));
         const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
         existed = await this.#withLogSpace(logBytes, undefined, () =>
           this.#withWriteLocks([key], undefined, async () => {
             myTurn(); // holds the stripe: a later write to the key queues behind it
             // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
             // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
-            const need = this.#checkpointBlocks() + DELETE_HEADROOM_BLOCKS;
+            const need = this.#checkpointBlocks() + this.#deleteHeadroom();
             if (this.#allocator.freeCount < need) await this.#ensureFree(need);
-            this.#checkMetaRoom();
+            this.#checkMetaRoom(this.#metaEntriesFor(1));
             await this.#index.prefetch(keyBytes);
             if (!(await this.#index.get(keyBytes))) return false;
             await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -929,10 +944,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
         // The puts' payload bounds are also the index entry bytes the batch inserts (see #batchBlocks).
         let putBytes = 0;
         let delBytes = 0;
+        let dels = 0;
         for (const op of ops) {
           if (op.type === 'put') putBytes += this.#putPayloadBound(op.keyBytes, op.meta, op.source) + 8;
-          else delBytes += 3 + op.keyBytes.byteLength;
+          else {
+            delBytes += 3 + op.keyBytes.byteLength;
+            dels++;
+          }
         }
+        // Its deletes add entries to the next meta blob, as delete()'s do.
+        const metaMore = dels > 0 ? this.#metaEntriesFor(dels) : 0;
+        if (metaMore > 0) await this.#makeMetaRoom(metaMore);
         const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
         await this.#withLogSpace(logBytes, undefined, () =>
           this.#withWriteLocks(
@@ -948,6 +970,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
               this.#batchHeadroom += headroom;
               try {
                 if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
+                if (metaMore > 0) this.#checkMetaRoom(metaMore);
                 await this.#runBatch(ops);
               } finally {
                 this.#batchHeadroom -= headroom;
@@ -1281,7 +1304,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     // The checkpoint reserve is not free for objects: counting it as used makes a container that refuses stores
     // for lack of space show as critical, and freeBytes what a store can still get.
-    const reservedBytes = Math.min(this.#reserveBlocks() * bs, Math.max(0, capacityBytes - usedBytes));
+    // A store in flight counts its own index change too (#writerHeadroom), so with none in flight one is added.
+    const reserve = this.#reserveBlocks() + (this.#writers === 0 ? this.#writerHeadroom() : 0);
+    const reservedBytes = Math.min(reserve * bs, Math.max(0, capacityBytes - usedBytes));
     const usedPercent = capacityBytes > 0 ? Math.min(100, ((usedBytes + reservedBytes) / capacityBytes) * 100) : 100;
     const walFillPercent = this.#wal.fillRatio * 100;
     const reasons: string[] = [];
@@ -2160,7 +2185,28 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #reserveBlocks(): number {
     const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
     const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
-    return HEADROOM_BLOCKS + 2 * pages + 2 * meta + WRITER_HEADROOM_BLOCKS * this.#writers + this.#batchHeadroom;
+    return this.#headroom + 2 * pages + 2 * meta + this.#writerHeadroom() * this.#writers + this.#batchHeadroom;
+  }
+
+  /**
+   * Blocks counted for each write in flight. With the full slack, WRITER_HEADROOM_BLOCKS: a write applied after its
+   * check creates at most one page per level plus a new root and dirties its path, at most 2 * (depth + 1) blocks in
+   * all (created ones taken, dirtied ones counted twice by the reserve), and the slack of 256 covers what 64 writers
+   * in trees of up to 4 levels need beyond 4 each. With a smaller slack (a small maxSizeBytes), the full count.
+   */
+  #writerHeadroom(): number {
+    if (this.#headroom >= HEADROOM_BLOCKS) return WRITER_HEADROOM_BLOCKS;
+    return Math.max(WRITER_HEADROOM_BLOCKS, 2 * (this.#index.stats().depth + 2));
+  }
+
+  /**
+   * What a delete asks to be free beyond the next checkpoint's needs: its own index change (its path and the pages
+   * merges dirty, at most 2 * depth + 1). It must stay below what a store leaves free (#reserveBlocks with one
+   * writer), or a container that stores filled could not be emptied: with the smaller slack of a small container,
+   * the same count as a store's.
+   */
+  #deleteHeadroom(): number {
+    return this.#headroom >= HEADROOM_BLOCKS ? DELETE_HEADROOM_BLOCKS : this.#writerHeadroom();
   }
 
   /**
@@ -2480,8 +2526,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
   /** Holds a run for the next checkpoint's meta blob, twice what it needs now, where one is free (see #metaSpare). */
   #takeMetaSpare(): void {
     if (this.#metaSpare || this.#opts.readOnly || this.#poisoned) return;
-    const want = 2 * this.#metaBlocksNeeded();
-    if (this.#allocator.largestFreeRun < want) return;
+    // Twice what it needs, or what there is (at least what it needs): near maxSizeBytes, stores cut the free space
+    // into short runs, and a run left free is the next store's.
+    const need = this.#metaBlocksNeeded();
+    const want = Math.min(2 * need, this.#allocator.largestFreeRun);
+    if (want < need) return;
     const [run] = this.#allocator.allocate(want, { contiguous: true });
     this.#metaSpare = run;
   }
@@ -2502,18 +2551,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Refuses (ERR_VDE_FULL) a delete after which the next checkpoint's meta blob (an entry more) would find no
+   * Refuses (ERR_VDE_FULL) a delete (or a batch with deletes) after which the next checkpoint's meta blob (`more`
+   * entries larger, see #metaEntriesFor) would find no
    * contiguous run: neither the held spare nor a free run, the container at maxSizeBytes. While a snapshot holds the
    * blocks of deleted objects, every delete adds an entry to the meta blob and no checkpoint frees one: deletes went
    * on until the longest free run was shorter than the blob, and after the snapshot was released every checkpoint,
    * and close(), failed ERR_VDE_FULL for good. Costs nothing while the spare is large enough.
    */
-  #checkMetaRoom(): void {
-    const need = this.#metaBlocksNeeded() + 1;
-    if (this.#metaSpare !== undefined && this.#metaSpare.count >= need) return;
-    if (this.#allocator.largestFreeRun >= need) return;
-    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
-    if (this.#allocator.blockCount + need <= limit) return; // growth adds the run
+  #checkMetaRoom(more: number): void {
+    if (!this.#metaRoomShort(more)) return;
+    const need = this.#metaBlocksNeeded(0, more);
     throw new FullError(
       `the container is at maxSizeBytes (${this.#opts.maxSizeBytes} bytes) and the next checkpoint needs a run of ${need} free blocks: ` +
         'release snapshots that hold deleted objects, then checkpoint',
@@ -2521,12 +2568,49 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
-   * Blocks of the next checkpoint's meta blob: the bitmap, the deferred entries (those pending, one per index page
-   * the flush replaces, and the old meta blob) and the named snapshots (`adding` more).
+   * Whether the next checkpoint's meta blob, `more` entries larger, would find no contiguous run (see
+   * #checkMetaRoom). Costs nothing while the held spare is large enough.
    */
-  #metaBlocksNeeded(adding = 0): number {
+  #metaRoomShort(more: number): boolean {
+    const need = this.#metaBlocksNeeded(0, more);
+    if (this.#metaSpare !== undefined && this.#metaSpare.count >= need) return false;
+    if (this.#allocator.largestFreeRun >= need) return false;
+    const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
+    return this.#allocator.blockCount + need > limit; // else growth adds the run
+  }
+
+  /**
+   * Meta blob entries that `deletes` deletes may add: each object's extents (DELETE_META_ENTRIES, more than almost any
+   * object has; #metaBlocksNeeded rounds up a block besides) and the index pages its path dirties. Counted in blocks
+   * (one block more per delete) instead, a container at maxSizeBytes whose free space stores had cut into runs of
+   * 4 blocks refused every delete, with no snapshot held: it could not be emptied.
+   */
+  #metaEntriesFor(deletes: number): number {
+    return deletes * (DELETE_META_ENTRIES + Math.max(1, this.#index.stats().depth) + 1);
+  }
+
+  /**
+   * Before a delete takes its locks (where writes wait for log space): when the meta blob has outgrown its room, the
+   * checkpoint that frees its deferred entries runs first. Deletes called one after another while an automatic
+   * checkpoint was still flushing outgrew the room and were refused ERR_VDE_FULL in a container being emptied, with
+   * no snapshot held. What a checkpoint cannot free (a snapshot holds it) is refused by #checkMetaRoom.
+   */
+  async #makeMetaRoom(more: number): Promise<void> {
+    // While a snapshot or a read holds deferred blocks, a checkpoint may free none of the entries, and adds one (the
+    // meta blob it replaces): checkpoints run for refused deletes then used up the room they were meant to make.
+    if (this.#opts.readOnly || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return;
+    if (!this.#metaRoomShort(more)) return;
+    this.#pageStore.hurry();
+    await this.#triggerCheckpoint().catch(() => undefined);
+  }
+
+  /**
+   * Blocks of the next checkpoint's meta blob: the bitmap, the deferred entries (those pending, one per index page
+   * the flush replaces, and the old meta blob, `moreEntries` more) and the named snapshots (`adding` more).
+   */
+  #metaBlocksNeeded(adding = 0, moreEntries = 0): number {
     const bs = this.#device.blockSize;
-    const entries = this.#reclaimer.pendingEntryCount + Math.ceil(this.#index.dirtyBytes / bs) + 1;
+    const entries = this.#reclaimer.pendingEntryCount + Math.ceil(this.#index.dirtyBytes / bs) + 1 + moreEntries;
     const bytes = 64 + BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 20 * entries;
     return Math.ceil((bytes + 300 * (this.#named.size + adding)) / bs) + 1;
   }
