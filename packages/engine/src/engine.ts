@@ -475,7 +475,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#named.set(s.name, s);
       this.#reclaimer.holdSnapshot(s.generation);
     }
-    this.#reclaimer.restore(meta.deferred);
+    // The other superblock, one generation older, names the meta blob this checkpoint deferred (see restore).
+    const previous = sb === sa ? sbB : sa;
+    const previousMeta =
+      previous && previous.generation === sb.generation - 1 && previous.metaBlocks > 0
+        ? { start: previous.metaStart, count: previous.metaBlocks, generation: previous.generation }
+        : undefined;
+    this.#reclaimer.restore(meta.deferred, previousMeta);
     // A reader's mark is the oldest generation it may read: the checkpoint, or a named snapshot it may open (the
     // writer holds a named snapshot only until it is deleted there, which this open would not see).
     const oldestNamed = Math.min(Infinity, ...meta.snapshots.map((s) => s.generation));
