@@ -2417,9 +2417,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
       let imageBlockCount: number;
       let meta: Uint8Array;
       for (;;) {
-        allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
+        // Old meta blobs before the one this checkpoint replaces are free in the image (see Reclaimer.metaBefore):
+        // listed, a reopen could not tell them from other deferred frees, and named snapshots then held them.
+        allocatorImage = this.#allocator.serialize({ asFree: [...this.#privateBlocks(), ...this.#reclaimer.metaBefore(old.generation)] });
         imageBlockCount = this.#allocator.blockCount;
-        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(), snapshots: listed });
+        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(old.generation), snapshots: listed });
         if (meta.byteLength <= metaRun.count * bs) break;
         this.#allocator.free([metaRun]);
         const need = Math.ceil(meta.byteLength / bs) + 1;

@@ -186,10 +186,22 @@ export class Reclaimer {
     return out;
   }
 
-  /** What a checkpoint persists: entries still held. */
-  pendingEntries(): DeferredEntry[] {
+  /**
+   * What a checkpoint persists: entries still held, and of the old meta blobs those of `metaFrom` and later (the
+   * checkpoint lists only the blob it replaces, which the next open recognizes by the other superblock: see restore).
+   */
+  pendingEntries(metaFrom = -Infinity): DeferredEntry[] {
     const held = this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
-    return [...held, ...this.#pendingMeta.map((p) => ({ ...p }))];
+    return [...held, ...this.#pendingMeta.filter((p) => p.generation >= metaFrom).map((p) => ({ ...p }))];
+  }
+
+  /**
+   * Old meta blobs older than `generation` still held for read-only opens. A checkpoint's image marks them free: no
+   * superblock on disk names them any more, so only an open that read its superblock before may still read one,
+   * and it checks the blob's checksum and reads again (after a reopen, no reader of this engine needs them).
+   */
+  metaBefore(generation: number): Extent[] {
+    return this.#pendingMeta.filter((p) => p.generation < generation).map((p) => ({ start: p.start, count: p.count }));
   }
 
   get pendingEntryCount(): number {

@@ -33,6 +33,34 @@ describe('reopening under a named snapshot keeps no old meta blob (DESIGN.md inv
     await vde.close();
   });
 
+  it('old meta blobs held for a read-only open across checkpoints are not held by a named snapshot after a reopen', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'c.vde');
+    let vde = await VirtualDiskEngine.open(path, SMALL);
+    for (let i = 0; i < 20; i++) await vde.store(`k${i}`, bytes(20_000, i + 1));
+    await vde.createSnapshot('s');
+    await vde.close();
+    vde = await VirtualDiskEngine.open(path, SMALL);
+    const held = vde.stats().pendingFreeBlocks;
+    // A read-only open holds every meta blob the writer replaces meanwhile; they were listed in the checkpoint as
+    // deferred frees, and after a reopen the snapshot held them for good (its reads never need one).
+    const reader = await VirtualDiskEngine.open(path, { readOnly: true });
+    for (let i = 0; i < 10; i++) await vde.checkpoint();
+    await vde.close();
+    vde = await VirtualDiskEngine.open(path, SMALL);
+    expect(await reader.retrieve('k15')).toEqual(bytes(20_000, 16));
+    await reader.close();
+    await vde.checkpoint();
+    await vde.close();
+    vde = await VirtualDiskEngine.open(path, SMALL);
+    expect(vde.stats().pendingFreeBlocks).toBe(held);
+    const snap = await vde.openSnapshot('s');
+    expect(await snap.retrieve('k3')).toEqual(bytes(20_000, 4));
+    await snap.close();
+    await checked(vde);
+    await vde.close();
+  });
+
   it('a restored meta blob entry is withdrawn when a recovered record owns its blocks', () => {
     const r = new Reclaimer();
     const meta = { start: 50, count: 4, generation: 6 };
