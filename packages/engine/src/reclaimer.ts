@@ -143,9 +143,10 @@ export class Reclaimer {
   }
 
   /**
-   * Removes the blocks of `extent` from the pending entries (old meta blobs too) and returns them (recovery: a durable log record after
-   * the checkpoint owns them, so the writer had taken them already). The split entries keep their place, so the
-   * order takeEligible relies on holds. Linear in the pending entries; only recovery calls it, on a conflict.
+   * Removes the blocks of `extent` from the pending entries (old meta blobs too) and returns them (recovery: a
+   * durable log record after the checkpoint owns them, so the writer had taken them already). The split entries keep
+   * their place, so the order takeEligible relies on holds. Linear in the pending entries; only recovery calls it,
+   * on a conflict.
    */
   withdraw(extent: Extent): Extent[] {
     const out: Extent[] = [];
