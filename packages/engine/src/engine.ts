@@ -489,7 +489,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#named.set(s.name, s);
       this.#reclaimer.holdSnapshot(s.generation);
     }
-    this.#reclaimer.restore(meta.deferred);
+    // The other superblock, one generation older, names the meta blob this checkpoint deferred (see restore).
+    const previous = sb === sa ? sbB : sa;
+    const previousMeta =
+      previous && previous.generation === sb.generation - 1 && previous.metaBlocks > 0
+        ? { start: previous.metaStart, count: previous.metaBlocks, generation: previous.generation }
+        : undefined;
+    this.#reclaimer.restore(meta.deferred, previousMeta);
     // A reader's mark is the oldest generation it may read: the checkpoint, or a named snapshot it may open (the
     // writer holds a named snapshot only until it is deleted there, which this open would not see).
     const oldestNamed = Math.min(Infinity, ...meta.snapshots.map((s) => s.generation));
@@ -2457,9 +2463,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
       let imageBlockCount: number;
       let meta: Uint8Array;
       for (;;) {
-        allocatorImage = this.#allocator.serialize({ asFree: this.#privateBlocks() });
+        // Old meta blobs before the one this checkpoint replaces are free in the image (see Reclaimer.metaBefore):
+        // listed, a reopen could not tell them from other deferred frees, and named snapshots then held them.
+        allocatorImage = this.#allocator.serialize({ asFree: [...this.#privateBlocks(), ...this.#reclaimer.metaBefore(old.generation)] });
         imageBlockCount = this.#allocator.blockCount;
-        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(), snapshots: listed });
+        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(old.generation), snapshots: listed });
         if (meta.byteLength <= metaRun.count * bs) break;
         this.#allocator.free([metaRun]);
         const need = Math.ceil(meta.byteLength / bs) + 1;

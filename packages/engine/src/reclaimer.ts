@@ -88,9 +88,21 @@ export class Reclaimer {
     this.#pendingMeta.push({ start: extent.start, count: extent.count, generation });
   }
 
-  /** Entries loaded from a checkpoint's meta blob (no reader can hold them after a reopen). */
-  restore(entries: readonly DeferredEntry[]): void {
-    for (const e of entries) this.#pending.push({ ...e, seq: -1 });
+  /**
+   * Entries loaded from a checkpoint's meta blob (no reader of this engine can hold them after a reopen). The blob
+   * does not say which entries are old meta blobs, but `previousMeta`, the meta blob of the checkpoint before it
+   * (the other superblock), is always listed, and exactly as deferred: that entry waits as a meta blob (see
+   * #pendingMeta), not for named snapshots, which never read it (held by them, each reopen kept one more blob).
+   */
+  restore(entries: readonly DeferredEntry[], previousMeta?: DeferredEntry): void {
+    for (const e of entries) {
+      if (previousMeta && e.start === previousMeta.start && e.count === previousMeta.count && e.generation === previousMeta.generation) {
+        this.#pendingMeta.push({ ...e });
+        previousMeta = undefined;
+      } else {
+        this.#pending.push({ ...e, seq: -1 });
+      }
+    }
   }
 
   /**
@@ -131,9 +143,10 @@ export class Reclaimer {
   }
 
   /**
-   * Removes the blocks of `extent` from the pending entries and returns them (recovery: a durable log record after
-   * the checkpoint owns them, so the writer had taken them already). The split entries keep their place, so the
-   * order takeEligible relies on holds. Linear in the pending entries; only recovery calls it, on a conflict.
+   * Removes the blocks of `extent` from the pending entries (old meta blobs too) and returns them (recovery: a
+   * durable log record after the checkpoint owns them, so the writer had taken them already). The split entries keep
+   * their place, so the order takeEligible relies on holds. Linear in the pending entries; only recovery calls it,
+   * on a conflict.
    */
   withdraw(extent: Extent): Extent[] {
     const out: Extent[] = [];
@@ -156,13 +169,40 @@ export class Reclaimer {
       this.#pending = kept;
       this.#head = 0;
     }
+    // An old meta blob restored as one (see restore) is withdrawn the same way.
+    const keptMeta: DeferredEntry[] = [];
+    for (const p of this.#pendingMeta) {
+      const pEnd = p.start + p.count;
+      if (pEnd <= extent.start || p.start >= end) {
+        keptMeta.push(p);
+        continue;
+      }
+      const from = Math.max(p.start, extent.start);
+      const to = Math.min(pEnd, end);
+      out.push({ start: from, count: to - from });
+      if (p.start < from) keptMeta.push({ ...p, count: from - p.start });
+      if (to < pEnd) keptMeta.push({ ...p, start: to, count: pEnd - to });
+    }
+    this.#pendingMeta = keptMeta;
     return out;
   }
 
-  /** What a checkpoint persists: entries still held. */
-  pendingEntries(): DeferredEntry[] {
+  /**
+   * What a checkpoint persists: entries still held, and of the old meta blobs those of `metaFrom` and later (the
+   * checkpoint lists only the blob it replaces, which the next open recognizes by the other superblock: see restore).
+   */
+  pendingEntries(metaFrom = -Infinity): DeferredEntry[] {
     const held = this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
-    return [...held, ...this.#pendingMeta.map((p) => ({ ...p }))];
+    return [...held, ...this.#pendingMeta.filter((p) => p.generation >= metaFrom).map((p) => ({ ...p }))];
+  }
+
+  /**
+   * Old meta blobs older than `generation` still held for read-only opens. A checkpoint's image marks them free: no
+   * superblock on disk names them any more, so only an open that read its superblock before may still read one,
+   * and it checks the blob's checksum and reads again (after a reopen, no reader of this engine needs them).
+   */
+  metaBefore(generation: number): Extent[] {
+    return this.#pendingMeta.filter((p) => p.generation < generation).map((p) => ({ start: p.start, count: p.count }));
   }
 
   get pendingEntryCount(): number {
