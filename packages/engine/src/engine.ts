@@ -1252,7 +1252,20 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     this.#named.delete(name);
     this.#reclaimer.releaseSnapshot(s.generation);
-    await this.#runCheckpoint({ snapshotDeleted: true });
+    const checkpoints = this.#checkpoints;
+    try {
+      await this.#runCheckpoint({ snapshotDeleted: true });
+    } catch (err) {
+      // A checkpoint that failed before it changed anything (ERR_VDE_FULL: no room for its pages or meta blob; the
+      // engine is not poisoned) leaves the snapshot as it was, when no other checkpoint recorded the deletion
+      // meanwhile: the call failed, and the snapshot still holds its blocks and is listed. It was gone from
+      // listSnapshots() while the call rejected, and a crash before the next checkpoint brought it back.
+      if (!this.#poisoned && err instanceof FullError && this.#checkpoints === checkpoints && !this.#named.has(name)) {
+        this.#named.set(name, s);
+        this.#reclaimer.holdSnapshot(s.generation);
+      }
+      throw err;
+    }
     return true;
   }
 

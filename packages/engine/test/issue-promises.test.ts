@@ -485,3 +485,35 @@ describe('list limit', () => {
     await vde.close();
   });
 });
+
+describe('deleteSnapshot whose checkpoint fails with ERR_VDE_FULL', () => {
+  it('leaves the snapshot as it was: listed, readable, holding its blocks (it was gone while the call rejected)', async () => {
+    const { FaultyBlockDevice } = await import('@vde/test-harness');
+    const faulty = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(faulty, { walSizeBytes: 256 * 1024 });
+    await vde.store('k', bytes(20_000, 1));
+    await vde.createSnapshot('s');
+    await vde.store('k', bytes(20_000, 2));
+    await vde.store('other', 'x'); // dirty index pages: the checkpoint has pages to write
+    // The checkpoint's second write (after its log record: disk space claimed for its flush, before anything
+    // changes) meets a full disk.
+    faulty.failAfter(2, 'ENOSPC', { op: 'write' });
+    await expectCode(vde.deleteSnapshot('s'), 'ERR_VDE_FULL');
+    faulty.clearFaults();
+    expect(vde.listSnapshots().map((s) => s.name)).toEqual(['s']);
+    {
+      await using snap = await vde.openSnapshot('s');
+      expectBytes(await snap.retrieve('k'), bytes(20_000, 1));
+    }
+    await vde.checkpoint(); // the snapshot still holds the first version's blocks
+    {
+      await using snap = await vde.openSnapshot('s');
+      expectBytes(await snap.retrieve('k'), bytes(20_000, 1));
+    }
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    expect(vde.listSnapshots()).toEqual([]);
+    expectBytes(await vde.retrieve('k'), bytes(20_000, 2));
+    await checked(vde);
+    await vde.close();
+  });
+});
