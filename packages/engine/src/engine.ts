@@ -861,7 +861,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const turn = turnIfSpent();
         if (turn) await turn;
         if (prior) await prior;
-        await this.#makeMetaRoom(this.#metaEntriesFor(1));
+        const making = this.#makeMetaRoom(this.#metaEntriesFor(1));
+        if (making) await making;
         const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
         existed = await this.#withLogSpace(logBytes, undefined, () =>
           this.#withWriteLocks([key], undefined, async () => {
@@ -960,7 +961,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
         }
         // Its deletes add entries to the next meta blob, as delete()'s do.
         const metaMore = dels > 0 ? this.#metaEntriesFor(dels) : 0;
-        if (metaMore > 0) await this.#makeMetaRoom(metaMore);
+        const making = metaMore > 0 ? this.#makeMetaRoom(metaMore) : undefined;
+        if (making) await making;
         const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
         await this.#withLogSpace(logBytes, undefined, () =>
           this.#withWriteLocks(
@@ -2595,9 +2597,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
   #metaRoomShort(more: number): boolean {
     const need = this.#metaBlocksNeeded(0, more);
     if (this.#metaSpare !== undefined && this.#metaSpare.count >= need) return false;
-    if (this.#allocator.largestFreeRun >= need) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
-    return this.#allocator.blockCount + need > limit; // else growth adds the run
+    if (this.#allocator.blockCount + need <= limit) return false; // growth adds the run
+    return this.#allocator.largestFreeRun < need;
   }
 
   /**
@@ -2616,13 +2618,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * checkpoint was still flushing outgrew the room and were refused ERR_VDE_FULL in a container being emptied, with
    * no snapshot held. What a checkpoint cannot free (a snapshot holds it) is refused by #checkMetaRoom.
    */
-  async #makeMetaRoom(more: number): Promise<void> {
+  #makeMetaRoom(more: number): Promise<void> | undefined {
     // While a snapshot or a read holds deferred blocks, a checkpoint may free none of the entries, and adds one (the
     // meta blob it replaces): checkpoints run for refused deletes then used up the room they were meant to make.
-    if (this.#opts.readOnly || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return;
-    if (!this.#metaRoomShort(more)) return;
+    if (this.#opts.readOnly || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return undefined;
+    if (!this.#metaRoomShort(more)) return undefined;
     this.#pageStore.hurry();
-    await this.#triggerCheckpoint().catch(() => undefined);
+    return this.#triggerCheckpoint().then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /**
