@@ -1379,9 +1379,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
     { onProgress, signal }: ScrubOptions,
   ): Promise<void> {
     try {
-      await tree.check();
+      // The index check reads every page (seconds for millions of keys): an abort stops it before the next page.
+      await tree.check({ signal });
       report.indexChecked = true;
     } catch (err) {
+      if (err instanceof AbortedError) throw new AbortedError(undefined, { cause: signal?.reason });
       if (this.#closedUnder(err)) throw new ClosedError('the engine was closed during the scrub');
       problem(err);
     }
