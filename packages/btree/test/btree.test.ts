@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CorruptionError, InvalidArgumentError, ReadOnlyError, TooLargeError, crc32 } from '@vde/block-device';
+import { AbortedError, CorruptionError, InvalidArgumentError, ReadOnlyError, TooLargeError, crc32 } from '@vde/block-device';
 import { BTree, type KeyRange, MemoryPageStore, type PageStore } from '@vde/btree';
 import { batchesOf, expectSameContent, hex, type Model, modelRange, treeRange, utf8 } from './helpers.js';
 
@@ -939,5 +939,36 @@ describe('MemoryPageStore', () => {
     s.free(b);
     expect(s.pagesInUse).toBe(1);
     expect(s.allocate()).toBe(b);
+  });
+});
+
+describe('check() with a signal', () => {
+  it('an abort stops the check before the next page with AbortedError', async () => {
+    const { store, tree } = await filled(512, 3000);
+    const { root } = await tree.flush();
+    const rec = new RecordingStore(512);
+    (rec as { inner: MemoryPageStore }).inner = store;
+    const t = await BTree.open(rec, root, { readOnly: true, cacheSizeBytes: 0 });
+    const all = (await t.check()).pageNumbers.length;
+    expect(all).toBeGreaterThan(50);
+    const ac = new AbortController();
+    let reads = 0;
+    const counting: PageStore = {
+      pageSize: 512,
+      read: async (no) => {
+        if (++reads === 3) ac.abort(new Error('stop'));
+        return await store.read(no);
+      },
+      write: (no, page) => store.write(no, page),
+      allocate: () => store.allocate(),
+      free: (no) => store.free(no),
+    };
+    const u = await BTree.open(counting, root, { readOnly: true, cacheSizeBytes: 0 });
+    reads = 0;
+    const err = await u.check({ signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortedError);
+    expect((err as AbortedError).cause).toEqual(new Error('stop'));
+    expect(reads).toBe(3);
+    await t.check();
   });
 });

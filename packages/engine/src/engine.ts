@@ -498,7 +498,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#reclaimer.restore(meta.deferred, previousMeta);
     // A reader's mark is the oldest generation it may read: the checkpoint, or a named snapshot it may open (the
     // writer holds a named snapshot only until it is deleted there, which this open would not see).
-    const oldestNamed = Math.min(Infinity, ...meta.snapshots.map((s) => s.generation));
+    const oldestNamed = oldestGeneration(meta.snapshots);
     if (this.#opts.readOnly) await this.#device.setReaderMark?.(Math.min(sb.generation, oldestNamed));
     else await this.#refreshReaders();
     this.#reclaimer.setDurableNamedMin(oldestNamed);
@@ -595,7 +595,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
             if (!(err instanceof CorruptionError) || rec.lsn > knownDurable) throw err;
             this.#checksumErrors++;
           }
-          owned.push(...blocks);
+          for (const b of blocks) owned.push(b);
         } catch (err) {
           if (!(err instanceof CorruptionError)) throw err;
           if (rec.lsn <= knownDurable) throw err;
@@ -1425,9 +1425,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
     { onProgress, signal }: ScrubOptions,
   ): Promise<void> {
     try {
-      await tree.check();
+      // The index check reads every page (seconds for millions of keys): an abort stops it before the next page.
+      await tree.check({ signal });
       report.indexChecked = true;
     } catch (err) {
+      if (err instanceof AbortedError) throw new AbortedError(undefined, { cause: signal?.reason });
       if (this.#closedUnder(err)) throw new ClosedError('the engine was closed during the scrub');
       problem(err);
     }
@@ -1700,7 +1702,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   #privateBlocks(): Extent[] {
     const out: Extent[] = [];
-    for (const track of this.#privateExtents) out.push(...track);
+    // One push per extent: a spread of a large object's extents list (over ~120,000, from fragmented free space) was a
+    // RangeError ("Maximum call stack size exceeded").
+    for (const track of this.#privateExtents) for (const e of track) out.push(e);
     if (this.#metaSpare) out.push(this.#metaSpare);
     return out;
   }
@@ -2290,7 +2294,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
       if (this.#poisoned) throw this.#poisoned;
       if (this.#allocator.freeCount >= blocks + this.#reserveBlocks()) {
         const got = this.#allocator.allocate(blocks);
-        if (track) track.push(...got);
+        // One push per extent: a spread of over ~120,000 extents (a large object in fragmented free space) threw a
+        // RangeError here, after the allocation and before the writer knew of its blocks: leaked for good.
+        if (track) for (const e of got) track.push(e);
         return got;
       }
       try {
@@ -2515,7 +2521,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#replacedBlocks = 0;
       if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
       // Every reader that may read an older checkpoint registered before this one was durable: it is in the table.
-      this.#reclaimer.setDurableNamedMin(Math.min(Infinity, ...listed.map((s) => s.generation)));
+      this.#reclaimer.setDurableNamedMin(oldestGeneration(listed));
       await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
       this.#takeMetaSpare();
@@ -3123,6 +3129,13 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** The lowest generation of `snapshots` (Infinity for none), without a spread whose length the format does not bound. */
+function oldestGeneration(snapshots: readonly { generation: number }[]): number {
+  let min = Infinity;
+  for (const s of snapshots) if (s.generation < min) min = s.generation;
+  return min;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
