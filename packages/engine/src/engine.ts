@@ -306,6 +306,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         }
       }
       const device = await FileBlockDevice.open(path, { blockSize, readOnly: false });
+      await refuseCutShort(device, path);
       return VirtualDiskEngine.#openDevice(device, opts, path);
     }
     // A read-only open beside a live writer may read a superblock, then find that the writer has checkpointed and
@@ -314,6 +315,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       try {
         const blockSize = await detectBlockSize(path);
         const device = await FileBlockDevice.open(path, { blockSize, readOnly: true });
+        await refuseCutShort(device, path);
         return await VirtualDiskEngine.#openDevice(device, opts, path);
       } catch (err) {
         if (!(err instanceof CorruptionError) || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
@@ -3060,6 +3062,17 @@ function listRange(options: ListOptions): KeyRange {
     range.reverse = options.reverse;
   }
   return range;
+}
+
+/**
+ * A non-empty file that starts with a superblock (detectBlockSize found one) but holds less than one block was cut
+ * short: the device has no blocks, and #openDevice would take it for a new container and format it over what is left.
+ */
+async function refuseCutShort(device: FileBlockDevice, path: string): Promise<void> {
+  if (device.blockCount > 0) return;
+  const size = device.fileSizeBytes;
+  await device.close().catch(() => undefined);
+  throw new CorruptionError('container', `${path} holds ${size} bytes, less than one ${device.blockSize}-byte block (truncated)`);
 }
 
 /** Finds the block size of an existing container file from whichever superblock copy is intact. */
