@@ -489,7 +489,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore, dev.blockCount) : this.#pageStore;
     this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
     this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
-    this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    try {
+      this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    } catch (err) {
+      // A valid superblock says this is a container and where its log is: a log without a readable header there
+      // is damage (ERR_VDE_CORRUPT), not "not a container".
+      if (err instanceof FormatError) throw new CorruptionError('write-ahead log', `damaged header (${err.message})`);
+      throw err;
+    }
     // The log is truncated only after a checkpoint's superblock is durable. If it no longer holds the records right
     // after this checkpoint, a newer checkpoint existed and its superblock is damaged: falling back to this one
     // would silently lose acknowledged writes.

@@ -1,8 +1,8 @@
 import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VirtualDiskEngine } from '@vde/engine';
+import { MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { describe, expect, it } from 'vitest';
-import { SMALL, bytes, checked, expectCode, tempDir } from './helpers.js';
+import { SMALL, bytes, checked, expectBytes, expectCode, tempDir } from './helpers.js';
 
 // Damage done to a container file from outside (plain `fs`), then a writable open with the default `create: true`.
 describe('a damaged container file is never formatted again', () => {
@@ -29,5 +29,44 @@ describe('a damaged container file is never formatted again', () => {
     await writeFile(path, 'some text that is not a container');
     await expectCode(VirtualDiskEngine.open(path, SMALL), 'ERR_VDE_FORMAT');
     expect(await readFile(path, 'utf8')).toBe('some text that is not a container');
+  });
+});
+
+describe('the log header of a container that was never checkpointed after its creation', () => {
+  // A writer killed before its first checkpoint leaves a log whose header was written once, at creation.
+  async function crashedFresh(blockSize: number) {
+    const device = new MemoryBlockDevice({ blockSize });
+    const vde = await VirtualDiskEngine.open(device, { ...SMALL, blockSize });
+    const values = new Map<string, Uint8Array>();
+    for (let i = 0; i < 5; i++) {
+      values.set(`k${i}`, bytes(i * 700 + 1, i + 1));
+      await vde.store(`k${i}`, values.get(`k${i}`)!);
+    }
+    const image = device.image(); // acknowledged, never checkpointed: the crash
+    await checked(vde);
+    await vde.close();
+    return { image, values };
+  }
+
+  it('one damaged header slot loses nothing', async () => {
+    for (const blockSize of [512, 4096]) {
+      const { image, values } = await crashedFresh(blockSize);
+      for (const slot of [2, 3]) {
+        const bad = image.slice();
+        bad[slot * blockSize + 13] = bad[slot * blockSize + 13]! ^ 0x04;
+        const vde = await VirtualDiskEngine.open(MemoryBlockDevice.fromImage(bad, blockSize), { ...SMALL, blockSize });
+        for (const [k, v] of values) expectBytes(await vde.retrieve(k), v);
+        await checked(vde);
+        await vde.close();
+      }
+    }
+  });
+
+  it('both slots damaged is ERR_VDE_CORRUPT (a container with a valid superblock), not ERR_VDE_FORMAT', async () => {
+    const { image } = await crashedFresh(4096);
+    image[2 * 4096 + 13] = image[2 * 4096 + 13]! ^ 0x04;
+    image[3 * 4096 + 13] = image[3 * 4096 + 13]! ^ 0x04;
+    await expectCode(VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), SMALL), 'ERR_VDE_CORRUPT');
+    await expectCode(VirtualDiskEngine.open(MemoryBlockDevice.fromImage(image, 4096), { ...SMALL, readOnly: true }), 'ERR_VDE_CORRUPT');
   });
 });

@@ -228,8 +228,11 @@ export class WriteAheadLog {
       blockSize: bs,
       areaBlocks: region.blockCount - HEADER_BLOCKS,
     };
-    // Generation 1 goes to slot 1 (B); slot A is zeroed so that no header of an earlier log there can win.
+    // Generation 1 goes to slot 1 (B); slot A gets the same header as generation 0, so that no header of an earlier
+    // log there can win and one damaged slot still leaves the log readable until the next header write (generation 2,
+    // slot A) replaces the copy. Without it, a log never truncated had one header: a flipped bit lost the whole log.
     const slots = new Uint8Array(HEADER_BLOCKS * bs);
+    encodeHeader({ ...header, generation: 0 }, slots.subarray(0, bs));
     encodeHeader(header, slots.subarray(bs, 2 * bs));
     await ioStep('wal: writing the header', () => device.write(region.startBlock, slots));
     await ioStep('wal: syncing the header', () => device.sync());

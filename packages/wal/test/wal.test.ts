@@ -824,4 +824,25 @@ describe('recovery', () => {
     const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
     expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([2, 3, 4]); // generation 2's head
   });
+
+  it('a new log survives one damaged header slot before its first truncate (create writes both slots)', async () => {
+    const dev = memDevice();
+    const wal = await WriteAheadLog.create(dev, REGION);
+    for (let i = 0; i < 3; i++) await wal.append(1, payloadOf(100, i));
+    await wal.close();
+    for (const slot of [0, 1]) {
+      for (const at of [0, 8, 12, 20, 44]) {
+        const image = dev.image();
+        image[(REGION.startBlock + slot) * BS + at]! ^= 0x10;
+        const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
+        expect((await collect(reopened.replay())).map((r) => r.lsn), `slot ${slot} byte ${at}`).toEqual([1, 2, 3]);
+        await reopened.close();
+      }
+    }
+    // The next header write (generation 2, slot A) replaces the copy; both slots damaged is still no log.
+    const both = dev.image();
+    both[REGION.startBlock * BS + 20]! ^= 0x10;
+    both[(REGION.startBlock + 1) * BS + 20]! ^= 0x10;
+    await expect(WriteAheadLog.open(MemoryBlockDevice.fromImage(both, BS), REGION)).rejects.toBeInstanceOf(FormatError);
+  });
 });
