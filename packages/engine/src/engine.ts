@@ -316,6 +316,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         }
       }
       const device = await FileBlockDevice.open(path, { blockSize, readOnly: false });
+      await refuseCutShort(device, path);
       return VirtualDiskEngine.#openDevice(device, opts, path);
     }
     // A read-only open beside a live writer may read a superblock, then find that the writer has checkpointed and
@@ -324,6 +325,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       try {
         const blockSize = await detectBlockSize(path);
         const device = await FileBlockDevice.open(path, { blockSize, readOnly: true });
+        await refuseCutShort(device, path);
         return await VirtualDiskEngine.#openDevice(device, opts, path);
       } catch (err) {
         if (!(err instanceof CorruptionError) || attempt >= READ_ONLY_OPEN_ATTEMPTS) throw err;
@@ -507,7 +509,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const store = this.#opts.readOnly ? new ReadOnlyPageStore(this.#pageStore, dev.blockCount) : this.#pageStore;
     this.#index = await BTree.open(store, sb.indexRoot, { cacheSizeBytes: this.#opts.cacheSizeBytes });
     this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
-    this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    try {
+      this.#wal = await WriteAheadLog.open(dev, { startBlock: sb.walStart, blockCount: sb.walBlocks });
+    } catch (err) {
+      // A valid superblock says this is a container and where its log is: a log without a readable header there
+      // is damage (ERR_VDE_CORRUPT), not "not a container".
+      if (err instanceof FormatError) throw new CorruptionError('write-ahead log', `damaged header (${err.message})`);
+      throw err;
+    }
     // The log is truncated only after a checkpoint's superblock is durable. If it no longer holds the records right
     // after this checkpoint, a newer checkpoint existed and its superblock is damaged: falling back to this one
     // would silently lose acknowledged writes.
@@ -3205,6 +3214,17 @@ function listRange(options: ListOptions): KeyRange {
     range.reverse = options.reverse;
   }
   return range;
+}
+
+/**
+ * A non-empty file that starts with a superblock (detectBlockSize found one) but holds less than one block was cut
+ * short: the device has no blocks, and #openDevice would take it for a new container and format it over what is left.
+ */
+async function refuseCutShort(device: FileBlockDevice, path: string): Promise<void> {
+  if (device.blockCount > 0) return;
+  const size = device.fileSizeBytes;
+  await device.close().catch(() => undefined);
+  throw new CorruptionError('container', `${path} holds ${size} bytes, less than one ${device.blockSize}-byte block (truncated)`);
 }
 
 /** Finds the block size of an existing container file from whichever superblock copy is intact. */

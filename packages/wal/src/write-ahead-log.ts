@@ -228,8 +228,11 @@ export class WriteAheadLog {
       blockSize: bs,
       areaBlocks: region.blockCount - HEADER_BLOCKS,
     };
-    // Generation 1 goes to slot 1 (B); slot A is zeroed so that no header of an earlier log there can win.
+    // Generation 1 goes to slot 1 (B); slot A gets the same header as generation 0, so that no header of an earlier
+    // log there can win and one damaged slot still leaves the log readable until the next header write (generation 2,
+    // slot A) replaces the copy. Without it, a log never truncated had one header: a flipped bit lost the whole log.
     const slots = new Uint8Array(HEADER_BLOCKS * bs);
+    encodeHeader({ ...header, generation: 0 }, slots.subarray(0, bs));
     encodeHeader(header, slots.subarray(bs, 2 * bs));
     await ioStep('wal: writing the header', () => device.write(region.startBlock, slots));
     await ioStep('wal: syncing the header', () => device.sync());
@@ -506,13 +509,22 @@ export class WriteAheadLog {
         }
         this.#stats.bytesWritten += block.byteLength;
         this.#stats.syncs++;
+        // A copy (the next generation, same head) in the other slot, over the header of the log before this truncate:
+        // if this header is damaged later, the fallback is the same head, not the old one, whose records the freed
+        // space is about to be reused for (that fallback read as corruption in the middle of the log and failed the
+        // open). Not synced on its own: until a later sync makes it durable, the slot holds the old header or a torn
+        // copy, and this header (durable, newer) wins, as before.
+        const copy = new Uint8Array(this.#bs);
+        encodeHeader({ ...header, generation: header.generation + 1, headPos: header.headPos % this.#areaBytes }, copy);
+        await this.#device.write(this.#startBlock + ((header.generation + 1) % HEADER_BLOCKS), copy);
+        this.#stats.bytesWritten += copy.byteLength;
       } catch (err) {
         const typed = toIoError(err, 'wal: writing the header');
         this.#poison(typed);
         throw typed;
       }
       // Only now may batches reuse the freed blocks.
-      this.#generation = header.generation;
+      this.#generation = header.generation + 1;
       this.#indexStart += newHeadLsn - this.#headLsn;
       this.#headLsn = newHeadLsn;
       this.#headPos = header.headPos;

@@ -300,8 +300,10 @@ describe('writeDurable', () => {
     await wal.append(1, payloadOf(1500, 0)); // area blocks 0..2
     dev.events.length = 0;
     await wal.truncate(1); // head moves to area block 3
-    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end']);
+    // The header, durable; then its copy in the other slot, written plainly (a later sync makes it durable).
+    expect(dev.events.map((e) => e.kind)).toEqual(['durable-start', 'durable-end', 'write-start', 'write-end']);
     expect(dev.events[0]!.blockNo).toBeLessThan(HEADER_BLOCKS); // a header slot
+    expect(dev.events[2]!.blockNo).toBe(HEADER_BLOCKS - 1 - dev.events[0]!.blockNo!); // the other slot
     dev.events.length = 0;
     expect(await wal.append(1, payloadOf(1000, 1))).toBe(2); // 2 blocks from area block 3: wraps to block 0
     expect(dev.events.filter((e) => e.kind.endsWith('-start')).map((e) => [e.kind, e.blockNo])).toEqual([
@@ -325,6 +327,7 @@ describe('writeDurable', () => {
     expect(dev.events.map((e) => e.kind)).toEqual([
       'write-start', 'write-end', 'sync-start', 'sync-end', // the batch
       'write-start', 'write-end', 'sync-start', 'sync-end', // the header
+      'write-start', 'write-end', // its copy in the other slot
     ]);
   });
 
@@ -820,8 +823,48 @@ describe('recovery', () => {
     const intact = await WriteAheadLog.open(MemoryBlockDevice.fromImage(dev.image(), BS), REGION);
     expect((await collect(intact.replay())).map((r) => r.lsn)).toEqual([3, 4]);
     const image = dev.image();
-    image[(REGION.startBlock + 1) * BS + 20]! ^= 0xff; // slot B (generation 3) damaged, as by a torn write
+    image[(REGION.startBlock + 1) * BS + 20]! ^= 0xff; // slot B (generation 5, the copy) damaged
     const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
-    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([2, 3, 4]); // generation 2's head
+    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([3, 4]); // generation 4: the same head
+    const imageA = dev.image();
+    imageA[REGION.startBlock * BS + 20]! ^= 0xff; // slot A (generation 4) damaged
+    const reopenedA = await WriteAheadLog.open(MemoryBlockDevice.fromImage(imageA, BS), REGION);
+    expect((await collect(reopenedA.replay())).map((r) => r.lsn)).toEqual([3, 4]);
+  });
+
+  it('a truncate torn before its header was durable falls back to the previous head', async () => {
+    const dev = memDevice();
+    const wal = await WriteAheadLog.create(dev, REGION);
+    for (let i = 0; i < 4; i++) await wal.append(1, payloadOf(100, i));
+    await wal.truncate(1); // generation 2 in slot A, its copy (3) in slot B
+    const before = dev.image();
+    await wal.truncate(2); // generation 4 in slot A: torn below, before its copy was written
+    await wal.close();
+    const image = dev.image();
+    image.set(before.subarray((REGION.startBlock + 1) * BS, (REGION.startBlock + 2) * BS), (REGION.startBlock + 1) * BS);
+    image[REGION.startBlock * BS + 20]! ^= 0xff;
+    const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
+    expect((await collect(reopened.replay())).map((r) => r.lsn)).toEqual([2, 3, 4]); // generation 3's head
+  });
+
+  it('a new log survives one damaged header slot before its first truncate (create writes both slots)', async () => {
+    const dev = memDevice();
+    const wal = await WriteAheadLog.create(dev, REGION);
+    for (let i = 0; i < 3; i++) await wal.append(1, payloadOf(100, i));
+    await wal.close();
+    for (const slot of [0, 1]) {
+      for (const at of [0, 8, 12, 20, 44]) {
+        const image = dev.image();
+        image[(REGION.startBlock + slot) * BS + at]! ^= 0x10;
+        const reopened = await WriteAheadLog.open(MemoryBlockDevice.fromImage(image, BS), REGION);
+        expect((await collect(reopened.replay())).map((r) => r.lsn), `slot ${slot} byte ${at}`).toEqual([1, 2, 3]);
+        await reopened.close();
+      }
+    }
+    // The next header write (generation 2, slot A) replaces the copy; both slots damaged is still no log.
+    const both = dev.image();
+    both[REGION.startBlock * BS + 20]! ^= 0x10;
+    both[(REGION.startBlock + 1) * BS + 20]! ^= 0x10;
+    await expect(WriteAheadLog.open(MemoryBlockDevice.fromImage(both, BS), REGION)).rejects.toBeInstanceOf(FormatError);
   });
 });
