@@ -150,40 +150,13 @@ export class Reclaimer {
    */
   withdraw(extent: Extent): Extent[] {
     const out: Extent[] = [];
-    const end = extent.start + extent.count;
-    const kept: Pending[] = [];
-    for (let i = this.#head; i < this.#pending.length; i++) {
-      const p = this.#pending[i]!;
-      const pEnd = p.start + p.count;
-      if (pEnd <= extent.start || p.start >= end) {
-        kept.push(p);
-        continue;
-      }
-      const from = Math.max(p.start, extent.start);
-      const to = Math.min(pEnd, end);
-      out.push({ start: from, count: to - from });
-      if (p.start < from) kept.push({ ...p, count: from - p.start });
-      if (to < pEnd) kept.push({ ...p, start: to, count: pEnd - to });
-    }
+    const kept = cutOut(this.#pending, this.#head, extent, out);
     if (out.length > 0) {
       this.#pending = kept;
       this.#head = 0;
     }
     // An old meta blob restored as one (see restore) is withdrawn the same way.
-    const keptMeta: DeferredEntry[] = [];
-    for (const p of this.#pendingMeta) {
-      const pEnd = p.start + p.count;
-      if (pEnd <= extent.start || p.start >= end) {
-        keptMeta.push(p);
-        continue;
-      }
-      const from = Math.max(p.start, extent.start);
-      const to = Math.min(pEnd, end);
-      out.push({ start: from, count: to - from });
-      if (p.start < from) keptMeta.push({ ...p, count: from - p.start });
-      if (to < pEnd) keptMeta.push({ ...p, start: to, count: pEnd - to });
-    }
-    this.#pendingMeta = keptMeta;
+    this.#pendingMeta = cutOut(this.#pendingMeta, 0, extent, out);
     return out;
   }
 
@@ -232,4 +205,27 @@ export class Reclaimer {
     for (let i = this.#head; i < this.#pending.length; i++) yield { start: this.#pending[i]!.start, count: this.#pending[i]!.count };
     for (const p of this.#pendingMeta) yield { start: p.start, count: p.count };
   }
+}
+
+/**
+ * The entries of `list` from `from` on with the blocks of `extent` cut out (an entry split around it keeps its place
+ * and fields); the blocks cut out are pushed to `out`.
+ */
+function cutOut<T extends Extent>(list: readonly T[], from: number, extent: Extent, out: Extent[]): T[] {
+  const end = extent.start + extent.count;
+  const kept: T[] = [];
+  for (let i = from; i < list.length; i++) {
+    const p = list[i]!;
+    const pEnd = p.start + p.count;
+    if (pEnd <= extent.start || p.start >= end) {
+      kept.push(p);
+      continue;
+    }
+    const lo = Math.max(p.start, extent.start);
+    const hi = Math.min(pEnd, end);
+    out.push({ start: lo, count: hi - lo });
+    if (p.start < lo) kept.push({ ...p, count: lo - p.start });
+    if (hi < pEnd) kept.push({ ...p, start: hi, count: pEnd - hi });
+  }
+  return kept;
 }
