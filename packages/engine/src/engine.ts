@@ -1808,6 +1808,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #checkpointWouldMakeRoom(): boolean {
     if (this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER || this.#opts.readOnly) return false;
+    // (Not while a snapshot or read holds deferred blocks: the checkpoint would free none of them, and add entries.)
+    if (this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0 && this.#metaOutgrowing()) return true;
     const short = this.#reserveBlocks() - this.#allocator.freeCount;
     if (short <= 0) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
@@ -2108,6 +2110,22 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * Near maxSizeBytes (where growth cannot add a run for the meta blob), whether deferred frees (an entry each in the
    * meta blob) have grown it to three quarters of the spare run: a checkpoint then frees them while it still fits.
    */
+  /**
+   * At maxSizeBytes, whether the next meta blob, with the index pages the writes in flight and this one may still
+   * dirty (an entry each), would outgrow three quarters of the run held for it: the write then waits for a
+   * checkpoint (before its locks, where writes wait for log space), and so do the others, so that the checkpoint
+   * runs before they dirty more. Without it, 64 writers dirtied pages while the checkpoint that #metaSpareShort had
+   * started flushed ahead; it then needed more than the held run, freed it, found no other in the cut-up free space,
+   * and every later checkpoint, delete and close() failed ERR_VDE_FULL, also after reopens (review h4).
+   */
+  #metaOutgrowing(): boolean {
+    const spare = this.#metaSpare;
+    if (!spare || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
+    const more = (this.#writers + 1) * 2 * (Math.max(1, this.#index.stats().depth) + 1);
+    const need = this.#metaBlocksNeeded(0, more);
+    return 4 * need > 3 * spare.count && this.#atLimit(2 * need);
+  }
+
   #metaSpareShort(): boolean {
     const spare = this.#metaSpare;
     if (!spare || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
