@@ -17,6 +17,21 @@ export function toBytes(data: LevelData): Uint8Array {
   return typeof data === 'string' ? utf8.encode(data) : data;
 }
 
+/** Value buffers copied by ownValue(): a chained batch copies at put(), its write() need not copy again. */
+const owned = new WeakSet<Uint8Array>();
+
+/**
+ * The value as the engine may keep reading it: the engine reads a value buffer while the store runs (engine README),
+ * but level code may refill it as soon as put(), batch() or a chained batch's put() returns (classic-level copies
+ * there). So a buffer is copied when the call is made; a string is immutable and goes through as it is.
+ */
+export function ownValue(value: LevelData): LevelData {
+  if (typeof value === 'string' || owned.has(value)) return value;
+  const copy = new Uint8Array(value);
+  owned.add(copy);
+  return copy;
+}
+
 function isNotFound(err: unknown): boolean {
   return err instanceof VdeError && err.code === 'ERR_VDE_NOT_FOUND';
 }
@@ -103,9 +118,10 @@ export class LevelStore {
 
   put(key: LevelData, value: LevelData): Promise<void> {
     const k = this.vdeKey(key);
+    const data = ownValue(value);
     return this.#write(
       async () => {
-        await this.engine.store(k, value);
+        await this.engine.store(k, data);
       },
       { keys: [k] },
     );
@@ -127,7 +143,7 @@ export class LevelStore {
     for (const op of operations) {
       const key = this.vdeKey(op.key);
       last.delete(key); // keep the order of last occurrences
-      last.set(key, op.type === 'put' ? { type: 'put', key, data: op.value } : { type: 'del', key });
+      last.set(key, op.type === 'put' ? { type: 'put', key, data: ownValue(op.value) } : { type: 'del', key });
     }
     const ops = [...last.values()];
     return this.#write(() => this.engine.batch(ops), { keys: ops.map((o) => o.key), multiKey: ops.length > 1 });

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { type EngineOptions, ExistsError, InvalidArgumentError, NotFoundError, VirtualDiskEngine } from '@vde/engine';
 import { type AbstractDatabaseOptions, AbstractLevel, AbstractSnapshot } from 'abstract-level';
+import { VdeChainedBatch, VdeSublevel } from './chained-batch.js';
 import { Cursor, type Format, VdeIterator, VdeKeyIterator, VdeValueIterator, formatBytes } from './iterator.js';
 import { type VdeRange, toVdeRange } from './key-codec.js';
 import { type LevelBatchOp, type LevelData, LevelStore, toBytes } from './level-store.js';
@@ -188,6 +189,16 @@ export class VdeLevel<KDefault = string, VDefault = string> extends AbstractLeve
 
   async _clear(options: RangeOptions): Promise<void> {
     await this.#open().clear(rangeOf(options), options.limit, options.reverse, leaseOf(options.snapshot));
+  }
+
+  /** A chained batch that copies value buffers at put() (see ownValue). */
+  _chainedBatch(): VdeChainedBatch {
+    return new VdeChainedBatch(this);
+  }
+
+  /** Sublevels whose chained batches copy value buffers at put() too. */
+  _sublevel(name: string, options: unknown): VdeSublevel {
+    return new VdeSublevel(this, name, options);
   }
 
   _snapshot(options: { owner: unknown }): AbstractSnapshot {

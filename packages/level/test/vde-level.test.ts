@@ -399,3 +399,50 @@ describe('VdeLevel: open, reopen, limits', () => {
     await check.close();
   });
 });
+
+describe('VdeLevel: value buffers', () => {
+  it('stores the bytes a value buffer held when put, batch or a chained batch put was called (a reused buffer stored its last bytes, or a checksum mismatch)', async () => {
+    const where = location();
+    const db = await openDb(where);
+    const small = Buffer.alloc(8);
+    const large = Buffer.alloc(64 << 10); // written from the buffer, not inline in the index
+    const issued: Promise<void>[] = [];
+    for (let i = 0; i < 3; i++) {
+      small.writeUInt32BE(i);
+      large.fill(i);
+      issued.push(db.put(Buffer.from(`p${i}`), small), db.put(Buffer.from(`q${i}`), large));
+      issued.push(db.batch([{ type: 'put', key: Buffer.from(`b${i}`), value: small }]));
+    }
+    await Promise.all(issued);
+    const chained = db.batch();
+    for (let i = 0; i < 3; i++) {
+      small.writeUInt32BE(i);
+      chained.put(Buffer.from(`c${i}`), small);
+    }
+    await chained.write();
+    const sub = db.sublevel<string, Uint8Array>('s', { valueEncoding: 'view' });
+    await sub.open();
+    const subChained = sub.batch();
+    for (let i = 0; i < 3; i++) {
+      small.writeUInt32BE(i);
+      subChained.put(`c${i}`, small);
+    }
+    await subChained.write();
+    small.fill(0xee);
+    large.fill(0xee);
+    const word = (i: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b.writeUInt32BE(i);
+      return b;
+    };
+    for (const p of ['p', 'b', 'c']) {
+      expect(await db.getMany([0, 1, 2].map((i) => Buffer.from(`${p}${i}`)))).toEqual([word(0), word(1), word(2)]);
+    }
+    expect(await db.getMany([0, 1, 2].map((i) => Buffer.from(`q${i}`)))).toEqual([0, 1, 2].map((i) => Buffer.alloc(64 << 10, i)));
+    expect((await sub.getMany(['c0', 'c1', 'c2'])).map((v) => Buffer.from(v!))).toEqual([word(0), word(1), word(2)]);
+    await db.close();
+    const vde = await VirtualDiskEngine.open(where, engine);
+    await vde.check();
+    await vde.close();
+  });
+});
