@@ -27,7 +27,9 @@ const owned = new WeakSet<Uint8Array>();
  */
 export function ownValue(value: LevelData): LevelData {
   if (typeof value === 'string' || owned.has(value)) return value;
-  const copy = new Uint8Array(value);
+  // A Buffer stays a Buffer: a sublevel's chained batch hands its values to the parent's batch(), whose 'buffer'
+  // encoding would wrap a plain Uint8Array in a new Buffer (not in `owned`) and copy it again.
+  const copy = Buffer.isBuffer(value) ? Buffer.from(value) : new Uint8Array(value);
   owned.add(copy);
   return copy;
 }
