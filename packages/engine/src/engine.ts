@@ -2390,8 +2390,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // The usual 25% step comes on top of a burst's deficit: sized to the block, one more block of reserve (the
       // dirty index grows as the burst's records are applied) meant a second growth in the middle of the burst.
       const step = Math.max(Math.ceil(current * 0.25), 256);
-      const wanted = Math.min(limit, Math.max(current + this.#growFloor, current + Math.max(deficit, 0) + step));
-      await this.#device.grow(wanted);
+      let wanted = Math.min(limit, Math.max(current + this.#growFloor, current + Math.max(deficit, 0) + step));
+      try {
+        await this.#device.grow(wanted);
+      } catch (err) {
+        // The disk or the process's file-size limit refused the step sized for the whole burst (ENOSPC, EFBIG): grow
+        // by what the largest single request needs. The callers re-check, and those whose blocks are there now go in;
+        // before, every store of the burst failed ERR_VDE_FULL together (40 stores of 200 KB where 20 fit: 0 stored).
+        const least = current + this.#growFloor;
+        if (!(err instanceof FullError) || least >= wanted) throw err;
+        await this.#device.grow(least);
+        wanted = least;
+      }
       this.#allocator.grow(wanted);
     })();
     this.#growing = growing;
