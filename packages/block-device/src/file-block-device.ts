@@ -157,8 +157,9 @@ export class FileBlockDevice implements BlockDevice {
       if ((err as { code?: unknown }).code !== 'ENOENT') throw toIoError(err, `opening ${path}`);
       if (!create) throw new NotFoundError(`no container file at ${path}`);
     }
-    if (existing !== undefined) checkRegularFile(path, existing);
-    if (existing === undefined) {
+    if (existing !== undefined) {
+      checkRegularFile(path, existing);
+    } else {
       // A missing directory would surface as a failure to create the lock's identity file: name the directory.
       const dir = nodePath.dirname(path);
       try {
