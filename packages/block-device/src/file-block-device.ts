@@ -1,4 +1,4 @@
-import { constants, writeSync } from 'node:fs';
+import { constants, writeSync, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import type { BlockDevice } from './block-device.js';
@@ -147,14 +147,18 @@ export class FileBlockDevice implements BlockDevice {
     const create = options.create ?? false;
     if (readOnly && create) throw new InvalidArgumentError('create and readOnly cannot be combined');
 
-    if (!create) {
-      // Fail a missing file before touching the lock file.
-      try {
-        await stat(path);
-      } catch (err) {
-        if ((err as { code?: unknown }).code === 'ENOENT') throw new NotFoundError(`no container file at ${path}`);
-        throw toIoError(err, `opening ${path}`);
-      }
+    // Fail a missing file, or one that is not a regular file, before touching the lock file or the reader table. A
+    // read-only open of a FIFO would block in open(2) until a writer came (for ever, and a thread of libuv's pool
+    // with it), and one of a directory would count the directory's size as blocks.
+    let existing: Stats | undefined;
+    try {
+      existing = await stat(path);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOENT') throw toIoError(err, `opening ${path}`);
+      if (!create) throw new NotFoundError(`no container file at ${path}`);
+    }
+    if (existing !== undefined) {
+      checkRegularFile(path, existing);
     } else {
       // A missing directory would surface as a failure to create the lock's identity file: name the directory.
       const dir = nodePath.dirname(path);
@@ -174,6 +178,7 @@ export class FileBlockDevice implements BlockDevice {
       let created: boolean;
       ({ handle, created } = await openHandle(path, readOnly, create));
       const st = await handle.stat();
+      checkRegularFile(path, st); // the path may have been replaced since the look above
       lock?.bindIdentity(path, st.dev, st.ino);
       reader?.bindIdentity(st.dev, st.ino);
       const device = new FileBlockDevice(path, handle, blockSize, st, readOnly, lock, reader);
@@ -476,6 +481,21 @@ async function writeAll(handle: FileHandle, data: Uint8Array, position: number):
     if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     done += bytesWritten;
   }
+}
+
+/** Only a regular file holds blocks: anything else is the caller's mistake, refused with InvalidArgumentError. */
+function checkRegularFile(path: string, st: Stats): void {
+  if (st.isFile()) return;
+  const what = st.isDirectory()
+    ? 'a directory'
+    : st.isFIFO()
+      ? 'a FIFO (named pipe)'
+      : st.isSocket()
+        ? 'a socket'
+        : st.isCharacterDevice() || st.isBlockDevice()
+          ? 'a device file'
+          : 'not a file';
+  throw new InvalidArgumentError(`${path} is ${what}, not a regular file: a FileBlockDevice needs a regular file`);
 }
 
 async function openHandle(path: string, readOnly: boolean, create: boolean): Promise<{ handle: FileHandle; created: boolean }> {

@@ -65,6 +65,40 @@ describe('FileBlockDevice.open', () => {
     expect((await stat(p)).size).toBe(0);
   });
 
+  it('a path that is not a regular file is ERR_VDE_INVALID_ARGUMENT, before any lock or reader entry', async () => {
+    const dir = await tempPath('a-directory');
+    await mkdir(dir);
+    for (const options of [{}, { readOnly: true }, { create: true }]) {
+      // A read-only open of a directory used to succeed (blockCount from the directory's size) and register a reader.
+      await expect(FileBlockDevice.open(dir, options), JSON.stringify(options)).rejects.toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    }
+    expect(existsSync(`${dir}.readers`)).toBe(false);
+    expect(existsSync(`${dir}.lock`)).toBe(false);
+    if (process.platform === 'win32') return;
+    // A FIFO: a read-only open used to block in open(2) until a writer came, for ever (a thread of libuv's pool
+    // with it, so even process.exit() waited); a writable one failed later, in grow (EINVAL from ftruncate).
+    const fifo = await tempPath('a-fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    for (const options of [{}, { readOnly: true }, { create: true }]) {
+      const opening = FileBlockDevice.open(fifo, options).then(
+        (dev) => dev,
+        (err: unknown) => err,
+      );
+      const outcome = await Promise.race([opening, new Promise((r) => setTimeout(() => r('still opening after 2 s'), 2000))]);
+      if (outcome === 'still opening after 2 s') {
+        // Free the blocked open (a writer arrives) so that the test run can end, then fail.
+        const { openSync, closeSync } = await import('node:fs');
+        closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+        const dev = await opening;
+        if (dev instanceof FileBlockDevice) await dev.close();
+      }
+      if (outcome instanceof FileBlockDevice) await outcome.close();
+      expect(outcome, JSON.stringify(options)).toMatchObject({ code: 'ERR_VDE_INVALID_ARGUMENT' });
+    }
+    expect(existsSync(`${fifo}.readers`)).toBe(false);
+    expect(existsSync(`${fifo}.lock`)).toBe(false);
+  });
+
   it('blockCount is floor(file size / blockSize); a partial tail block is ignored', async () => {
     const p = await tempPath();
     await writeFile(p, block(512 * 3 + 100, 9));

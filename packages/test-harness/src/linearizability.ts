@@ -119,7 +119,9 @@ function collect(history: readonly HistoryEvent[]): Map<string, Operation[]> {
     ended.add(e.id);
     if (e.type === 'fail') return;
     const r = e.result;
-    if (inv.op.f === 'get' && r !== undefined && r !== null && typeof r !== 'string') {
+    // `undefined` too: a get's ok must say what it read (`null`: absent); without it no state could match, and the
+    // verdict would be 'illegal', blaming the store for a gap in the history.
+    if (inv.op.f === 'get' && r !== null && typeof r !== 'string') {
       throw new RangeError(`event ${index}: the get of operation ${e.id} returned ${typeof r}, expected a string or null`);
     }
     add({ op: inv.op, call: inv.time, ret: time, result: r, pending: false });

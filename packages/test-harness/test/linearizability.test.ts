@@ -259,6 +259,9 @@ describe('checkLinearizable on histories as people write them', () => {
       [{ type: 'invoke', id: 1, time: 'a', op: get() }],
       [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, result: null }], // a time on some events only
       [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, time: 2, result: 5 }],
+      // A get's ok without a result (it was 'illegal', blaming the store for the history's gap).
+      [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, time: 2 }],
+      [{ type: 'invoke', id: 1, time: 1, op: get() }, { type: 'ok', id: 1, time: 2, result: undefined }],
       [null],
     ];
     for (const events of bad) expect(() => checkLinearizable(events as HistoryEvent[]), JSON.stringify(events)).toThrow(RangeError);

@@ -322,12 +322,12 @@ export class WriteAheadLog {
     return { ...this.#tailInfo };
   }
 
-  /** Highest LSN appended (written or not). */
   /** The oldest LSN the log still holds (records below it were truncated); lastLsn + 1 when it is empty. */
   get headLsn(): number {
     return this.#headLsn;
   }
 
+  /** Highest LSN appended (written or not). */
   get lastLsn(): number {
     return this.#lastLsn;
   }
