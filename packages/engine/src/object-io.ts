@@ -13,7 +13,16 @@ import {
 } from './record.js';
 
 /** What `store` accepts as data. */
-export type ObjectData = Uint8Array | ArrayBuffer | string | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>;
+/**
+ * What `store()` takes: bytes (any typed array or `DataView`, or an `ArrayBuffer`), a string (stored as UTF-8), or
+ * a stream of such chunks (an async iterable, a Node `Readable`, a web `ReadableStream`).
+ */
+export type ObjectData =
+  | ArrayBufferView
+  | ArrayBuffer
+  | string
+  | AsyncIterable<ArrayBufferView | ArrayBuffer | string>
+  | ReadableStream<ArrayBufferView | ArrayBuffer | string>;
 
 /** The bytes of a new object version, written and described. */
 export interface WrittenObject {

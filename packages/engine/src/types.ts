@@ -32,7 +32,7 @@ export interface ListOptions {
 }
 
 export type BatchOperation =
-  | { type: 'put'; key: string; data: Uint8Array | string | ArrayBuffer; metadata?: Record<string, string> }
+  | { type: 'put'; key: string; data: ArrayBufferView | ArrayBuffer | string; metadata?: Record<string, string> }
   | { type: 'del'; key: string };
 
 export interface SnapshotInfo {

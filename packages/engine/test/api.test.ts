@@ -51,7 +51,7 @@ describe('object API round trip', () => {
     await vde.close();
   });
 
-  it('accepts strings, ArrayBuffers, async iterables, Readables and ReadableStreams', async () => {
+  it('accepts strings, ArrayBuffers, typed arrays, DataViews, async iterables, Readables and ReadableStreams', async () => {
     const { vde } = await memoryEngine();
     const data = bytes(300_000, 7);
     await vde.store('u8', data);
@@ -69,7 +69,30 @@ describe('object API round trip', () => {
       },
     }));
     await vde.store('small-stream', Readable.from([Buffer.from('abc')]));
-    for (const k of ['u8', 'ab', 'iter', 'readable', 'web']) expectBytes(await vde.retrieve(k), data);
+    // Any typed array or DataView, and streams of ArrayBuffers or strings, as the README says: the published types
+    // accept them too (this file is type-checked; they were rejected with TS2322 before).
+    await vde.store('dv', new DataView(data.buffer, data.byteOffset, data.byteLength));
+    await vde.store('u32', new Uint32Array(data.slice(0, 4000).buffer));
+    await vde.store('ab-iter', (async function* () {
+      yield data.slice(0, 10).buffer;
+      yield data.subarray(10);
+    })());
+    await vde.store('web-text', new ReadableStream<string>({
+      start(c) {
+        c.enqueue('ünï');
+        c.enqueue('cødé');
+        c.close();
+      },
+    }));
+    await vde.batch([
+      { type: 'put', key: 'batch-dv', data: new DataView(data.buffer, 0, 100) },
+      { type: 'put', key: 'batch-f64', data: new Float64Array(data.slice(0, 800).buffer) },
+    ]);
+    for (const k of ['u8', 'ab', 'iter', 'readable', 'web', 'dv', 'ab-iter']) expectBytes(await vde.retrieve(k), data);
+    expectBytes(await vde.retrieve('u32'), data.subarray(0, 4000));
+    expectBytes(await vde.retrieve('batch-dv'), data.subarray(0, 100));
+    expectBytes(await vde.retrieve('batch-f64'), data.subarray(0, 800));
+    expect(new TextDecoder().decode(await vde.retrieve('web-text'))).toBe('ünïcødé');
     expect(new TextDecoder().decode(await vde.retrieve('str'))).toBe('ünïcødé');
     expect(new TextDecoder().decode(await vde.retrieve('small-stream'))).toBe('abc');
     const chunks: Buffer[] = [];
