@@ -156,6 +156,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * lists the others, FORMAT.md "Meta blob, version 2"). Empty before the first checkpoint.
    */
   #metaRuns: Extent[] = [];
+  /** The next meta blob's size (#metaBlocksNeeded) when the last checkpoint was durable (see #metaGrown). */
+  #metaAtCheckpoint = 0;
   /** Stores, deletes and batches admitted (past their first check) and not yet settled: close() waits for them. */
   #openWrites = 0;
   #writesDrained: (() => void) | undefined;
@@ -1847,6 +1849,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #checkpointWouldMakeRoom(): boolean {
     if (this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER || this.#opts.readOnly) return false;
+    if (this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0 && this.#metaGrown()) return true;
     const short = this.#reserveBlocks() - this.#allocator.freeCount;
     if (short <= 0) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
@@ -2144,7 +2147,18 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // 100 KB overwritten 55 times: 335 MiB for 5.4 MiB of objects). A quarter of the container replaced since the
     // last checkpoint (the growth step) starts one.
     const replacedFull = this.#replacedBlocks >= REPLACED_MIN_BLOCKS && this.#replacedBlocks * 4 >= this.#allocator.blockCount;
-    if ((walFull || dirtyFull || replacedFull) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+    if ((walFull || dirtyFull || replacedFull || this.#metaGrown()) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+  }
+
+  /**
+   * Near maxSizeBytes, whether the next meta blob has grown by half since the last checkpoint (deferred frees, an
+   * entry each): a checkpoint then frees those it can while there is room, and the reserve (#reserveBlocks, which
+   * counts the blob) shrinks again. Without it, 64 writers at a 4 MiB limit were refused twice as often.
+   */
+  #metaGrown(): boolean {
+    if (this.#metaAtCheckpoint === 0 || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
+    const need = this.#metaBlocksNeeded();
+    return 2 * need > 3 * this.#metaAtCheckpoint && this.#atLimit(2 * need);
   }
 
   /**
@@ -2253,7 +2267,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // blocks they are not freed by a checkpoint, and counting only the bitmap let stores and deletes use up the room
     // of the checkpoint that deletes the snapshot), with an entry more per write in flight (the version it replaces).
     const meta = this.#metaBlocksNeeded(0, 3 * this.#writers);
-    return this.#headroom + 2 * pages + 2 * meta + this.#writerHeadroom() * this.#writers + this.#batchHeadroom;
+    const image = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
+    return this.#headroom + 2 * pages + image + meta + this.#writerHeadroom() * this.#writers + this.#batchHeadroom;
   }
 
   /**
@@ -2571,6 +2586,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.setDurableNamedMin(oldestGeneration(listed));
       await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
+      this.#metaAtCheckpoint = this.#metaBlocksNeeded();
       return { generation, root, objects: sb.objectCount };
     } catch (err) {
       this.#poison(err);
