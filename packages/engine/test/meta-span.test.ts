@@ -81,7 +81,9 @@ describe('a meta blob spans several runs when free space is in pieces (FORMAT.md
   it('checkpoint, close and reopen work when no free run holds the meta blob, and the blob spans', async () => {
     await using tmp = await tempDir();
     const path = join(tmp.dir, 'c.vde');
-    let { vde, kept } = await fragmented(path);
+    const made = await fragmented(path);
+    let vde = made.vde;
+    const kept = made.kept;
     // A named snapshot and deletes under it: their entries grow the blob, and the snapshot holds their blocks.
     await vde.createSnapshot('s');
     let deleted = 0;
@@ -119,7 +121,9 @@ describe('a meta blob spans several runs when free space is in pieces (FORMAT.md
   it('open/close cycles under a named snapshot with a spanning blob do not grow the used blocks', async () => {
     await using tmp = await tempDir();
     const path = join(tmp.dir, 'c.vde');
-    let { vde, kept } = await fragmented(path);
+    const made = await fragmented(path);
+    let vde = made.vde;
+    const kept = made.kept;
     await vde.createSnapshot('s');
     for (const key of [...kept.keys()].filter((k) => k.startsWith('a')).slice(0, 100)) {
       await vde.delete(key);
@@ -163,14 +167,14 @@ describe('a meta blob spans several runs when free space is in pieces (FORMAT.md
       const fh = await open(path, 'r+');
       const one = new Uint8Array(1);
       await fh.read(one, 0, 1, at);
-      one[0] ^= 0x10;
+      one[0] = one[0]! ^ 0x10;
       await fh.write(one, 0, 1, at);
       await fh.close();
       await expectCode(VirtualDiskEngine.open(path, OPTS), 'ERR_VDE_CORRUPT');
       await expectCode(VirtualDiskEngine.open(path, { readOnly: true }), 'ERR_VDE_CORRUPT');
       // Repaired, it opens and reads again.
       const fix = await open(path, 'r+');
-      one[0] ^= 0x10;
+      one[0] = one[0]! ^ 0x10;
       await fix.write(one, 0, 1, at);
       await fix.close();
     }
