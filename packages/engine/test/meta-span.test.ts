@@ -174,7 +174,7 @@ describe('a meta blob spans several runs when free space is in pieces (FORMAT.md
       await expectCode(VirtualDiskEngine.open(path, { readOnly: true }), 'ERR_VDE_CORRUPT');
       // Repaired, it opens and reads again.
       const fix = await open(path, 'r+');
-      one[0] = one[0]! ^ 0x10;
+      one[0] = one[0] ^ 0x10;
       await fix.write(one, 0, 1, at);
       await fix.close();
     }
