@@ -2159,11 +2159,11 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #metaGrown(): boolean {
     if (this.#metaAtCheckpoint === 0 || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
+    const need = this.#metaBlocksNeeded();
+    if (need <= this.#metaAtCheckpoint || !this.#atLimit(2 * need)) return false;
     // (Not while a snapshot or read holds deferred blocks: the checkpoint would free none of them, and the index pages
     // it replaces would be held too.)
-    if (this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return false;
-    const need = this.#metaBlocksNeeded();
-    return need > this.#metaAtCheckpoint && this.#atLimit(2 * need);
+    return this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0;
   }
 
   /**
