@@ -25,10 +25,10 @@ import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { onAbort } from './abort-watch.js';
-import { copyOut, newBytes } from './bytes.js';
+import { copyOut, getU64, newBytes, viewOf } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
-import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, metaContinuation, metaHeaderBytes } from './meta.js';
+import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, metaExtentCount, metaExtentEntry } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
@@ -633,32 +633,40 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const what = 'checkpoint meta blob';
     const firstRead = Math.min(sb.metaBlocks, needBlocks);
     const first = await this.#device.read(sb.metaStart, firstRead);
-    const more = metaContinuation(first);
-    if (more === undefined) throw new CorruptionError(what, 'a version 1 blob under a version 2 superblock');
-    const runs: Extent[] = [{ start: sb.metaStart, count: sb.metaBlocks }, ...more];
+    const e = metaExtentCount(first);
+    if (e === undefined) throw new CorruptionError(what, 'a version 1 blob under a version 2 superblock');
+    if (metaExtentEntry(e) > sb.metaLength) throw new CorruptionError(what, `claims ${e} extents, more than its length holds`);
     const dataStart = sb.walStart + sb.walBlocks;
-    let total = 0;
-    for (const r of runs) {
-      if (!(Number.isSafeInteger(r.start) && r.count >= 1 && r.start >= dataStart && r.start + r.count <= sb.blockCount)) {
+    const bytes = new Uint8Array(needBlocks * bs);
+    const view = viewOf(bytes);
+    bytes.set(first, 0);
+    let at = firstRead;
+    let total = sb.metaBlocks;
+    const runs: Extent[] = [{ start: sb.metaStart, count: sb.metaBlocks }];
+    // Run after run: each continuation extent's entry lies in the runs read before it (see metaExtentEntry).
+    for (let i = 0; i <= e; i++) {
+      const r = runs[i]!;
+      if (!(r.count >= 1 && r.start >= dataStart && r.start + r.count <= sb.blockCount)) {
         throw new CorruptionError(what, `extent ${r.start}+${r.count} out of range`);
       }
-      total += r.count;
+      if (i > 0) {
+        total += r.count;
+        if (at < needBlocks) {
+          const n = Math.min(r.count, needBlocks - at);
+          bytes.set(await this.#device.read(r.start, n), at * bs);
+          at += n;
+        }
+      }
+      if (i === e) break;
+      const entry = metaExtentEntry(i);
+      if (entry + 12 > at * bs) throw new CorruptionError(what, `extent ${i + 1} is listed past the blocks before it`);
+      runs.push({ start: getU64(view, entry, what), count: view.getUint32(entry + 8, true) });
     }
     const sorted = [...runs].sort((x, y) => x.start - y.start);
     for (let i = 1; i < sorted.length; i++) {
       if (sorted[i]!.start < sorted[i - 1]!.start + sorted[i - 1]!.count) throw new CorruptionError(what, 'its extents overlap');
     }
-    if (total < needBlocks) throw new CorruptionError(what, `its extents hold ${total} blocks, its length needs ${needBlocks}`);
-    const bytes = new Uint8Array(needBlocks * bs);
-    bytes.set(first, 0);
-    let at = firstRead;
-    for (let i = 1; i < runs.length && at < needBlocks; i++) {
-      const n = Math.min(runs[i]!.count, needBlocks - at);
-      bytes.set(await this.#device.read(runs[i]!.start, n), at * bs);
-      at += n;
-    }
-    // A first run longer than needed leaves `at` at firstRead only when it holds every byte (no extent read).
-    if (at < needBlocks) throw new CorruptionError(what, 'its extents end before its length');
+    if (total < needBlocks || at < needBlocks) throw new CorruptionError(what, `its extents hold ${total} blocks, its length needs ${needBlocks}`);
     return { bytes: bytes.subarray(0, sb.metaLength), runs };
   }
 
@@ -2548,7 +2556,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         meta = spans
           ? encodeMeta({ allocatorImage, deferred: this.#reclaimer.heldEntries(), snapshots: listed, extents: metaRuns.slice(1), replacedMeta: replaced })
           : encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(old.generation), snapshots: listed });
-        if (meta.byteLength <= runBlocks(metaRuns) * bs && (!spans || metaHeaderBytes(metaRuns.length - 1) <= metaRuns[0]!.count * bs)) break;
+        if (meta.byteLength <= runBlocks(metaRuns) * bs) break;
         // Outgrown (a stream grew the container, so the bitmap is larger; or more runs, 12 bytes each): taken again,
         // as large as it needs and a block more.
         this.#allocator.free(metaRuns);
@@ -2621,22 +2629,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
 
   /**
    * Takes the runs for a meta blob of `blocks` blocks: one run where one is free (a version 1 blob), else the free
-   * holes it needs (a version 2 blob, FORMAT.md), the longest first: its header, which lists the others, must lie in
-   * the first run. ERR_VDE_FULL, nothing taken, if the blocks are not free or the header would not fit.
+   * holes it needs (a version 2 blob, FORMAT.md). ERR_VDE_FULL, nothing taken, if the blocks are not free.
    */
   #allocateMeta(blocks: number): Extent[] {
     if (this.#allocator.largestFreeRun >= blocks) return this.#allocator.allocate(blocks, { contiguous: true });
     if (this.#allocator.freeCount < blocks) throw new FullError(`no room for the checkpoint meta blob (${blocks} blocks)`);
-    const runs = this.#allocator.allocate(blocks);
-    let longest = 0;
-    for (let i = 1; i < runs.length; i++) if (runs[i]!.count > runs[longest]!.count) longest = i;
-    const [first] = runs.splice(longest, 1);
-    runs.unshift(first!);
-    if (metaHeaderBytes(runs.length - 1) > first!.count * this.#device.blockSize) {
-      this.#allocator.free(runs);
-      throw new FullError(`no room for the checkpoint meta blob: free space is in ${runs.length} pieces, too many to list`);
-    }
-    return runs;
+    return this.#allocator.allocate(blocks);
   }
 
   /** Index pages a flush replaced: free once a checkpoint newer than `generation` no longer references them. */

@@ -35,10 +35,6 @@ export interface MetaBlob {
   replacedMeta?: DeferredEntry[];
 }
 
-/** The bytes of a version 2 blob's header that must lie in its first run, for `e` continuation extents. */
-export function metaHeaderBytes(e: number): number {
-  return 12 + 12 * e;
-}
 
 const MAGIC = 0x4d454456; // "VDEM" little-endian
 
@@ -126,11 +122,12 @@ export function decodeMeta(bytes: Uint8Array, blockCount: number, generation: nu
 }
 
 /**
- * The continuation extents a version 2 blob's first run lists (FORMAT.md, "Meta blob, version 2"), or undefined for
- * a version 1 blob. `first` is what was read of the first run. Checks only that the list fits the run; the caller
- * checks where the extents lie, then reads them and checks the CRC.
+ * The number of continuation extents a version 2 blob lists (FORMAT.md, "Meta blob, version 2"), or undefined for a
+ * version 1 blob. `first` is what was read of the first run. Entry i (from 0) of the list is bytes
+ * metaExtentEntry(i) … +12 of the logical blob: always in the runs before extent i (each run holds a block, 512
+ * bytes or more), so a reader reads run after run and finds each one's entry in what it has read.
  */
-export function metaContinuation(first: Uint8Array): Extent[] | undefined {
+export function metaExtentCount(first: Uint8Array): number | undefined {
   const what = 'checkpoint meta blob';
   if (first.byteLength < 12) throw new CorruptionError(what, 'too short');
   const v = viewOf(first);
@@ -138,10 +135,10 @@ export function metaContinuation(first: Uint8Array): Extent[] | undefined {
   const version = v.getUint32(4, true);
   if (version === 1) return undefined;
   if (version !== 2) throw new CorruptionError(what, 'unknown version');
-  const e = v.getUint32(8, true);
-  if (metaHeaderBytes(e) > first.byteLength) throw new CorruptionError(what, `claims ${e} extents, more than its first run holds`);
-  const r = new ByteReader(first.subarray(12, metaHeaderBytes(e)), what);
-  const out: Extent[] = [];
-  for (let i = 0; i < e; i++) out.push({ start: r.u64(), count: r.u32() });
-  return out;
+  return v.getUint32(8, true);
+}
+
+/** Where continuation extent entry `i` (from 0) starts in a version 2 blob: start block (u64), block count (u32). */
+export function metaExtentEntry(i: number): number {
+  return 12 + 12 * i;
 }
