@@ -651,6 +651,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
       }
       if (i > 0) {
         total += r.count;
+        // Runs that do not overlap hold at most the data area: a hostile count cannot make this loop (or `runs`) grow
+        // past what the file holds.
+        if (total > sb.blockCount - dataStart) throw new CorruptionError(what, 'its extents hold more blocks than the container');
         if (at < needBlocks) {
           const n = Math.min(r.count, needBlocks - at);
           bytes.set(await this.#device.read(r.start, n), at * bs);
