@@ -236,9 +236,22 @@ describe('a meta blob spans several runs when free space is in pieces (FORMAT.md
     const fh = await open(path, 'r+');
     const far = new Uint8Array(8);
     new DataView(far.buffer).setUint32(0, 0x7fffffff, true);
-    await fh.write(far, 0, 8, layout.runs[0]!.start * BS + 12);
+    // And an extent count far beyond what the blob's length holds (bytes 8..11).
+    const many = new Uint8Array(4);
+    new DataView(many.buffer).setUint32(0, 0xfffffff0, true);
+    const cases: [number, Uint8Array][] = [
+      [12, far],
+      [8, many],
+    ];
+    const saved = new Uint8Array(12);
+    await fh.read(saved, 0, 12, layout.runs[0]!.start * BS + 8);
+    for (const [offset, bad] of cases) {
+      await fh.write(saved, 0, 12, layout.runs[0]!.start * BS + 8);
+      await fh.write(bad, 0, bad.byteLength, layout.runs[0]!.start * BS + offset);
+      await fh.sync();
+      await expectCode(VirtualDiskEngine.open(path, OPTS), 'ERR_VDE_CORRUPT');
+    }
     await fh.close();
-    await expectCode(VirtualDiskEngine.open(path, OPTS), 'ERR_VDE_CORRUPT');
   });
 
   it('a container that never needed spanning keeps writing version 1 (the previous release reads it)', async () => {
