@@ -620,8 +620,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * The meta blob's bytes (`metaLength` of them) and its runs (FORMAT.md, "Meta blob"). Version 1: only the blocks
    * that hold metaLength bytes are read (metaBlocks may be larger: the run was sized before the blob was encoded),
    * and a damaged count must not make this read gigabytes. Version 2: the first run, then the extents its header
-   * lists, each checked to lie in the data area, apart from the others, before it is read; only the blocks that
-   * hold metaLength bytes are read. The caller checks the CRC.
+   * lists, in order (each one's entry lies in the runs before it), each checked to lie in the data area before it is
+   * read, and all apart from each other; only the blocks that hold metaLength bytes are read. The caller checks the
+   * CRC.
    */
   async #readMeta(sb: Superblock): Promise<{ bytes: Uint8Array; runs: Extent[] }> {
     const bs = sb.blockSize;

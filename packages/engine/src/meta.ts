@@ -6,8 +6,9 @@ import { decodeUtf8, encodeUtf8 } from './keys.js';
 /**
  * Checkpoint meta blob (FORMAT.md, "Meta blob, version 1" and "version 2"): allocator image, deferred frees held for
  * snapshots, named snapshots; CRC-32 at the end. Written copy-on-write to fresh blocks at every checkpoint.
- * Version 1 is one run. Version 2 may span several runs: its header (in the first run) lists the continuation
- * extents, and it lists the runs of the meta blob it replaced apart from the deferred entries.
+ * Version 1 is one run. Version 2 may span several runs: its header lists the continuation extents (the list
+ * continues into the runs it lists, each entry in the runs before it), and it lists the runs of the meta blob it
+ * replaced apart from the deferred entries.
  * Invariant: the blob's bitmap marks every block of every run of the blob used.
  */
 export interface DeferredEntry {
