@@ -25,10 +25,10 @@ import { BTree, type EntryRun, type KeyRange } from '@vde/btree';
 import { AsyncRwLock, StripedWriteLock } from '@vde/concurrency';
 import { WriteAheadLog } from '@vde/wal';
 import { onAbort } from './abort-watch.js';
-import { copyOut, newBytes } from './bytes.js';
+import { copyOut, getU64, newBytes, viewOf } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
-import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta } from './meta.js';
+import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, metaExtentCount, metaExtentEntry } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
@@ -152,14 +152,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   readonly #privateExtents = new Set<Extent[]>();
   /**
-   * A contiguous run held for the next checkpoint's meta blob (twice what it needs when taken), free in every
-   * allocator image (like a stream's private blocks) and taken again after each checkpoint. Stores at maxSizeBytes
-   * cut every free run into pieces, and a checkpoint's own index pages follow its meta run into the longest one:
-   * with 512-byte blocks the longest run fell to 8 blocks while deletes (an entry each in the meta blob) needed 20,
-   * and every checkpoint then failed ERR_VDE_FULL for good. The old meta blob's run, free once the new checkpoint
-   * is durable, is where the next one is usually found.
+   * The runs of the durable checkpoint's meta blob, the first one first (the superblock names it; a version 2 blob
+   * lists the others, FORMAT.md "Meta blob, version 2"). Empty before the first checkpoint.
    */
-  #metaSpare: Extent | undefined;
+  #metaRuns: Extent[] = [];
+  /** The next meta blob's size (#metaBlocksNeeded) when the last checkpoint was durable (see #metaGrown). */
+  #metaAtCheckpoint = 0;
   /** Stores, deletes and batches admitted (past their first check) and not yet settled: close() waits for them. */
   #openWrites = 0;
   #writesDrained: (() => void) | undefined;
@@ -350,10 +348,6 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await engine.#format();
       } else {
         await engine.#load();
-        // An open that found nothing to replay ran no checkpoint, which is where the run for the next meta blob is
-        // held: without it, stores at maxSizeBytes cut every free run shorter than the meta blob, after which no
-        // checkpoint, delete or close() could run (1 MiB, 512-byte blocks, reopened and filled by 64 writers).
-        engine.#takeMetaSpare();
       }
     } catch (err) {
       if (created && path !== undefined) await fs.rm(path, { force: true }).catch(() => undefined);
@@ -390,6 +384,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#maxKeyBytes = Math.min(MAX_KEY_BYTES, this.#index.maxKeyBytes, this.#index.maxEntryBytes - INDIRECT_BYTES);
     const now = Date.now();
     this.#sb = {
+      version: 1,
       blockSize: bs,
       generation: 0,
       checkpointLsn: 0,
@@ -470,11 +465,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new CorruptionError('container', `the file holds ${dev.blockCount} blocks but the checkpoint covers ${sb.blockCount} (truncated)`);
     }
     this.#sb = sb;
-    // Only the blocks that hold metaLength bytes are read: metaBlocks may be larger (the run was sized before the
-    // blob was encoded), and a damaged count must not make this read gigabytes.
-    const metaBytes = (await dev.read(sb.metaStart, Math.ceil(sb.metaLength / sb.blockSize))).subarray(0, sb.metaLength);
+    const { bytes: metaBytes, runs: metaRuns } = await this.#readMeta(sb);
     if (crc32(metaBytes) !== sb.metaCrc) throw new CorruptionError('checkpoint meta blob', 'checksum mismatch');
     const meta = decodeMeta(metaBytes, sb.blockCount, sb.generation);
+    if ((sb.version === 2) !== (meta.extents !== undefined)) {
+      throw new CorruptionError('checkpoint meta blob', `a version ${meta.extents ? 2 : 1} blob under a version ${sb.version} superblock`);
+    }
+    this.#metaRuns = metaRuns;
     try {
       this.#allocator = BitmapAllocator.load(meta.allocatorImage);
     } catch (err) {
@@ -485,7 +482,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       throw new CorruptionError('allocator bitmap', `covers ${this.#allocator.blockCount} blocks, the superblock says ${sb.blockCount}`);
     }
     this.#checkHeldBlocks(sb);
-    this.#checkDeferred(sb, meta.deferred);
+    this.#checkDeferred(sb, [...meta.deferred, ...(meta.replacedMeta ?? [])]);
     if (dev.blockCount > sb.blockCount) this.#allocator.grow(dev.blockCount);
     for (const s of meta.snapshots) {
       this.#named.set(s.name, s);
@@ -497,7 +494,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       previous && previous.generation === sb.generation - 1 && previous.metaBlocks > 0
         ? { start: previous.metaStart, count: previous.metaBlocks, generation: previous.generation }
         : undefined;
-    this.#reclaimer.restore(meta.deferred, previousMeta);
+    this.#reclaimer.restore(meta.deferred, meta.replacedMeta ? undefined : previousMeta, meta.replacedMeta);
     // A reader's mark is the oldest generation it may read: the checkpoint, or a named snapshot it may open (the
     // writer holds a named snapshot only until it is deleted there, which this open would not see).
     const oldestNamed = oldestGeneration(meta.snapshots);
@@ -620,13 +617,74 @@ export class VirtualDiskEngine implements AsyncDisposable {
   }
 
   /**
+   * The meta blob's bytes (`metaLength` of them) and its runs (FORMAT.md, "Meta blob"). Version 1: only the blocks
+   * that hold metaLength bytes are read (metaBlocks may be larger: the run was sized before the blob was encoded),
+   * and a damaged count must not make this read gigabytes. Version 2: the first run, then the extents its header
+   * lists, in order (each one's entry lies in the runs before it), each checked to lie in the data area before it is
+   * read, and all apart from each other; only the blocks that hold metaLength bytes are read. The caller checks the
+   * CRC.
+   */
+  async #readMeta(sb: Superblock): Promise<{ bytes: Uint8Array; runs: Extent[] }> {
+    const bs = sb.blockSize;
+    const needBlocks = Math.ceil(sb.metaLength / bs);
+    if (sb.version === 1) {
+      const bytes = (await this.#device.read(sb.metaStart, needBlocks)).subarray(0, sb.metaLength);
+      return { bytes, runs: [{ start: sb.metaStart, count: sb.metaBlocks }] };
+    }
+    const what = 'checkpoint meta blob';
+    const firstRead = Math.min(sb.metaBlocks, needBlocks);
+    const first = await this.#device.read(sb.metaStart, firstRead);
+    const e = metaExtentCount(first);
+    if (e === undefined) throw new CorruptionError(what, 'a version 1 blob under a version 2 superblock');
+    if (metaExtentEntry(e) > sb.metaLength) throw new CorruptionError(what, `claims ${e} extents, more than its length holds`);
+    const dataStart = sb.walStart + sb.walBlocks;
+    const bytes = new Uint8Array(needBlocks * bs);
+    const view = viewOf(bytes);
+    bytes.set(first, 0);
+    let at = firstRead;
+    let total = sb.metaBlocks;
+    const runs: Extent[] = [{ start: sb.metaStart, count: sb.metaBlocks }];
+    // Run after run: each continuation extent's entry lies in the runs read before it (see metaExtentEntry).
+    for (let i = 0; i <= e; i++) {
+      const r = runs[i]!;
+      if (!(r.count >= 1 && r.start >= dataStart && r.start + r.count <= sb.blockCount)) {
+        throw new CorruptionError(what, `extent ${r.start}+${r.count} out of range`);
+      }
+      if (i > 0) {
+        total += r.count;
+        // Runs that do not overlap hold at most the data area: a hostile count cannot make this loop (or `runs`) grow
+        // past what the file holds.
+        if (total > sb.blockCount - dataStart) throw new CorruptionError(what, 'its extents hold more blocks than the container');
+        if (at < needBlocks) {
+          const n = Math.min(r.count, needBlocks - at);
+          bytes.set(await this.#device.read(r.start, n), at * bs);
+          at += n;
+        }
+      }
+      if (i === e) break;
+      const entry = metaExtentEntry(i);
+      if (entry + 12 > at * bs) throw new CorruptionError(what, `extent ${i + 1} is listed past the blocks before it`);
+      runs.push({ start: getU64(view, entry, what), count: view.getUint32(entry + 8, true) });
+    }
+    const sorted = [...runs].sort((x, y) => x.start - y.start);
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i]!.start < sorted[i - 1]!.start + sorted[i - 1]!.count) throw new CorruptionError(what, 'its extents overlap');
+    }
+    if (total < needBlocks || at < needBlocks) throw new CorruptionError(what, `its extents hold ${total} blocks, its length needs ${needBlocks}`);
+    return { bytes: bytes.subarray(0, sb.metaLength), runs };
+  }
+
+  /**
    * The blocks a checkpoint itself lives in must be allocated in its bitmap: the superblocks, the log, the meta blob
-   * and the index root. A bitmap that marks any of them free would let the next checkpoint write over them.
+   * (every run of it) and the index root. A bitmap that marks any of them free would let the next checkpoint write
+   * over them.
    */
   #checkHeldBlocks(sb: Superblock): void {
     const held: [number, number, string][] = [
       [0, sb.walStart + sb.walBlocks, 'the superblocks and the log'],
-      [sb.metaStart, Math.ceil(sb.metaLength / sb.blockSize), 'the checkpoint meta blob'],
+      ...this.#metaRuns.map((r, i): [number, number, string] =>
+        sb.version === 1 ? [r.start, Math.ceil(sb.metaLength / sb.blockSize), 'the checkpoint meta blob'] : [r.start, r.count, `run ${i} of the checkpoint meta blob`],
+      ),
       [sb.indexRoot, 1, 'the index root'],
     ];
     for (const [start, count, what] of held) {
@@ -870,17 +928,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
         const turn = turnIfSpent();
         if (turn) await turn;
         if (prior) await prior;
-        const making = this.#makeMetaRoom(this.#metaEntriesFor(1));
+        const making = this.#makeMetaRoom(1);
         if (making) await making;
         const logBytes = this.#wal.recordBytes(2 + keyBytes.byteLength);
         existed = await this.#withLogSpace(logBytes, undefined, () =>
           this.#withWriteLocks([key], undefined, async () => {
             myTurn(); // holds the stripe: a later write to the key queues behind it
             // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
-            // (The count alone: the checkpoint checks its own contiguous meta run, a bitmap scan a delete need not pay.)
-            const need = this.#checkpointBlocks() + this.#deleteHeadroom();
-            if (this.#allocator.freeCount < need) await this.#ensureFree(need);
-            this.#checkMetaRoom(this.#metaEntriesFor(1));
+            await this.#ensureDeleteRoom(1);
             await this.#index.prefetch(keyBytes);
             if (!(await this.#index.get(keyBytes))) return false;
             await this.#append(LOG_DEL, encodeDel(keyBytes));
@@ -969,8 +1024,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
           }
         }
         // Its deletes add entries to the next meta blob, as delete()'s do.
-        const metaMore = dels > 0 ? this.#metaEntriesFor(dels) : 0;
-        const making = metaMore > 0 ? this.#makeMetaRoom(metaMore) : undefined;
+        const making = dels > 0 ? this.#makeMetaRoom(dels) : undefined;
         if (making) await making;
         const logBytes = this.#wal.recordBytes(8 + putBytes + delBytes);
         await this.#withLogSpace(logBytes, undefined, () =>
@@ -987,7 +1041,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
               this.#batchHeadroom += headroom;
               try {
                 if (puts && this.#allocator.freeCount < this.#reserveBlocks()) await this.#ensureHeadroom();
-                if (metaMore > 0) this.#checkMetaRoom(metaMore);
+                if (dels > 0) await this.#ensureDeleteRoom(dels);
                 await this.#runBatch(ops);
               } finally {
                 this.#batchHeadroom -= headroom;
@@ -1529,7 +1583,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     if (census) {
       this.#allocator.check();
       census.add({ start: 0, count: WAL_START + this.#sb.walBlocks }, 'the superblocks and the log');
-      census.add({ start: this.#sb.metaStart, count: this.#sb.metaBlocks }, 'the checkpoint meta blob');
+      for (const r of this.#metaRuns) census.add(r, 'the checkpoint meta blob');
       for (const p of pageNumbers) census.add({ start: p, count: 1 }, `index page ${p}`);
       // Pages of the checkpointed tree that the live one has replaced: the next checkpoint frees them.
       for (const p of retiredPages) census.add({ start: p, count: 1 }, `retired index page ${p}`);
@@ -1714,7 +1768,6 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // One push per extent: a spread of a large object's extents list (over ~120,000, from fragmented free space) was a
     // RangeError ("Maximum call stack size exceeded").
     for (const track of this.#privateExtents) for (const e of track) out.push(e);
-    if (this.#metaSpare) out.push(this.#metaSpare);
     return out;
   }
 
@@ -1808,13 +1861,16 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #checkpointWouldMakeRoom(): boolean {
     if (this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER || this.#opts.readOnly) return false;
-    // (Not while a snapshot or read holds deferred blocks: the checkpoint would free none of them, and add entries.)
-    if (this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0 && this.#metaOutgrowing()) return true;
+    if (this.#metaGrown()) return true;
     const short = this.#reserveBlocks() - this.#allocator.freeCount;
     if (short <= 0) return false;
     const limit = Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize);
     if (this.#allocator.blockCount + short <= limit) return false;
-    return this.#reclaimable(short) + Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) >= short;
+    // The deferred entries the checkpoint frees shrink the next meta blob, which the reserve counts twice (not while a
+    // snapshot or read holds deferred blocks: the checkpoint would free none of them, and add entries).
+    const bs = this.#device.blockSize;
+    const entries = this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0 ? 2 * Math.floor((20 * this.#reclaimer.pendingEntryCount) / bs) : 0;
+    return this.#reclaimable(short) + Math.ceil(this.#index.dirtyBytes / bs) + entries >= short;
   }
 
   /**
@@ -2103,35 +2159,23 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // 100 KB overwritten 55 times: 335 MiB for 5.4 MiB of objects). A quarter of the container replaced since the
     // last checkpoint (the growth step) starts one.
     const replacedFull = this.#replacedBlocks >= REPLACED_MIN_BLOCKS && this.#replacedBlocks * 4 >= this.#allocator.blockCount;
-    if ((walFull || dirtyFull || replacedFull || this.#metaSpareShort()) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
+    if ((walFull || dirtyFull || replacedFull || this.#metaGrown()) && !this.#autoCheckpoint) void this.#triggerCheckpoint().catch(() => undefined);
   }
 
   /**
-   * Near maxSizeBytes (where growth cannot add a run for the meta blob), whether deferred frees (an entry each in the
-   * meta blob) have grown it to three quarters of the spare run: a checkpoint then frees them while it still fits.
+   * Near maxSizeBytes, whether the next meta blob has grown by a block since the last checkpoint (deferred frees, an
+   * entry each): a checkpoint then frees them, and the reserve (#reserveBlocks, which counts the blob) shrinks again.
+   * Without it, 64 writers at a 4 MiB limit with 512-byte blocks were refused 1.5 times as often as with the run
+   * held for the meta blob before (whose trigger, three quarters of a run sized from the cut-up free space, fired
+   * about as often).
    */
-  /**
-   * At maxSizeBytes, whether the next meta blob, with the index pages the writes in flight and this one may still
-   * dirty (an entry each), would outgrow three quarters of the run held for it: the write then waits for a
-   * checkpoint (before its locks, where writes wait for log space), and so do the others, so that the checkpoint
-   * runs before they dirty more. Without it, 64 writers dirtied pages while the checkpoint that #metaSpareShort had
-   * started flushed ahead; it then needed more than the held run, freed it, found no other in the cut-up free space,
-   * and every later checkpoint, delete and close() failed ERR_VDE_FULL, also after reopens (review h4).
-   */
-  #metaOutgrowing(): boolean {
-    const spare = this.#metaSpare;
-    if (!spare || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
-    const more = (this.#writers + 1) * 2 * (Math.max(1, this.#index.stats().depth) + 1);
-    const need = this.#metaBlocksNeeded(0, more);
-    return 4 * need > 3 * spare.count && this.#atLimit(2 * need);
-  }
-
-  #metaSpareShort(): boolean {
-    const spare = this.#metaSpare;
-    if (!spare || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
+  #metaGrown(): boolean {
+    if (this.#metaAtCheckpoint === 0 || this.#opts.maxSizeBytes === Number.MAX_SAFE_INTEGER) return false;
     const need = this.#metaBlocksNeeded();
-    if (4 * need <= 3 * spare.count) return false;
-    return Math.floor(this.#opts.maxSizeBytes / this.#device.blockSize) - this.#allocator.blockCount < 2 * need;
+    if (need <= this.#metaAtCheckpoint || !this.#atLimit(2 * need)) return false;
+    // (Not while a snapshot or read holds deferred blocks: the checkpoint would free none of them, and the index pages
+    // it replaces would be held too.)
+    return this.#reclaimer.heldSnapshots === 0 && this.#reclaimer.activeReaders === 0;
   }
 
   /**
@@ -2236,8 +2280,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
    */
   #reserveBlocks(): number {
     const pages = Math.ceil(this.#index.dirtyBytes / this.#device.blockSize);
-    const meta = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
-    return this.#headroom + 2 * pages + 2 * meta + this.#writerHeadroom() * this.#writers + this.#batchHeadroom;
+    // The meta blob as it really is: its deferred entries too (20 bytes per entry; while a snapshot holds replaced
+    // blocks they are not freed by a checkpoint, and counting only the bitmap let stores and deletes use up the room
+    // of the checkpoint that deletes the snapshot), with an entry more per write in flight (the version it replaces).
+    const meta = this.#metaBlocksNeeded(0, 3 * this.#writers);
+    const image = Math.ceil((BitmapAllocator.serializedByteLength(this.#allocator.blockCount) + 64) / this.#device.blockSize);
+    return this.#headroom + 2 * pages + image + meta + this.#writerHeadroom() * this.#writers + this.#batchHeadroom;
   }
 
   /**
@@ -2287,8 +2335,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * Blocks the next checkpoint needs: a new block for each dirty index page (a copy-on-write flush writes each one
    * to a fresh block at most once; pages created since the last flush already have theirs) and the meta blob.
    */
-  #checkpointBlocks(adding = 0): number {
-    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded(adding);
+  #checkpointBlocks(adding = 0, moreEntries = 0): number {
+    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded(adding, moreEntries);
   }
 
   /**
@@ -2467,28 +2515,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
     // checkpoint must run in a container at maxSizeBytes, where it is what frees deleted objects' blocks).
     const adding = extra.addSnapshot === undefined ? 0 : 1;
     const metaNeeded = this.#metaBlocksNeeded(adding);
-    let spare = this.#metaSpare;
-    if (spare && spare.count < metaNeeded) {
-      this.#metaSpare = undefined;
-      this.#allocator.free([spare]);
-      spare = undefined;
-    }
-    // With the spare run, only the flush's pages must find room; else the meta run too.
-    if (spare) await this.#ensureFree(this.#checkpointBlocks(adding) - metaNeeded, 1);
-    else await this.#ensureFree(this.#checkpointBlocks(adding), metaNeeded);
-    // The meta blob's run is taken first: the flush's pages, taken one by one, could use up the longest free run
-    // that was just made sure of (the checkpoint then failed with ERR_VDE_FULL after its flush, which poisons). It
-    // is taken before the eligible frees below are applied, too.
-    this.#metaSpare = undefined;
-    let [metaRun] = spare ? [spare] : this.#allocator.allocate(metaNeeded, { contiguous: true });
-    if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
+    await this.#ensureFree(this.#checkpointBlocks(adding), metaNeeded);
+    // The meta blob's runs are taken first: the flush's pages, taken one by one, could use up the blocks that were
+    // just made sure of (the checkpoint then failed with ERR_VDE_FULL after its flush, which poisons). They are taken
+    // before the eligible frees below are applied, too.
+    let metaRuns = this.#allocateMeta(metaNeeded);
     // Disk space for every block the flush and the meta blob write, before anything changes: on a full file
     // system (a sparse container's holes), ENOSPC then fails the checkpoint with ERR_VDE_FULL and nothing else.
     try {
-      await this.#backFlush(this.#flushPages(), [metaRun]);
+      await this.#backFlush(this.#flushPages(), metaRuns);
     } catch (err) {
-      if (spare) this.#metaSpare = spare;
-      else this.#allocator.free([metaRun]);
+      this.#allocator.free(metaRuns);
       throw err;
     }
     try {
@@ -2500,7 +2537,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       }
       const { root, freedPages } = flushed;
       this.#deferPages(freedPages, old.generation);
-      if (old.metaBlocks > 0) this.#reclaimer.deferMeta({ start: old.metaStart, count: old.metaBlocks }, old.generation);
+      for (const r of this.#metaRuns) this.#reclaimer.deferMeta(r, old.generation);
       const createdMs = Date.now();
       if (extra.addSnapshot !== undefined) {
         this.#named.set(extra.addSnapshot, { name: extra.addSnapshot, generation, root, createdMs, objectCount: this.#objectCount });
@@ -2520,32 +2557,46 @@ export class VirtualDiskEngine implements AsyncDisposable {
       let allocatorImage: Uint8Array;
       let imageBlockCount: number;
       let meta: Uint8Array;
+      let spans: boolean;
       for (;;) {
         // Old meta blobs before the one this checkpoint replaces are free in the image (see Reclaimer.metaBefore):
         // listed, a reopen could not tell them from other deferred frees, and named snapshots then held them.
         allocatorImage = this.#allocator.serialize({ asFree: [...this.#privateBlocks(), ...this.#reclaimer.metaBefore(old.generation)] });
         imageBlockCount = this.#allocator.blockCount;
-        meta = encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(old.generation), snapshots: listed });
-        if (meta.byteLength <= metaRun.count * bs) break;
-        this.#allocator.free([metaRun]);
+        // Version 1 (one run, readable by the previous release) whenever it can; version 2 when the blob spans runs
+        // or the blob it replaces did (a version 1 blob lists that one as one deferred entry; FORMAT.md).
+        const replaced = this.#reclaimer.metaEntries(old.generation);
+        spans = metaRuns.length > 1 || replaced.length > 1;
+        meta = spans
+          ? encodeMeta({ allocatorImage, deferred: this.#reclaimer.heldEntries(), snapshots: listed, extents: metaRuns.slice(1), replacedMeta: replaced })
+          : encodeMeta({ allocatorImage, deferred: this.#reclaimer.pendingEntries(old.generation), snapshots: listed });
+        if (meta.byteLength <= runBlocks(metaRuns) * bs) break;
+        // Outgrown (a stream grew the container, so the bitmap is larger; or more runs, 12 bytes each): taken again,
+        // as large as it needs and a block more.
+        this.#allocator.free(metaRuns);
         const need = Math.ceil(meta.byteLength / bs) + 1;
         await this.#ensureFree(need, need);
-        [metaRun] = this.#allocator.allocate(need, { contiguous: true });
-        if (!metaRun) throw new FullError('no room for the checkpoint meta blob');
-        await this.#backFlush(0, [metaRun]);
+        metaRuns = this.#allocateMeta(need);
+        await this.#backFlush(0, metaRuns);
       }
-      const metaPadded = new Uint8Array(metaRun.count * bs);
-      metaPadded.set(meta);
-      await this.#device.write(metaRun.start, metaPadded);
+      // The logical blob, run after run, each run padded to its blocks.
+      let at = 0;
+      for (const r of metaRuns) {
+        const padded = new Uint8Array(r.count * bs);
+        padded.set(meta.subarray(at, Math.min(meta.byteLength, at + r.count * bs)));
+        await this.#device.write(r.start, padded);
+        at += r.count * bs;
+      }
       await this.#device.sync();
       const sb: Superblock = {
         ...old,
+        version: spans ? 2 : 1,
         generation,
         checkpointLsn,
         blockCount: imageBlockCount,
         indexRoot: root,
-        metaStart: metaRun.start,
-        metaBlocks: metaRun.count,
+        metaStart: metaRuns[0]!.start,
+        metaBlocks: metaRuns[0]!.count,
         metaLength: meta.byteLength,
         metaCrc: crc32(meta),
         objectCount: this.#objectCount,
@@ -2554,6 +2605,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       await this.#device.write(generation % 2 === 1 ? 0 : 1, encodeSuperblock(sb, bs));
       await this.#device.sync();
       this.#sb = sb;
+      this.#metaRuns = metaRuns;
       this.#checkpoints++;
       this.#replacedBlocks = 0;
       if (checkpointLsn > 0) await this.#wal.truncate(checkpointLsn);
@@ -2561,7 +2613,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       this.#reclaimer.setDurableNamedMin(oldestGeneration(listed));
       await this.#refreshReaders();
       this.#applyFrees(this.#reclaimer.takeEligible(generation));
-      this.#takeMetaSpare();
+      this.#metaAtCheckpoint = this.#metaBlocksNeeded();
       return { generation, root, objects: sb.objectCount };
     } catch (err) {
       this.#poison(err);
@@ -2589,16 +2641,14 @@ export class VirtualDiskEngine implements AsyncDisposable {
     await this.#pageStore.back(pages, extra);
   }
 
-  /** Holds a run for the next checkpoint's meta blob, twice what it needs now, where one is free (see #metaSpare). */
-  #takeMetaSpare(): void {
-    if (this.#metaSpare || this.#opts.readOnly || this.#poisoned) return;
-    // Twice what it needs, or what there is (at least what it needs): near maxSizeBytes, stores cut the free space
-    // into short runs, and a run left free is the next store's.
-    const need = this.#metaBlocksNeeded();
-    const want = Math.min(2 * need, this.#allocator.largestFreeRun);
-    if (want < need) return;
-    const [run] = this.#allocator.allocate(want, { contiguous: true });
-    this.#metaSpare = run;
+  /**
+   * Takes the runs for a meta blob of `blocks` blocks: one run where one is free (a version 1 blob), else the free
+   * holes it needs (a version 2 blob, FORMAT.md). ERR_VDE_FULL, nothing taken, if the blocks are not free.
+   */
+  #allocateMeta(blocks: number): Extent[] {
+    if (this.#allocator.largestFreeRun >= blocks) return this.#allocator.allocate(blocks, { contiguous: true });
+    if (this.#allocator.freeCount < blocks) throw new FullError(`no room for the checkpoint meta blob (${blocks} blocks)`);
+    return this.#allocator.allocate(blocks);
   }
 
   /** Index pages a flush replaced: free once a checkpoint newer than `generation` no longer references them. */
@@ -2609,55 +2659,58 @@ export class VirtualDiskEngine implements AsyncDisposable {
     );
   }
 
-  /** Grows the container until `blocks` are free and the longest free run holds `run` blocks (a meta blob). */
+  /**
+   * Grows the container until `blocks` are free and, while it can grow, the longest free run holds `run` blocks (a
+   * meta blob in one run, the version 1 format the previous release reads). At maxSizeBytes the free count alone
+   * matters: a meta blob then spans the free holes (FORMAT.md, "Meta blob, version 2"). ERR_VDE_FULL if the blocks
+   * cannot be free.
+   */
   async #ensureFree(blocks: number, run = this.#metaBlocksNeeded()): Promise<void> {
     while (this.#allocator.freeCount < blocks || this.#allocator.largestFreeRun < Math.min(blocks, run)) {
-      await this.#grow(Math.max(blocks - this.#allocator.freeCount, run), 0);
-    }
-  }
-
-  /**
-   * Refuses (ERR_VDE_FULL) a delete (or a batch with deletes) after which the next checkpoint's meta blob (`more`
-   * entries larger, see #metaEntriesFor) would find no
-   * contiguous run: neither the held spare nor a free run, the container at maxSizeBytes. While a snapshot holds the
-   * blocks of deleted objects, every delete adds an entry to the meta blob and no checkpoint frees one: deletes went
-   * on until the longest free run was shorter than the blob, and after the snapshot was released every checkpoint,
-   * and close(), failed ERR_VDE_FULL for good. Costs nothing while the spare is large enough.
-   */
-  #checkMetaRoom(more: number): void {
-    if (!this.#metaRoomShort(more)) {
-      // A free run that holds it is taken as the held run now: left free, the pages the next flush allocates one by
-      // one could cut it before the checkpoint takes its meta run, which then found none (a batch of 1,000 deletes
-      // admitted beside a free run of 712 blocks; the checkpoint after it needed 256 and found 208, and every later
-      // checkpoint, delete and close() failed ERR_VDE_FULL).
-      const need = this.#metaBlocksNeeded(0, more);
-      const spare = this.#metaSpare;
-      if ((spare === undefined || spare.count < need) && this.#atLimit(need)) {
-        const [run] = this.#allocator.allocate(Math.min(2 * need, this.#allocator.largestFreeRun), { contiguous: true });
-        if (run) {
-          this.#metaSpare = run;
-          if (spare) this.#allocator.free([spare]);
-        }
+      const short = Math.max(0, blocks - this.#allocator.freeCount);
+      const want = Math.max(short, run);
+      if (this.#atLimit(want)) {
+        if (short === 0) return;
+        await this.#grow(short, 0);
+      } else {
+        await this.#grow(want, 0);
       }
-      return;
     }
-    const need = this.#metaBlocksNeeded(0, more);
-    const held = this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0;
-    throw new FullError(
-      `the container is at maxSizeBytes (${this.#opts.maxSizeBytes} bytes) and the next checkpoint needs a run of ${need} free blocks: ` +
-        (held ? 'release snapshots that hold deleted objects, then checkpoint' : 'delete fewer keys at a time'),
-    );
   }
 
   /**
-   * Whether the next checkpoint's meta blob, `more` entries larger, would find no contiguous run (see
-   * #checkMetaRoom). Costs nothing while the held spare is large enough.
+   * Makes sure (growing the container if it may) that a delete, or a batch with `deletes` deletes, leaves room for
+   * the next checkpoint: its index pages and its meta blob with the entries these deletes and the writes in flight
+   * add (#metaEntriesFor), and the delete's own index change (#deleteHeadroom); else ERR_VDE_FULL before anything is
+   * written. While a snapshot holds the blocks of deleted objects a delete frees nothing and adds an entry to the
+   * meta blob: deletes went on until no checkpoint fitted, and then every checkpoint, deleteSnapshot() and close()
+   * failed ERR_VDE_FULL, also after reopens. Counts only: a blob spans free holes (FORMAT.md, "Meta blob, version 2").
    */
-  #metaRoomShort(more: number): boolean {
-    const need = this.#metaBlocksNeeded(0, more);
-    if (this.#metaSpare !== undefined && this.#metaSpare.count >= need) return false;
-    if (!this.#atLimit(need)) return false; // growth adds the run
-    return this.#allocator.largestFreeRun < need;
+  async #ensureDeleteRoom(deletes: number): Promise<void> {
+    const need = this.#deleteRoom(deletes);
+    if (this.#allocator.freeCount >= need) return;
+    try {
+      await this.#ensureFree(need, 1);
+    } catch (err) {
+      if (!(err instanceof FullError)) throw err;
+      const held = this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0;
+      throw new FullError(
+        `the container is at maxSizeBytes (${this.#opts.maxSizeBytes} bytes) and the next checkpoint needs ${need} free blocks: ` +
+          (held ? 'release or delete snapshots that hold deleted objects, then checkpoint' : 'delete fewer keys at a time'),
+      );
+    }
+  }
+
+  /** Free blocks a delete call of `deletes` deletes asks for (see #ensureDeleteRoom). */
+  #deleteRoom(deletes: number): number {
+    const inFlight = Math.max(0, this.#writers - 1);
+    return this.#checkpointBlocks(0, this.#metaEntriesFor(deletes) + 3 * inFlight) + this.#deleteHeadroom() + 2 * inFlight;
+  }
+
+  /** Whether a delete call of `deletes` deletes would be refused at maxSizeBytes (see #ensureDeleteRoom). */
+  #metaRoomShort(deletes: number): boolean {
+    const short = this.#deleteRoom(deletes) - this.#allocator.freeCount;
+    return short > 0 && this.#atLimit(short);
   }
 
   /** Whether growing the container by `blocks` would pass maxSizeBytes. */
@@ -2681,13 +2734,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * Before a delete takes its locks (where writes wait for log space): when the meta blob has outgrown its room, the
    * checkpoint that frees its deferred entries runs first. Deletes called one after another while an automatic
    * checkpoint was still flushing outgrew the room and were refused ERR_VDE_FULL in a container being emptied, with
-   * no snapshot held. What a checkpoint cannot free (a snapshot holds it) is refused by #checkMetaRoom.
+   * no snapshot held. What a checkpoint cannot free (a snapshot holds it) is refused by #ensureDeleteRoom.
    */
-  #makeMetaRoom(more: number): Promise<void> | undefined {
+  #makeMetaRoom(deletes: number): Promise<void> | undefined {
     // While a snapshot or a read holds deferred blocks, a checkpoint may free none of the entries, and adds one (the
     // meta blob it replaces): checkpoints run for refused deletes then used up the room they were meant to make.
     if (this.#opts.readOnly || this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0) return undefined;
-    if (!this.#metaRoomShort(more)) return undefined;
+    if (!this.#metaRoomShort(deletes)) return undefined;
     this.#pageStore.hurry();
     return this.#triggerCheckpoint().then(
       () => undefined,
@@ -3003,6 +3056,13 @@ class InfoIterator implements AsyncIterator<ObjectInfo> {
 interface ReadToken {
   end: (() => void) | undefined;
   detach?: () => void;
+}
+
+/** The blocks of `runs` in all. */
+function runBlocks(runs: readonly Extent[]): number {
+  let n = 0;
+  for (const r of runs) n += r.count;
+  return n;
 }
 
 function endToken(token: ReadToken): void {

@@ -94,7 +94,9 @@ export class Reclaimer {
    * (the other superblock), is always listed, and exactly as deferred: that entry waits as a meta blob (see
    * #pendingMeta), not for named snapshots, which never read it (held by them, each reopen kept one more blob).
    */
-  restore(entries: readonly DeferredEntry[], previousMeta?: DeferredEntry): void {
+  restore(entries: readonly DeferredEntry[], previousMeta?: DeferredEntry, replacedMeta: readonly DeferredEntry[] = []): void {
+    // A version 2 blob lists the runs of the blob it replaced apart (FORMAT.md, "Meta blob, version 2").
+    for (const e of replacedMeta) this.#pendingMeta.push({ ...e });
     for (const e of entries) {
       if (previousMeta && e.start === previousMeta.start && e.count === previousMeta.count && e.generation === previousMeta.generation) {
         this.#pendingMeta.push({ ...e });
@@ -165,8 +167,17 @@ export class Reclaimer {
    * checkpoint lists only the blob it replaces, which the next open recognizes by the other superblock: see restore).
    */
   pendingEntries(metaFrom = -Infinity): DeferredEntry[] {
-    const held = this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
-    return [...held, ...this.#pendingMeta.filter((p) => p.generation >= metaFrom).map((p) => ({ ...p }))];
+    return [...this.heldEntries(), ...this.metaEntries(metaFrom)];
+  }
+
+  /** The pending entries that are not old meta blobs. */
+  heldEntries(): DeferredEntry[] {
+    return this.#pending.slice(this.#head).map((p) => ({ start: p.start, count: p.count, generation: p.generation }));
+  }
+
+  /** The old meta blob runs of `metaFrom` and later (see pendingEntries). */
+  metaEntries(metaFrom = -Infinity): DeferredEntry[] {
+    return this.#pendingMeta.filter((p) => p.generation >= metaFrom).map((p) => ({ ...p }));
   }
 
   /**

@@ -8,6 +8,11 @@ import { getU64, putU64, viewOf } from './bytes.js';
  * generation.
  */
 export interface Superblock {
+  /**
+   * Format version: 1, or 2 when the meta blob is a version 2 blob (FORMAT.md, "Meta blob, version 2"): a release
+   * that reads only version 1 then refuses the container (ERR_VDE_FORMAT) instead of misreading the blob.
+   */
+  version: 1 | 2;
   blockSize: number;
   generation: number;
   checkpointLsn: number;
@@ -15,6 +20,7 @@ export interface Superblock {
   walStart: number;
   walBlocks: number;
   indexRoot: number;
+  /** The meta blob's (first) run, its whole byte length and CRC-32 (version 2: of every run, see FORMAT.md). */
   metaStart: number;
   metaBlocks: number;
   metaLength: number;
@@ -24,7 +30,10 @@ export interface Superblock {
   checkpointMs: number;
 }
 
-export const FORMAT_VERSION = 1;
+/** The newest format version this release reads and writes (it writes 1 whenever the meta blob allows). */
+export const FORMAT_VERSION = 2;
+/** The creation marker's format version (unchanged by version 2, which only a checkpoint's superblock can say). */
+const MARKER_VERSION = 1;
 /** The smallest log region the write-ahead log accepts (2 header blocks, 2 record blocks); VDE formats 16 or more. */
 const MIN_WAL_BLOCKS = 4;
 /** The smallest meta blob (magic, version, three counts, CRC). */
@@ -36,7 +45,7 @@ export function encodeSuperblock(sb: Superblock, blockSize: number): Uint8Array 
   const block = new Uint8Array(blockSize);
   const v = viewOf(block);
   block.set(MAGIC, 0);
-  v.setUint32(8, FORMAT_VERSION, true);
+  v.setUint32(8, sb.version, true);
   v.setUint32(12, sb.blockSize, true);
   putU64(v, 16, sb.generation);
   putU64(v, 24, sb.checkpointLsn);
@@ -66,7 +75,7 @@ export function encodeCreationMarker(blockSize: number): Uint8Array {
   const block = new Uint8Array(blockSize);
   const v = viewOf(block);
   block.set(CREATING_MAGIC, 0);
-  v.setUint32(8, FORMAT_VERSION, true);
+  v.setUint32(8, MARKER_VERSION, true);
   v.setUint32(12, blockSize, true);
   v.setUint32(124, crc32(block.subarray(0, 124)), true);
   return block;
@@ -76,7 +85,7 @@ export function encodeCreationMarker(blockSize: number): Uint8Array {
 export function creationMarkerBlockSize(bytes: Uint8Array): number | undefined {
   if (bytes.byteLength < SUPERBLOCK_BYTES || !CREATING_MAGIC.every((b, i) => bytes[i] === b)) return undefined;
   const v = viewOf(bytes);
-  if (v.getUint32(124, true) !== crc32(bytes.subarray(0, 124)) || v.getUint32(8, true) !== FORMAT_VERSION) return undefined;
+  if (v.getUint32(124, true) !== crc32(bytes.subarray(0, 124)) || v.getUint32(8, true) !== MARKER_VERSION) return undefined;
   return v.getUint32(12, true);
 }
 
@@ -108,6 +117,7 @@ export function decodeSuperblock(bytes: Uint8Array, slot: 'A' | 'B'): Superblock
   if (version < 1) throw new FormatError(`unknown container format version ${version}`);
   const what = `superblock ${slot}`;
   const sb: Superblock = {
+    version: version === 2 ? 2 : 1,
     blockSize: v.getUint32(12, true),
     generation: getU64(v, 16, what),
     checkpointLsn: getU64(v, 24, what),
@@ -134,7 +144,8 @@ export function decodeSuperblock(bytes: Uint8Array, slot: 'A' | 'B'): Superblock
     sb.metaBlocks >= 1 &&
     sb.metaStart + sb.metaBlocks <= sb.blockCount &&
     sb.metaLength >= MIN_META_BYTES &&
-    sb.metaLength <= sb.metaBlocks * sb.blockSize &&
+    // Version 2: the length covers every run of the blob (each checked when read), at most the data area.
+    sb.metaLength <= (sb.version === 1 ? sb.metaBlocks : sb.blockCount - sb.walStart - sb.walBlocks) * sb.blockSize &&
     (slot === 'A') === (sb.generation % 2 === 1);
   if (!geometryOk) throw new CorruptionError(what, 'fields are inconsistent (geometry out of range)');
   return sb;
