@@ -28,7 +28,7 @@ import { onAbort } from './abort-watch.js';
 import { copyOut, getU64, newBytes, viewOf } from './bytes.js';
 import { MAX_KEY_BYTES, decodeKey, decodeKeyAt, encodeKey, encodeKeyScratch, encodeMetadata, encodeUtf8, isWellFormed } from './keys.js';
 import { LOG_BATCH, LOG_DEL, LOG_MARK, LOG_PUT, type LogOp, decodeLogRecord, encodeBatch, encodeDel, encodePut } from './log-records.js';
-import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, metaExtentCount, metaExtentEntry } from './meta.js';
+import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, metaChecksum, metaExtentCount, metaExtentEntry, metaMatches } from './meta.js';
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
@@ -466,7 +466,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     }
     this.#sb = sb;
     const { bytes: metaBytes, runs: metaRuns } = await this.#readMeta(sb);
-    if (crc32(metaBytes) !== sb.metaCrc) throw new CorruptionError('checkpoint meta blob', 'checksum mismatch');
+    if (!metaMatches(metaBytes, sb.metaCrc)) throw new CorruptionError('checkpoint meta blob', 'checksum mismatch');
     const meta = decodeMeta(metaBytes, sb.blockCount, sb.generation);
     if ((sb.version === 2) !== (meta.extents !== undefined)) {
       throw new CorruptionError('checkpoint meta blob', `a version ${meta.extents ? 2 : 1} blob under a version ${sb.version} superblock`);
@@ -2598,7 +2598,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
         metaStart: metaRuns[0]!.start,
         metaBlocks: metaRuns[0]!.count,
         metaLength: meta.byteLength,
-        metaCrc: crc32(meta),
+        metaCrc: metaChecksum(meta),
         objectCount: this.#objectCount,
         checkpointMs: createdMs,
       };

@@ -143,3 +143,25 @@ export function metaExtentCount(first: Uint8Array): number | undefined {
 export function metaExtentEntry(i: number): number {
   return 12 + 12 * i;
 }
+
+/**
+ * The superblock's meta blob CRC (offset 80): the CRC-32 of the blob before its own trailing CRC, i.e. the same value
+ * as that trailer. It names one blob's contents: a run reused by another intact blob of the same length no longer
+ * passes for the blob a superblock names (FORMAT.md, "Meta blob").
+ */
+export function metaChecksum(blob: Uint8Array): number {
+  return crc32(blob.subarray(0, blob.byteLength - 4));
+}
+
+/**
+ * What releases before the meta checksum above wrote at offset 80: the CRC-32 of the whole blob, trailer included,
+ * which is this constant (the CRC-32 residue) for every intact blob.
+ */
+export const LEGACY_META_CHECKSUM = 0x2144df1c;
+
+/** Whether `blob` is the one a superblock with meta CRC `expected` names (a legacy superblock: any intact blob). */
+export function metaMatches(blob: Uint8Array, expected: number): boolean {
+  if (blob.byteLength < 4) return false;
+  if (metaChecksum(blob) === expected) return true;
+  return expected === LEGACY_META_CHECKSUM && crc32(blob) === LEGACY_META_CHECKSUM;
+}

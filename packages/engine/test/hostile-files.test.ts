@@ -9,7 +9,7 @@ import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine } from '@vde/eng
 import { WriteAheadLog } from '@vde/wal';
 import { describe, expect, it } from 'vitest';
 import { LOG_PUT, decodeLogRecord, encodePut } from '../src/log-records.js';
-import { type MetaBlob, decodeMeta, encodeMeta } from '../src/meta.js';
+import { LEGACY_META_CHECKSUM, type MetaBlob, decodeMeta, encodeMeta, metaChecksum } from '../src/meta.js';
 import { type DataArea, KIND_INDIRECT, decodeIndirect, decodeRecord, encodeIndirect, encodeRecord } from '../src/record.js';
 import { type Superblock, decodeSuperblock, encodeSuperblock } from '../src/superblock.js';
 import { SMALL, bytes, checked, collect, expectCode, memoryEngine } from './helpers.js';
@@ -50,7 +50,7 @@ async function rewriteMeta(dev: BlockDevice, change: (m: MetaBlob, sb: Superbloc
   const padded = new Uint8Array(Math.ceil(out.byteLength / dev.blockSize) * dev.blockSize);
   padded.set(out);
   await dev.write(sb.metaStart, padded);
-  await writeSuperblock(dev, { ...sb, metaLength: out.byteLength, metaCrc: crc32(out) });
+  await writeSuperblock(dev, { ...sb, metaLength: out.byteLength, metaCrc: metaChecksum(out) });
 }
 
 /** An allocator image with `free` marked free and every other allocated block of `image` allocated (no reservations). */
@@ -144,6 +144,50 @@ describe('checksummed but impossible checkpoints are ERR_VDE_CORRUPT at open', (
     await vde.close();
     expect(dev.metaReads.length).toBeGreaterThan(0);
     expect(Math.max(...dev.metaReads)).toBe(Math.ceil(sb.metaLength / BS));
+  });
+
+  it("a superblock that names another intact meta blob of the same length (a reused run) is refused", async () => {
+    // Both superblocks' blobs are intact and the same length (checkpoints with nothing changed between them). Offset
+    // 80 was the CRC of the whole blob, trailer included: the same constant for every intact blob, so a superblock
+    // pointed at the other blob opened it as its own (the reader protocol relies on this check to see a reused run).
+    const { device, vde } = await memoryEngine();
+    await vde.store('a', 'alpha');
+    for (let i = 0; i < 3; i++) await vde.checkpoint();
+    await vde.close();
+    const dev = MemoryBlockDevice.fromImage(device.image(), BS);
+    const a = decodeSuperblock(await dev.read(0, 1), 'A')!;
+    const b = decodeSuperblock(await dev.read(1, 1), 'B')!;
+    const [sb, other] = a.generation > b.generation ? [a, b] : [b, a];
+    expect(sb.metaLength).toBe(other.metaLength);
+    expect(sb.metaStart).not.toBe(other.metaStart);
+    expect(sb.indexRoot).toBe(other.indexRoot);
+    await writeSuperblock(dev, { ...sb, metaStart: other.metaStart, metaBlocks: other.metaBlocks });
+    const err: unknown = await VirtualDiskEngine.open(dev, { ...SMALL, readOnly: true }).then(
+      async (v) => {
+        await v.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'ERR_VDE_CORRUPT' });
+    expect((err as Error).message).toContain('meta blob');
+  });
+
+  it('a superblock written by an earlier release (meta CRC over the whole blob) opens, and the next checkpoint names its blob', async () => {
+    const dev = MemoryBlockDevice.fromImage(await closedImage({ a: 'alpha' }), BS);
+    const sb = await newest(dev);
+    const blob = (await dev.read(sb.metaStart, Math.ceil(sb.metaLength / BS))).subarray(0, sb.metaLength);
+    expect(sb.metaCrc).toBe(metaChecksum(blob));
+    expect(crc32(blob)).toBe(LEGACY_META_CHECKSUM); // what the earlier release wrote for every intact blob
+    await writeSuperblock(dev, { ...sb, metaCrc: LEGACY_META_CHECKSUM });
+    const vde = await VirtualDiskEngine.open(dev, SMALL);
+    expect(new TextDecoder().decode(await vde.retrieve('a'))).toBe('alpha');
+    await vde.store('b', 'beta');
+    await vde.checkpoint();
+    const next = await newest(dev);
+    expect(next.metaCrc).not.toBe(LEGACY_META_CHECKSUM);
+    await checked(vde);
+    await vde.close();
   });
 
   it('a generation that cannot grow: the checkpoint is refused and the container still opens', async () => {
