@@ -61,14 +61,24 @@ describe('names that cannot be keys, keys that cannot be names', () => {
     expect(json(await vde(['rm', file, '', 'c', 'gone', '--json']))).toEqual({ removed: ['c'], missing: ['gone'], invalid: [''] });
   });
 
-  it('import that fails part way says how many files it stored before the error', async () => {
+  it('import checks every key before it stores anything: a too-long key refuses the whole import, naming the files', async () => {
     const src = path.join(dir, 'src');
     await fs.mkdir(src);
-    for (const name of ['a', 'l'.repeat(200), 'z']) await fs.writeFile(path.join(src, name), name.slice(0, 1));
-    // With the prefix, the 200-byte name makes a key over the 1,024-byte limit: the second store fails.
-    const r = await vde(['import', file, src, '--prefix', 'p'.repeat(900), '--concurrency', '1']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^vde: import stopped: 1 of 3 files were stored\nvde: key is 1100 UTF-8 bytes; .*\(ERR_VDE_INVALID_KEY\)\n$/);
-    expect((await vde(['ls', file])).stdout).toBe(`${'p'.repeat(900)}a\n`);
+    const names = ['a', 'l'.repeat(200), 'm'.repeat(150), 'z'];
+    for (const name of names) await fs.writeFile(path.join(src, name), name.slice(0, 1));
+    // With the prefix, the 200- and 150-byte names make keys over the 1,024-byte limit. Before, the import stopped at
+    // the first store that failed, after whichever stores in flight had finished (with 64 at once: timing).
+    for (const concurrency of ['1', '64']) {
+      const r = await vde(['import', file, src, '--prefix', 'p'.repeat(900), '--concurrency', concurrency]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^vde: import refused, nothing stored: 2 of 4 files would get a key longer than this container's limit of 1,024 UTF-8 bytes/);
+      expect(r.stderr).toContain(`${path.join(src, 'l'.repeat(200))} (key of 1,100 bytes)`);
+      expect(r.stderr).toContain(`${path.join(src, 'm'.repeat(150))} (key of 1,050 bytes)`);
+      expect(r.stderr).toMatch(/\(ERR_VDE_INVALID_KEY\)\n$/);
+      expect((await vde(['ls', file])).stdout).toBe('');
+    }
+    // A shorter prefix fits them all.
+    expect((await vde(['import', file, src, '--prefix', 'p'.repeat(800)])).code).toBe(0);
+    expect((await vde(['ls', file])).stdout.split('\n').filter(Boolean)).toHaveLength(4);
   });
 });

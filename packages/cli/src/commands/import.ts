@@ -1,6 +1,7 @@
 import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { InvalidKeyError } from '@vde/engine';
 import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
@@ -86,6 +87,17 @@ Example:
     let bytes = 0;
     let stored = 0;
     try {
+      // Every key is checked before the first store: with stores in flight, a file deep in the tree whose key is too
+      // long stopped the import after whichever files happened to finish first.
+      const tooLong = files.filter((f) => Buffer.byteLength(f.key, 'utf8') > vde.maxKeyBytes);
+      if (tooLong.length > 0) {
+        const shown = tooLong.slice(0, 10).map((f) => `  ${f.path} (key of ${formatCount(Buffer.byteLength(f.key, 'utf8'))} bytes)\n`);
+        const more = tooLong.length > shown.length ? `  … and ${formatCount(tooLong.length - shown.length)} more\n` : '';
+        throw new InvalidKeyError(
+          `import refused, nothing stored: ${formatCount(tooLong.length)} of ${formatCount(files.length)} files would get a key longer than this ` +
+            `container's limit of ${formatCount(vde.maxKeyBytes)} UTF-8 bytes (shorten --prefix or the paths):\n${shown.join('')}${more}vde: key too long`,
+        );
+      }
       const bar = new ProgressBar(ctx.io.stderr, 'import', files.length);
       await runPool(files, concurrency, async (f) => {
         if (f.size <= READ_WHOLE_BYTES) {
