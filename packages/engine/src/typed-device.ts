@@ -41,5 +41,11 @@ export function typedDevice(device: BlockDevice): BlockDevice {
       }
     };
   }
+  // The reader table (read-only opens in other processes): without it a writer reused the blocks their checkpoint
+  // still named, and a read-only open never said which checkpoint it reads.
+  const setReaderMark = device.setReaderMark?.bind(device);
+  if (setReaderMark) wrapped.setReaderMark = (mark) => setReaderMark(mark).catch(typed('setting the reader mark'));
+  const readerMarks = device.readerMarks?.bind(device);
+  if (readerMarks) wrapped.readerMarks = () => readerMarks().catch(typed('reading the reader table'));
   return wrapped;
 }
