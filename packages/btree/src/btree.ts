@@ -294,6 +294,15 @@ export class BTree {
     return this.#cache.size * this.pageSize;
   }
 
+  /**
+   * Pages of the last flush's tree that the tree has dropped since (merged away, or a replaced root): the next flush
+   * returns them in `freedPages` beside the pages it relocates (at most one per dirty page). A caller that records
+   * every freed page (e.g. for a snapshot that still reads the old tree) needs room for these too.
+   */
+  get retiredPageCount(): number {
+    return this.#retired.length;
+  }
+
   stats(): BTreeStats {
     const c = this.#cache;
     return {

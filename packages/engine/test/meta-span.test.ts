@@ -384,3 +384,50 @@ describe('there is always room for the checkpoint that deletes every named snaps
     await vde.close();
   });
 });
+
+describe('concurrent batches of deletes under a named snapshot leave room for the checkpoint that deletes it', () => {
+  /**
+   * 64 batches of 37 deletes at once, at a 4 MiB limit with 512-byte blocks, free space in 1-block holes, a named
+   * snapshot held. Each batch checked the room for the next checkpoint with the others in flight counted as 3 meta
+   * blob entries each (one delete's): they passed together, and then every checkpoint, deleteSnapshot() and close()
+   * failed ERR_VDE_FULL, also after reopening.
+   */
+  it('checkpoint, deleteSnapshot and close work after 64 concurrent batches of deletes were refused', async () => {
+    await using tmp = await tempDir();
+    const path = join(tmp.dir, 'c.vde');
+    const opts = { ...OPTS, maxSizeBytes: 4 << 20 };
+    const { vde, kept } = await fragmented(path, opts);
+    await vde.createSnapshot('s');
+    const victims = [...kept.keys()].filter((k) => k.startsWith('a'));
+    let next = 0;
+    let refused = 0;
+    const other: unknown[] = [];
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < victims.length && refused === 0) {
+          const keys = victims.slice(next, next + 37);
+          next += 37;
+          try {
+            await vde.batch(keys.map((key) => ({ type: 'del' as const, key })));
+            for (const key of keys) kept.delete(key);
+          } catch (err) {
+            if ((err as { code?: string }).code === 'ERR_VDE_FULL') refused++;
+            else other.push(err);
+          }
+        }
+      }),
+    );
+    expect(other).toEqual([]);
+    expect(refused).toBeGreaterThan(0);
+    await vde.checkpoint();
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    await vde.checkpoint();
+    await expectAll(vde, kept);
+    await checked(vde);
+    await vde.close();
+    const again = await VirtualDiskEngine.open(path, opts);
+    await expectAll(again, kept);
+    await checked(again);
+    await again.close();
+  });
+});
