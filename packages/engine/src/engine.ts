@@ -940,10 +940,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
           this.#withWriteLocks([key], undefined, async () => {
             myTurn(); // holds the stripe: a later write to the key queues behind it
             // Only what the next checkpoint needs, not a store's reserve: deletes must work in a full container.
+            // Looked up first (the stripe keeps the answer true): a delete of a missing key changes nothing, and at the
+            // limit it was refused ERR_VDE_FULL instead of resolving false.
+            await this.#index.prefetch(keyBytes);
+            if (!(await this.#index.get(keyBytes))) return false;
             const admitted = await this.#ensureDeleteRoom(1);
             try {
-              await this.#index.prefetch(keyBytes);
-              if (!(await this.#index.get(keyBytes))) return false;
               await this.#append(LOG_DEL, encodeDel(keyBytes));
               await this.#apply([{ key, keyBytes }]);
               return true;

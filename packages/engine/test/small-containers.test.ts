@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { VirtualDiskEngine, type BatchOperation } from '@vde/engine';
+import { type BatchOperation, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
 import { checked, expectBytes, tempDir } from './helpers.js';
 
 /** Stores `size`-byte objects until ERR_VDE_FULL; returns how many went in. */
@@ -136,6 +136,42 @@ describe('deletes in large batches at maxSizeBytes', () => {
     }
     await vde.checkpoint();
     expectBytes(await vde.retrieve(key(1)), value);
+    await checked(vde);
+    await vde.close();
+  });
+});
+
+describe('a delete of a missing key at maxSizeBytes', () => {
+  it('resolves false where deletes of stored keys are refused ERR_VDE_FULL (it changes nothing)', async () => {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { blockSize: 512, maxSizeBytes: 4 << 20 });
+    let n = 0;
+    for (;; n++) {
+      try {
+        await vde.store(`k${n}`, new Uint8Array(1000).fill(n & 255));
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        break;
+      }
+    }
+    // Under a snapshot a delete frees nothing and adds a meta blob entry: deletes are refused after a while.
+    await vde.createSnapshot('s');
+    let refusedAt = -1;
+    for (let i = 0; i < n && refusedAt < 0; i += 2) {
+      try {
+        await vde.delete(`k${i}`);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        refusedAt = i;
+      }
+    }
+    expect(refusedAt).toBeGreaterThan(0);
+    await expect(vde.delete(`k${refusedAt}`)).rejects.toMatchObject({ code: 'ERR_VDE_FULL' });
+    // Before: ERR_VDE_FULL too (the room check ran before the lookup).
+    await expect(vde.delete('never-stored')).resolves.toBe(false);
+    await expect(vde.delete(`k${refusedAt - 2}`)).resolves.toBe(false); // deleted above
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    await vde.checkpoint();
+    await expect(vde.delete(`k${refusedAt}`)).resolves.toBe(true);
     await checked(vde);
     await vde.close();
   });
