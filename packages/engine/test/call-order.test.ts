@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
-import { SMALL, bytes, checked, expectBytes, expectCode, memoryEngine } from './helpers.js';
+import { SMALL, bytes, checked, expectBytes, expectCode, forwarding, memoryEngine } from './helpers.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 
@@ -79,23 +79,7 @@ describe('writes to one key take effect in call order', () => {
 
 /** `inner` behind a BlockDevice whose write paths the test replaces (`overrides`); everything else goes straight to `inner`. */
 function over(inner: MemoryBlockDevice, overrides: Pick<BlockDevice, 'write' | 'writeDurable'>): BlockDevice {
-  return {
-    get blockSize() {
-      return inner.blockSize;
-    },
-    get blockCount() {
-      return inner.blockCount;
-    },
-    get readOnly() {
-      return inner.readOnly;
-    },
-    read: (b, c) => inner.read(b, c),
-    readInto: (b, buf) => inner.readInto(b, buf),
-    sync: () => inner.sync(),
-    grow: (n) => inner.grow(n),
-    close: () => inner.close(),
-    ...overrides,
-  };
+  return forwarding(inner, overrides);
 }
 
 /** A device whose next data write of `bytes` bytes waits until `release()`; `onWalHeader` runs after the log's header is written. */

@@ -3,7 +3,7 @@
 // when the device refuses it, the stores that still fit must go in, not all fail together.
 import { describe, expect, it } from 'vitest';
 import { type BlockDevice, FullError, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
-import { bytes, checked, expectBytes } from './helpers.js';
+import { bytes, checked, expectBytes, forwarding } from './helpers.js';
 
 /**
  * `inner`, whose grow() fails with FullError (as ENOSPC/EFBIG do) past `cap.blocks` blocks, leaving it as it was.
@@ -11,21 +11,8 @@ import { bytes, checked, expectBytes } from './helpers.js';
  */
 function capped(inner: MemoryBlockDevice, cap: { blocks: number }): { device: BlockDevice; refused: () => number } {
   let refused = 0;
-  const device: BlockDevice = {
-    get blockSize() {
-      return inner.blockSize;
-    },
-    get blockCount() {
-      return inner.blockCount;
-    },
-    get readOnly() {
-      return inner.readOnly;
-    },
-    read: (b, c) => inner.read(b, c),
-    readInto: (b, buf) => inner.readInto(b, buf),
-    write: (b, d) => inner.write(b, d),
+  const device = forwarding(inner, {
     writeDurable: (b, d) => inner.writeDurable(b, d),
-    sync: () => inner.sync(),
     async grow(n) {
       if (n > cap.blocks) {
         refused++;
@@ -34,7 +21,7 @@ function capped(inner: MemoryBlockDevice, cap: { blocks: number }): { device: Bl
       return inner.grow(n);
     },
     close: async () => undefined,
-  };
+  });
   return { device, refused: () => refused };
 }
 

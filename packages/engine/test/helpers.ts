@@ -1,8 +1,33 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryBlockDevice, VirtualDiskEngine, type EngineOptions } from '@vde/engine';
+import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine, type EngineOptions } from '@vde/engine';
 import { expect } from 'vitest';
+
+/**
+ * A caller's own BlockDevice around `inner` (as for metrics or a remote file): the required methods go to `inner`,
+ * `overrides` replace or add any (`writeDurable`, `setReaderMark`, … only when given).
+ */
+export function forwarding(inner: BlockDevice, overrides: Partial<BlockDevice> = {}): BlockDevice {
+  return {
+    get blockSize() {
+      return inner.blockSize;
+    },
+    get blockCount() {
+      return inner.blockCount;
+    },
+    get readOnly() {
+      return inner.readOnly;
+    },
+    read: (b, n) => inner.read(b, n),
+    readInto: (b, buf) => inner.readInto(b, buf),
+    write: (b, d) => inner.write(b, d),
+    sync: () => inner.sync(),
+    grow: (n) => inner.grow(n),
+    close: () => inner.close(),
+    ...overrides,
+  };
+}
 
 export const SMALL: EngineOptions = { walSizeBytes: 256 * 1024, cacheSizeBytes: 256 * 1024 };
 

@@ -1,33 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { type BlockDevice, MemoryBlockDevice, VirtualDiskEngine } from '@vde/engine';
-import { SMALL, bytes, checked, expectBytes } from './helpers.js';
+import { SMALL, bytes, checked, expectBytes, forwarding } from './helpers.js';
 
 /**
  * A caller's own BlockDevice (a wrapper, as for metrics or a remote file) with a reader table: the engine wraps such
  * devices to type their errors, and that wrapper must keep setReaderMark/readerMarks (block-device README).
  */
 function wrapped(inner: BlockDevice, table: { marks: (number | null)[]; set: number[] }): BlockDevice {
-  return {
-    get blockSize() {
-      return inner.blockSize;
-    },
-    get blockCount() {
-      return inner.blockCount;
-    },
-    get readOnly() {
-      return inner.readOnly;
-    },
-    read: (b, n) => inner.read(b, n),
-    readInto: (b, buf) => inner.readInto(b, buf),
-    write: (b, d) => inner.write(b, d),
-    sync: () => inner.sync(),
-    grow: (n) => inner.grow(n),
+  return forwarding(inner, {
     close: async () => undefined,
     setReaderMark: async (mark) => {
       table.set.push(mark);
     },
     readerMarks: async () => table.marks,
-  };
+  });
 }
 
 describe("a caller's device keeps its reader table", () => {
