@@ -49,18 +49,20 @@ async function metaLayout(path: string): Promise<{ version: number; length: numb
 async function fragmented(target: string | BlockDevice, opts = OPTS): Promise<{ vde: VirtualDiskEngine; kept: Map<string, Uint8Array> }> {
   const vde = await VirtualDiskEngine.open(target, opts);
   const kept = new Map<string, Uint8Array>();
-  let n = 0;
-  for (;;) {
-    const value = bytes(300, n + 1);
-    try {
-      await vde.store(`a${String(n).padStart(5, '0')}`, value);
-    } catch (err) {
-      expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-      break;
+  /** Stores `prefix`NNNNN objects of `size` bytes until ERR_VDE_FULL; how many went in. */
+  const fill = async (prefix: string, size: number, seed: number): Promise<number> => {
+    for (let i = 0; ; i++) {
+      const value = bytes(size, i + seed);
+      try {
+        await vde.store(`${prefix}${String(i).padStart(5, '0')}`, value);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        return i;
+      }
+      kept.set(`${prefix}${String(i).padStart(5, '0')}`, value);
     }
-    kept.set(`a${String(n).padStart(5, '0')}`, value);
-    n++;
-  }
+  };
+  const n = await fill('a', 300, 1);
   expect(n).toBeGreaterThan(1000);
   for (let i = 0; i < n; i += 2) {
     const key = `a${String(i).padStart(5, '0')}`;
@@ -68,16 +70,7 @@ async function fragmented(target: string | BlockDevice, opts = OPTS): Promise<{ 
     kept.delete(key);
   }
   await vde.checkpoint();
-  for (let i = 0; ; i++) {
-    const value = bytes(700, i + 50_000);
-    try {
-      await vde.store(`b${String(i).padStart(5, '0')}`, value);
-    } catch (err) {
-      expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-      break;
-    }
-    kept.set(`b${String(i).padStart(5, '0')}`, value);
-  }
+  await fill('b', 700, 50_000);
   return { vde, kept };
 }
 
