@@ -2350,8 +2350,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
    * Blocks the next checkpoint needs: a new block for each dirty index page (a copy-on-write flush writes each one
    * to a fresh block at most once; pages created since the last flush already have theirs) and the meta blob.
    */
-  #checkpointBlocks(adding = 0, moreEntries = 0): number {
-    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded(adding, moreEntries);
+  #checkpointBlocks(adding = 0): number {
+    return Math.ceil(this.#index.dirtyBytes / this.#device.blockSize) + this.#metaBlocksNeeded(adding);
   }
 
   /**
