@@ -2722,13 +2722,30 @@ export class VirtualDiskEngine implements AsyncDisposable {
         await this.#ensureFree(need, 1);
       } catch (err) {
         if (!(err instanceof FullError)) throw err;
-        const held = this.#reclaimer.heldSnapshots > 0 || this.#reclaimer.activeReaders > 0;
         throw new FullError(
           `the container is at maxSizeBytes (${this.#opts.maxSizeBytes} bytes) and the next checkpoint needs ${need} free blocks: ` +
-            (held ? 'release or delete snapshots that hold deleted objects, then checkpoint' : 'delete fewer keys at a time'),
+            this.#deleteRoomAdvice(deletes),
         );
       }
     }
+  }
+
+  /**
+   * What holds the room a refused delete call needed, for its ERR_VDE_FULL message: the caller can act only on what is
+   * named. Before, every refusal with a read in flight (a paused read stream, a list) told the caller to release
+   * snapshots it did not have, and one with only other writes in flight to delete fewer keys (review h9).
+   */
+  #deleteRoomAdvice(deletes: number): string {
+    const advice: string[] = [];
+    const snapshots = this.#reclaimer.heldSnapshots;
+    const readers = this.#reclaimer.activeReaders;
+    const others = Math.max(0, this.#writers - 1);
+    if (snapshots > 0) advice.push(`release or delete the ${snapshots} snapshot${snapshots === 1 ? '' : 's'} holding deleted objects, then checkpoint`);
+    if (readers > 0) advice.push(`finish or destroy the ${readers} read${readers === 1 ? '' : 's'} in progress (read streams, list iterators, pending retrieves), then checkpoint`);
+    if (others > 0 || this.#deleteEntriesInFlight > 0) advice.push('retry once the stores and deletes in flight have finished');
+    if (deletes > 1) advice.push(`or delete fewer keys at a time (this call deletes ${deletes})`);
+    if (advice.length === 0) advice.push('checkpoint, then retry');
+    return advice.join('; ');
   }
 
   /** Free blocks a delete call of `deletes` deletes asks for (see #ensureDeleteRoom). */

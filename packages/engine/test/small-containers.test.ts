@@ -178,3 +178,67 @@ describe('a delete of a missing key at maxSizeBytes', () => {
     await vde.close();
   });
 });
+
+describe('the ERR_VDE_FULL of a refused delete', () => {
+  /** A 4 MiB container (512-byte blocks) filled with 1,000-byte objects; returns it and how many it holds. */
+  async function full(): Promise<{ vde: VirtualDiskEngine; n: number }> {
+    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { blockSize: 512, maxSizeBytes: 4 << 20 });
+    let n = 0;
+    for (;; n++) {
+      try {
+        await vde.store(`k${n}`, new Uint8Array(1000).fill(n & 255));
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        return { vde, n };
+      }
+    }
+  }
+
+  /** Deletes every other key until one is refused; returns the refusal's message and the key refused. */
+  async function deleteUntilRefused(vde: VirtualDiskEngine, n: number): Promise<{ message: string; key: string }> {
+    for (let i = 0; i < n; i += 2) {
+      try {
+        await vde.delete(`k${i}`);
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+        return { message: (err as Error).message, key: `k${i}` };
+      }
+    }
+    throw new Error('no delete was refused');
+  }
+
+  // Before: every refusal said "release or delete snapshots that hold deleted objects" when a snapshot or a read was in
+  // progress, also when what held the room was a read and no snapshot existed, and "delete fewer keys at a time" to a
+  // single delete (review h9). Now it names what holds the room: snapshots, reads, other writes, the batch's size.
+  it('names the snapshot that holds the deleted objects', async () => {
+    const { vde, n } = await full();
+    await vde.createSnapshot('s');
+    const { message, key } = await deleteUntilRefused(vde, n);
+    expect(message).toMatch(/release or delete the 1 snapshot holding deleted objects/);
+    expect(message).not.toMatch(/read/);
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    await vde.checkpoint();
+    await expect(vde.delete(key)).resolves.toBe(true);
+    await checked(vde);
+    await vde.close();
+  });
+
+  it('names the number of deletes of a refused batch', async () => {
+    const { vde, n } = await full();
+    await vde.createSnapshot('s');
+    const { message } = await deleteUntilRefused(vde, n);
+    expect(message).not.toMatch(/fewer keys/); // a single delete
+    const dels: BatchOperation[] = Array.from({ length: 20 }, (_, i) => ({ type: 'del', key: `k${2 * i + 1}` }));
+    const refused = await vde.batch(dels).then(
+      () => undefined,
+      (err: unknown) => err as Error & { code?: string },
+    );
+    expect(refused?.code).toBe('ERR_VDE_FULL');
+    expect(refused?.message).toMatch(/or delete fewer keys at a time \(this call deletes 20\)/);
+    expect(await vde.deleteSnapshot('s')).toBe(true);
+    await vde.checkpoint();
+    await expect(vde.batch(dels)).resolves.toBeUndefined();
+    await checked(vde);
+    await vde.close();
+  });
+});
