@@ -209,6 +209,31 @@ describe('put, get, stat, ls, rm', () => {
     expect((await vde(['stat', file, 'missing'])).stderr).toContain('(ERR_VDE_NOT_FOUND)');
   });
 
+  it('get -o of a directory fails before anything is read or written (EISDIR, exit 1)', async () => {
+    await created();
+    expect((await vde(['put', file, 'photos/tom.jpg'], Buffer.alloc(200_000, 7))).code).toBe(0);
+    const out = path.join(dir, 'restored');
+    await fs.mkdir(out);
+    // Every name created in the directory that holds `out`: the old code wrote the whole object to a temporary
+    // file there, then failed to rename it over the directory.
+    const names: string[] = [];
+    const watcher = (await import('node:fs')).watch(dir, (_event, name) => names.push(String(name)));
+    try {
+      for (const output of [out, `${out}/`]) {
+        const r = await vde(['get', file, 'photos/tom.jpg', '-o', output]);
+        expect(r.code).toBe(1);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).toBe(`vde: get: -o ${output} is a directory: name the file to write, e.g. -o ${path.join(output, 'tom.jpg')} (EISDIR)\n`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      watcher.close();
+    }
+    expect(names.filter((n) => n.includes('partial'))).toEqual([]);
+    expect(await fs.readdir(out)).toEqual([]);
+    expect((await vde(['check', file])).code).toBe(0);
+  });
+
   it('an invalid key is ERR_VDE_INVALID_KEY', async () => {
     await created();
     const r = await vde(['put', file, '', '-'], 'x');
