@@ -454,6 +454,42 @@ describe('import and export', () => {
   });
 });
 
+describe('export of a damaged object', () => {
+  it('leaves no file with wrong bytes: the file already at the key path is kept, no temporary file is left', async () => {
+    await created();
+    // 6 MB, so export streams it; its checksum is checked only when the last chunk has been read.
+    const big = Buffer.alloc(6_000_000);
+    let x = 12345;
+    for (let i = 0; i < big.length; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      big[i] = x >>> 24;
+    }
+    const src = path.join(dir, 'big.bin');
+    await fs.writeFile(src, big);
+    expect((await vde(['put', file, 'media/big.bin', src])).code).toBe(0);
+    expect((await vde(['put', file, 'media/small.txt'], 'small')).code).toBe(0);
+    // One byte in the middle of the object's data flipped on disk (the container is closed).
+    const image = await fs.readFile(file);
+    const at = image.indexOf(big.subarray(3_000_000, 3_000_064));
+    expect(at).toBeGreaterThan(0);
+    image[at] = image[at]! ^ 0xff;
+    await fs.writeFile(file, image);
+    // A good copy from an earlier export is already there.
+    const out = path.join(dir, 'out');
+    await fs.mkdir(path.join(out, 'media'), { recursive: true });
+    await fs.writeFile(path.join(out, 'media', 'big.bin'), big);
+    const r = await vde(['export', file, out, '--concurrency', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('(ERR_VDE_CORRUPT)');
+    expect(Buffer.compare(await fs.readFile(path.join(out, 'media', 'big.bin')), big)).toBe(0);
+    expect(await fs.readdir(path.join(out, 'media'))).toEqual(['big.bin']);
+    // Into an empty directory: no file at all for the damaged object.
+    const fresh = path.join(dir, 'fresh');
+    expect((await vde(['export', file, fresh, '--concurrency', '1'])).code).toBe(1);
+    expect(await fs.readdir(path.join(fresh, 'media'))).toEqual([]);
+  });
+});
+
 describe('bench and demo', () => {
   it('bench prints W1 and W2 rows and leaves nothing behind', async () => {
     const target = path.join(dir, 'b.vde');

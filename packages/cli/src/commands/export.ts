@@ -32,7 +32,8 @@ export const exportCommand: Command = {
 the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..", a segment over 255 bytes), a
 key that is also the directory of other keys ("a" beside "a/b") and a key whose file would be the container itself
 or its lock or reader files (exporting into the container's directory) are not written: they are listed and the
-command exits 1. Other existing files are overwritten.
+command exits 1. Other existing files are replaced: each object goes to a temporary file that is renamed into place
+once complete and verified, so a damaged object (ERR_VDE_CORRUPT, which stops the export) leaves no file behind.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -82,10 +83,20 @@ Example:
           return;
         }
         await fs.mkdir(path.dirname(target), { recursive: true });
-        if (info.size <= READ_WHOLE_BYTES) {
-          await fs.writeFile(target, await vde.retrieve(info.key));
-        } else {
-          await pipeline(vde.createReadStream(info.key), (await fs.open(target, 'w')).createWriteStream());
+        // Written to a temporary file and renamed into place when complete, as `get -o` does: a large object is
+        // streamed and its checksum is checked only at its end, so writing the target directly left a file with the
+        // damaged bytes (cut short where the stream failed) at the key's path, in place of any file that was there.
+        const temporary = `${target}.vde-partial-${process.pid}`;
+        try {
+          if (info.size <= READ_WHOLE_BYTES) {
+            await fs.writeFile(temporary, await vde.retrieve(info.key));
+          } else {
+            await pipeline(vde.createReadStream(info.key), (await fs.open(temporary, 'w')).createWriteStream());
+          }
+          await fs.rename(temporary, target);
+        } catch (err) {
+          await fs.rm(temporary, { force: true });
+          throw err;
         }
         files++;
         bytes += info.size;
