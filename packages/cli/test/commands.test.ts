@@ -180,6 +180,18 @@ describe('put, get, stat, ls, rm', () => {
     expect(human.stdout).toMatch(/^metadata +type=application\/octet-stream, a=b=c$/m);
   });
 
+  it('put --meta keeps every name, "__proto__" and "constructor" included; a repeated name: the last wins', async () => {
+    await created();
+    const put = await vde(['put', file, 'k', '-', '--meta', '__proto__=x', '--meta', 'constructor=y', '--meta', 'a=1', '--meta', 'a=2', '--json'], 'v');
+    expect(put.code).toBe(0);
+    const expected = JSON.parse('{"__proto__":"x","constructor":"y","a":"2"}') as Record<string, string>;
+    expect(Object.entries(json<Info>(put).metadata)).toEqual(Object.entries(expected));
+    const stat = await vde(['stat', file, 'k', '--json']);
+    expect(Object.entries(json<Info>(stat).metadata)).toEqual(Object.entries(expected));
+    expect((await vde(['stat', file, 'k'])).stdout).toMatch(/^metadata +__proto__=x, constructor=y, a=2$/m);
+    expect((await vde(['check', file])).code).toBe(0);
+  });
+
   it('round-trips stdin to stdout (with "-" and with no path)', async () => {
     await created();
     const payload = Buffer.from('hello from stdin\n'.repeat(1000));
