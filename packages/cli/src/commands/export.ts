@@ -6,6 +6,7 @@ import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration } from '../format.js';
+import { removeOnInterrupt } from '../interrupt.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
 
@@ -65,7 +66,8 @@ Example:
       for (const info of infos) for (let i = info.key.indexOf('/'); i > 0; i = info.key.indexOf('/', i + 1)) directories.add(info.key.slice(0, i));
       await fs.mkdir(dir, { recursive: true });
       const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
-      await runPool(infos, concurrency, async (info) => {
+      const writing = new Set<string>(); // the temporary files being written
+      const exported = runPool(infos, concurrency, async (info) => {
         const target = keyToPath(dir, info.key);
         const reason =
           target === undefined
@@ -87,6 +89,7 @@ Example:
         // streamed and its checksum is checked only at its end, so writing the target directly left a file with the
         // damaged bytes (cut short where the stream failed) at the key's path, in place of any file that was there.
         const temporary = `${target}.vde-partial-${process.pid}`;
+        writing.add(temporary);
         try {
           if (info.size <= READ_WHOLE_BYTES) {
             await fs.writeFile(temporary, await vde.retrieve(info.key));
@@ -97,11 +100,15 @@ Example:
         } catch (err) {
           await fs.rm(temporary, { force: true });
           throw err;
+        } finally {
+          writing.delete(temporary);
         }
         files++;
         bytes += info.size;
         bar.tick(1, info.size);
       });
+      // Ctrl-C (SIGINT, SIGTERM, SIGHUP) removes the temporary files being written before the process ends.
+      await removeOnInterrupt(() => [...writing], () => exported);
       bar.finish();
     } finally {
       await vde.close();

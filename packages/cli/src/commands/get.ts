@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { ExistsError } from '@vde/engine';
 import { type Command, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
+import { removeOnInterrupt } from '../interrupt.js';
 import { withReader } from './reader.js';
 
 /** Objects up to this size go to standard output only once their checksum is verified. */
@@ -72,14 +73,20 @@ Examples:
         // Through a symbolic link (-o /dev/stdout, a link to a file) the file it leads to is replaced, not the link.
         const target = existing === undefined ? output : await fs.realpath(output);
         const temporary = `${target}.vde-partial-${process.pid}`;
-        try {
-          const handle = await fs.open(temporary, 'w');
-          await pipeline(reader.createReadStream(key), handle.createWriteStream());
-          await fs.rename(temporary, target);
-        } catch (err) {
-          await fs.rm(temporary, { force: true });
-          throw err;
-        }
+        // Ctrl-C (SIGINT, SIGTERM, SIGHUP) meanwhile removes the temporary file before the process ends.
+        await removeOnInterrupt(
+          () => [temporary],
+          async () => {
+            try {
+              const handle = await fs.open(temporary, 'w');
+              await pipeline(reader.createReadStream(key), handle.createWriteStream());
+              await fs.rename(temporary, target);
+            } catch (err) {
+              await fs.rm(temporary, { force: true });
+              throw err;
+            }
+          },
+        );
       });
     } finally {
       await vde.close();
