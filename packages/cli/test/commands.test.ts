@@ -502,6 +502,25 @@ describe('export of a damaged object', () => {
   });
 });
 
+describe('long file names', () => {
+  it('get -o and export write a file whose name is near the 255-byte limit (their temporary file is named apart)', async () => {
+    await created();
+    const name = 'n'.repeat(250);
+    expect((await vde(['put', file, `d/${name}`], 'long')).code).toBe(0);
+    const out = path.join(dir, 'out');
+    const r = await vde(['export', file, out]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await fs.readFile(path.join(out, 'd', name), 'utf8')).toBe('long');
+    const g = await vde(['get', file, `d/${name}`, '-o', path.join(dir, name)]);
+    expect(g.stderr).toBe('');
+    expect(g.code).toBe(0);
+    expect(await fs.readFile(path.join(dir, name), 'utf8')).toBe('long');
+    expect((await fs.readdir(dir)).filter((n) => n.includes('partial'))).toEqual([]);
+    expect(await fs.readdir(path.join(out, 'd'))).toEqual([name]);
+  });
+});
+
 describe('bench and demo', () => {
   it('bench prints W1 and W2 rows and leaves nothing behind', async () => {
     const target = path.join(dir, 'b.vde');

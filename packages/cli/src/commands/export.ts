@@ -7,6 +7,7 @@ import { type Command, intOption, positionals, stringOption } from '../command.j
 import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration } from '../format.js';
 import { removeOnInterrupt } from '../interrupt.js';
+import { partialPathFor } from '../partial-file.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
 
@@ -88,7 +89,7 @@ Example:
         // Written to a temporary file and renamed into place when complete, as `get -o` does: a large object is
         // streamed and its checksum is checked only at its end, so writing the target directly left a file with the
         // damaged bytes (cut short where the stream failed) at the key's path, in place of any file that was there.
-        const temporary = `${target}.vde-partial-${process.pid}`;
+        const temporary = partialPathFor(target);
         writing.add(temporary);
         try {
           if (info.size <= READ_WHOLE_BYTES) {

@@ -5,6 +5,7 @@ import { ExistsError } from '@vde/engine';
 import { type Command, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
 import { removeOnInterrupt } from '../interrupt.js';
+import { partialPathFor } from '../partial-file.js';
 import { withReader } from './reader.js';
 
 /** Objects up to this size go to standard output only once their checksum is verified. */
@@ -72,7 +73,7 @@ Examples:
         }
         // Through a symbolic link (-o /dev/stdout, a link to a file) the file it leads to is replaced, not the link.
         const target = existing === undefined ? output : await fs.realpath(output);
-        const temporary = `${target}.vde-partial-${process.pid}`;
+        const temporary = partialPathFor(target);
         // Ctrl-C (SIGINT, SIGTERM, SIGHUP) meanwhile removes the temporary file before the process ends.
         await removeOnInterrupt(
           () => [temporary],
