@@ -502,6 +502,23 @@ describe('export of a damaged object', () => {
   });
 });
 
+describe('export over a symbolic link', () => {
+  it('replaces a link at a key path with the file: the file it led to, outside the directory, is left alone', async () => {
+    await created();
+    expect((await vde(['put', file, 'victim'], 'payload')).code).toBe(0);
+    const out = path.join(dir, 'out');
+    await fs.mkdir(out);
+    const outside = path.join(dir, 'outside.txt');
+    await fs.writeFile(outside, 'original');
+    await fs.symlink('../outside.txt', path.join(out, 'victim'));
+    const r = await vde(['export', file, out]);
+    expect(r.code).toBe(0);
+    expect(await fs.readFile(outside, 'utf8')).toBe('original');
+    expect((await fs.lstat(path.join(out, 'victim'))).isFile()).toBe(true);
+    expect(await fs.readFile(path.join(out, 'victim'), 'utf8')).toBe('payload');
+  });
+});
+
 describe('long file names', () => {
   it('get -o and export write a file whose name is near the 255-byte limit (their temporary file is named apart)', async () => {
     await created();
