@@ -519,6 +519,40 @@ describe('export over a symbolic link', () => {
   });
 });
 
+describe('run() in a program that listens for SIGINT itself', () => {
+  it('get -o removes its temporary file on SIGINT and leaves the signal to the program: delivered once, not again', async () => {
+    await created();
+    const source = path.join(dir, 'big.bin');
+    await fs.writeFile(source, Buffer.alloc(64 << 20, 7));
+    expect((await vde(['put', file, 'big', source])).code).toBe(0);
+    await fs.rm(source);
+    let delivered = 0;
+    const listener = (): void => {
+      delivered++;
+    };
+    process.on('SIGINT', listener);
+    try {
+      let sent = false;
+      const poll = setInterval(() => {
+        void fs.readdir(dir).then((names) => {
+          if (!sent && names.some((n) => n.includes('.vde-partial-'))) {
+            sent = true;
+            process.kill(process.pid, 'SIGINT');
+          }
+        });
+      }, 2);
+      const r = await vde(['get', file, 'big', '-o', path.join(dir, 'big.out')]).finally(() => clearInterval(poll));
+      expect(sent).toBe(true);
+      expect(r.code).toBe(1); // its temporary file went away under it
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(delivered).toBe(1);
+      expect((await fs.readdir(dir)).filter((n) => n.includes('partial') || n === 'big.out')).toEqual([]);
+    } finally {
+      process.off('SIGINT', listener);
+    }
+  }, 60_000);
+});
+
 describe('long file names', () => {
   it('get -o and export write a file whose name is near the 255-byte limit (their temporary file is named apart)', async () => {
     await created();
