@@ -6,8 +6,9 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /**
  * Runs `work`; if Ctrl-C (SIGINT), SIGTERM or SIGHUP arrives meanwhile, first removes what `paths()` names (files or
  * directories, synchronously, best effort: the process is about to end), then ends the process by that same signal,
- * as it would have ended without the handler (exit status 128 + signal number in a shell). For the scratch
- * containers of `vde demo` and `vde bench`, which promise to leave nothing behind.
+ * as it would have ended without the handler (exit status 128 + signal number in a shell), unless the process has
+ * other listeners for that signal (they decide). For the scratch containers of `vde demo` and `vde bench`, which
+ * promise to leave nothing behind, and the temporary files of `get -o` and `export`.
  */
 export async function removeOnInterrupt<T>(paths: () => readonly string[], work: () => Promise<T>): Promise<T> {
   const handler = (signal: NodeJS.Signals): void => {
@@ -19,7 +20,10 @@ export async function removeOnInterrupt<T>(paths: () => readonly string[], work:
         // Best effort: nothing more can be done on the way out.
       }
     }
-    process.kill(process.pid, signal);
+    // End the process by that signal, as it would have ended without this handler, unless someone else listens for
+    // it (a program that runs commands in-process with run()): then ending the process, or not, is theirs to decide,
+    // and a second delivery would look like a second Ctrl-C to them.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
   };
   for (const s of SIGNALS) process.on(s, handler);
   try {

@@ -143,6 +143,41 @@ describe('the vde binary', () => {
     expect(fs.existsSync(file)).toBe(true);
   }, 120_000);
 
+  it('Ctrl-C during get -o or export removes the temporary file being written', async () => {
+    const sub = path.join(dir, 'partial-int');
+    fs.mkdirSync(sub);
+    const file = path.join(sub, 'c.vde');
+    const source = path.join(sub, 'big.bin');
+    // 64 MiB: written out 1 MiB at a time, its temporary file exists long enough to be seen and interrupted.
+    fs.writeFileSync(source, Buffer.alloc(64 << 20, 7));
+    expect((await exec(['create', file])).code).toBe(0);
+    expect((await exec(['put', file, 'big', source])).code).toBe(0);
+    fs.rmSync(source);
+    const partials = (): string[] => fs.readdirSync(sub, { recursive: true, encoding: 'utf8' }).filter((n) => n.includes('.vde-partial-'));
+    for (const args of [['get', file, 'big', '-o', path.join(sub, 'big.out')], ['export', file, path.join(sub, 'out')]]) {
+      const ended = await new Promise<{ signal: string | null }>((resolve, reject) => {
+        const child = spawn(process.execPath, [bin, ...args], { stdio: 'ignore' });
+        let sent = false;
+        const poll = setInterval(() => {
+          if (!sent && partials().length > 0) {
+            sent = true;
+            child.kill('SIGINT');
+          }
+        }, 5);
+        child.on('error', reject);
+        child.on('exit', (code, signal) => {
+          clearInterval(poll);
+          if (!sent) reject(new Error(`vde ${args[0]} ended (code ${code}) before its temporary file was seen`));
+          else resolve({ signal });
+        });
+      });
+      expect(ended.signal).toBe('SIGINT');
+      expect(partials()).toEqual([]);
+    }
+    expect(fs.existsSync(path.join(sub, 'big.out'))).toBe(false);
+    expect(fs.readdirSync(path.join(sub, 'out'))).toEqual([]);
+  }, 120_000);
+
   it('Ctrl-C during vde bench removes its container and lock files', async () => {
     const sub = path.join(dir, 'bench-int');
     fs.mkdirSync(sub);

@@ -6,6 +6,8 @@ import { write, writeJson } from '../cli-io.js';
 import { type Command, intOption, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
 import { formatBytes, formatCount, formatDuration } from '../format.js';
+import { removeOnInterrupt } from '../interrupt.js';
+import { partialPathFor } from '../partial-file.js';
 import { runPool } from '../pool.js';
 import { ProgressBar } from '../progress.js';
 
@@ -32,7 +34,8 @@ export const exportCommand: Command = {
 the "/" in keys. Keys that cannot be a relative path (empty segments, "." or "..", a segment over 255 bytes), a
 key that is also the directory of other keys ("a" beside "a/b") and a key whose file would be the container itself
 or its lock or reader files (exporting into the container's directory) are not written: they are listed and the
-command exits 1. Other existing files are overwritten.
+command exits 1. Other existing files are replaced: each object goes to a temporary file that is renamed into place
+once complete and verified, so a damaged object (ERR_VDE_CORRUPT, which stops the export) leaves no file behind.
 
 Options:
   --prefix <p>       only keys that start with <p> (the full key is still the path)
@@ -64,7 +67,8 @@ Example:
       for (const info of infos) for (let i = info.key.indexOf('/'); i > 0; i = info.key.indexOf('/', i + 1)) directories.add(info.key.slice(0, i));
       await fs.mkdir(dir, { recursive: true });
       const bar = new ProgressBar(ctx.io.stderr, 'export', infos.length);
-      await runPool(infos, concurrency, async (info) => {
+      const writing = new Set<string>(); // the temporary files being written
+      const exported = runPool(infos, concurrency, async (info) => {
         const target = keyToPath(dir, info.key);
         const reason =
           target === undefined
@@ -82,15 +86,30 @@ Example:
           return;
         }
         await fs.mkdir(path.dirname(target), { recursive: true });
-        if (info.size <= READ_WHOLE_BYTES) {
-          await fs.writeFile(target, await vde.retrieve(info.key));
-        } else {
-          await pipeline(vde.createReadStream(info.key), (await fs.open(target, 'w')).createWriteStream());
+        // Written to a temporary file and renamed into place when complete, as `get -o` does: a large object is
+        // streamed and its checksum is checked only at its end, so writing the target directly left a file with the
+        // damaged bytes (cut short where the stream failed) at the key's path, in place of any file that was there.
+        const temporary = partialPathFor(target);
+        writing.add(temporary);
+        try {
+          if (info.size <= READ_WHOLE_BYTES) {
+            await fs.writeFile(temporary, await vde.retrieve(info.key));
+          } else {
+            await pipeline(vde.createReadStream(info.key), (await fs.open(temporary, 'w')).createWriteStream());
+          }
+          await fs.rename(temporary, target);
+        } catch (err) {
+          await fs.rm(temporary, { force: true });
+          throw err;
+        } finally {
+          writing.delete(temporary);
         }
         files++;
         bytes += info.size;
         bar.tick(1, info.size);
       });
+      // Ctrl-C (SIGINT, SIGTERM, SIGHUP) removes the temporary files being written before the process ends.
+      await removeOnInterrupt(() => [...writing], () => exported);
       bar.finish();
     } finally {
       await vde.close();

@@ -1,8 +1,11 @@
 import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ExistsError } from '@vde/engine';
 import { type Command, positionals, stringOption } from '../command.js';
 import { openExisting, ownFilesOf } from '../container.js';
+import { removeOnInterrupt } from '../interrupt.js';
+import { partialPathFor } from '../partial-file.js';
 import { withReader } from './reader.js';
 
 /** Objects up to this size go to standard output only once their checksum is verified. */
@@ -16,7 +19,8 @@ export const getCommand: Command = {
 To standard output, an object up to 256 MiB is verified whole before its first byte is written (damage: an error,
 no output); a larger one is streamed 1 MiB at a time and damage found at its end comes after its bytes (exit 1).
 With -o, the bytes go to a temporary file next to <path> (next to the file it leads to, when <path> is a symbolic
-link) that is renamed into place only when complete; a device or named pipe (-o /dev/null) is written to directly.
+link) that is renamed into place only when complete; a device or named pipe (-o /dev/null) is written to directly;
+a directory is refused (EISDIR) before anything is read.
 
 Options:
   -o, --output <path>  write to this file instead of standard output (- is standard output)
@@ -52,25 +56,38 @@ Examples:
           await pipeline(reader.createReadStream(key), ctx.io.stdout, { end: false });
           return;
         }
+        const existing = await fs.stat(output).catch(() => undefined);
+        // A directory (or a link to one) is refused before a byte is read: the rename below would fail only after
+        // the whole object went to a temporary file beside the directory, in its parent.
+        if (existing?.isDirectory() === true) {
+          throw Object.assign(new Error(`get: -o ${output} is a directory: name the file to write, e.g. -o ${path.join(output, path.posix.basename(key))}`), {
+            code: 'EISDIR',
+          });
+        }
         // A device, FIFO or socket (-o /dev/null, a named pipe) is written to directly: the temporary file and
         // rename below would replace the device node itself with a regular file.
-        const existing = await fs.stat(output).catch(() => undefined);
-        if (existing !== undefined && !existing.isFile() && !existing.isDirectory()) {
+        if (existing !== undefined && !existing.isFile()) {
           const handle = await fs.open(output, 'w');
           await pipeline(reader.createReadStream(key), handle.createWriteStream());
           return;
         }
         // Through a symbolic link (-o /dev/stdout, a link to a file) the file it leads to is replaced, not the link.
         const target = existing === undefined ? output : await fs.realpath(output);
-        const temporary = `${target}.vde-partial-${process.pid}`;
-        try {
-          const handle = await fs.open(temporary, 'w');
-          await pipeline(reader.createReadStream(key), handle.createWriteStream());
-          await fs.rename(temporary, target);
-        } catch (err) {
-          await fs.rm(temporary, { force: true });
-          throw err;
-        }
+        const temporary = partialPathFor(target);
+        // Ctrl-C (SIGINT, SIGTERM, SIGHUP) meanwhile removes the temporary file before the process ends.
+        await removeOnInterrupt(
+          () => [temporary],
+          async () => {
+            try {
+              const handle = await fs.open(temporary, 'w');
+              await pipeline(reader.createReadStream(key), handle.createWriteStream());
+              await fs.rename(temporary, target);
+            } catch (err) {
+              await fs.rm(temporary, { force: true });
+              throw err;
+            }
+          },
+        );
       });
     } finally {
       await vde.close();

@@ -14,13 +14,15 @@ const fstat = promisify(fstatCallback);
 
 /** Parses repeated `--meta k=v` into a metadata record. */
 export function parseMetadata(pairs: readonly string[], command: string): Record<string, string> {
-  const metadata: Record<string, string> = {};
+  const entries: [string, string][] = [];
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new UsageError(`${command}: --meta expects key=value, got ${JSON.stringify(pair)}`, command);
-    metadata[pair.slice(0, eq)] = pair.slice(eq + 1);
+    entries.push([pair.slice(0, eq), pair.slice(eq + 1)]);
   }
-  return metadata;
+  // fromEntries defines own properties (the last of a repeated name wins): an assignment of the name "__proto__"
+  // set the object's prototype instead, and that metadata entry was dropped without a word.
+  return Object.fromEntries(entries);
 }
 
 export const putCommand: Command = {
