@@ -89,6 +89,12 @@ const DELETE_META_ENTRIES = 8;
 const PREFLUSH_MIN_PAGES = 2;
 /** Replaced blocks below which no checkpoint is started for them alone (a small container would checkpoint often). */
 const REPLACED_MIN_BLOCKS = 1024;
+/**
+ * Extents a checkpoint frees per turn of the event loop once its superblock is durable (the pages and versions the
+ * checkpoint before it replaced). Random stores into an index of 1,000,000 keys freed 16,000-19,000 single pages at
+ * each automatic checkpoint, in one synchronous run of 7-107 ms.
+ */
+const FREE_TURN_EXTENTS = 2048;
 
 interface CheckpointExtra {
   addSnapshot?: string;
@@ -2628,7 +2634,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // Every reader that may read an older checkpoint registered before this one was durable: it is in the table.
       this.#reclaimer.setDurableNamedMin(oldestGeneration(listed));
       await this.#refreshReaders();
-      this.#applyFrees(this.#reclaimer.takeEligible(generation));
+      // Blocks freed a turn later are only free later: taken out of the deferred list at once, freed in slices.
+      const nowFree = this.#reclaimer.takeEligible(generation);
+      for (let i = 0; i < nowFree.length; i += FREE_TURN_EXTENTS) {
+        if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        this.#applyFrees(nowFree.slice(i, i + FREE_TURN_EXTENTS));
+      }
       this.#metaAtCheckpoint = this.#metaBlocksNeeded();
       return { generation, root, objects: sb.objectCount };
     } catch (err) {
