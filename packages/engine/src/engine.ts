@@ -32,6 +32,7 @@ import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, m
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
+import { ReadSlots } from './read-slots.js';
 import { Reclaimer } from './reclaimer.js';
 import {
   INDIRECT_BYTES,
@@ -233,7 +234,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#opts = opts;
     this.#path = path;
     this.#stripes = new StripedWriteLock(opts.stripeCount);
-    this.#pageStore = new DevicePageStore(device, () => this.#allocator);
+    const reads = new ReadSlots();
+    this.#pageStore = new DevicePageStore(device, () => this.#allocator, reads);
     // One object for every record decode (a read's hot path): its bounds follow the superblock and the device.
     const sbOf = (): Superblock | undefined => this.#sb; // undefined until format or load sets it
     this.#area = {
@@ -250,6 +252,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#headroom = Math.min(HEADROOM_BLOCKS, Math.max(MIN_HEADROOM_BLOCKS, Math.floor(maxBlocks / 16)));
     this.#io = new ObjectIo({
       device,
+      reads,
       allocateData: (blocks, _contiguous, track) => this.#allocateData(blocks, track),
       freeUnreferenced: (extents, track) => {
         if (extents.length > 0) this.#allocator.free(extents);

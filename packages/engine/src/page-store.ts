@@ -1,6 +1,7 @@
 import type { BitmapAllocator, Extent } from '@vde/allocator';
 import { type BlockDevice, CorruptionError, FullError, MemoryBlockDevice, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
 import type { PageStore } from '@vde/btree';
+import { ReadSlots } from './read-slots.js';
 
 /** Largest coalesced page write, in bytes. */
 const RUN_BYTES = 1 << 20;
@@ -11,15 +12,6 @@ const RUNS_IN_FLIGHT = 8;
  * find a free thread in libuv's pool of four.
  */
 const DURABLE_RUNS_IN_FLIGHT = 1;
-/**
- * Page reads in flight at once; the others wait in a queue, first come, first served. Each read submitted to
- * libuv's thread pool costs the event loop more the longer the pool's queue is: a batch of 10,000 puts into an
- * index of 1,000,000 keys that was not cached started about 10,000 page reads in one synchronous run (its puts
- * look their paths up together), and the event loop stood still for 470-880 ms while it submitted them. The same
- * 20,000 reads of a file, all at once: 440-560 ms in all, a 360-500 ms stall; 64 at a time: 265-350 ms, worst gap
- * 6-11 ms.
- */
-const READS_IN_FLIGHT = 64;
 
 /** The runs of one drain and the workers writing them. */
 interface Drain {
@@ -74,10 +66,6 @@ export class DevicePageStore implements PageStore {
    */
   #backing: Set<number> | undefined;
   #freedWhileBacking: number[] = [];
-  /** Page reads in flight, and the reads waiting for one of them to end (#waitingReads[#nextRead] goes first). */
-  #reads = 0;
-  #waitingReads: (() => void)[] = [];
-  #nextRead = 0;
 
   /** Write the pages queued from now on durably (see the class comment). Setting it clears `hurry()`. */
   get durableWrites(): boolean {
@@ -90,6 +78,8 @@ export class DevicePageStore implements PageStore {
   constructor(
     private readonly device: BlockDevice,
     private readonly allocator: () => BitmapAllocator,
+    /** Device reads in flight, shared with the engine's object reads (see ReadSlots). */
+    private readonly reads = new ReadSlots(),
   ) {
     this.pageSize = device.blockSize;
     this.#tracksBacking = !(device instanceof MemoryBlockDevice);
@@ -154,34 +144,12 @@ export class DevicePageStore implements PageStore {
   }
 
   async read(pageNo: number): Promise<Uint8Array> {
-    // At most READS_IN_FLIGHT at once: a read that ends hands its place to the first one waiting.
-    if (this.#reads < READS_IN_FLIGHT) this.#reads++;
-    else await new Promise<void>((resolve) => this.#waitingReads.push(resolve));
     try {
-      return await this.device.read(pageNo, 1);
+      return await this.reads.run(() => this.device.read(pageNo, 1));
     } catch (err) {
       if (err instanceof OutOfRangeError) throw new CorruptionError(`btree page ${pageNo}`, 'page number is outside the container');
       throw err;
-    } finally {
-      this.#endRead();
     }
-  }
-
-  #endRead(): void {
-    const next = this.#waitingReads[this.#nextRead];
-    if (next === undefined) {
-      this.#reads--;
-      return;
-    }
-    // The place goes to `next` (#reads stays); the queue drops what it has handed out once that is half of it.
-    if (++this.#nextRead === this.#waitingReads.length) {
-      this.#waitingReads = [];
-      this.#nextRead = 0;
-    } else if (this.#nextRead >= 1024 && this.#nextRead * 2 >= this.#waitingReads.length) {
-      this.#waitingReads = this.#waitingReads.slice(this.#nextRead);
-      this.#nextRead = 0;
-    }
-    next();
   }
 
   write(pageNo: number, page: Uint8Array): Promise<void> {
