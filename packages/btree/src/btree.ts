@@ -85,6 +85,11 @@ const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 /** Prefetch pin sets kept at most (oldest released first), so callers that never come back cannot pin everything. */
 const MAX_PIN_SETS = 4096;
 const MAX_PAGE_NO = 0xfffffffe;
+/**
+ * A flush seals this many bytes of pages (and builds their search indexes: about 1-2 ms of 4 KiB pages) between two
+ * turns of the event loop.
+ */
+const FLUSH_TURN_BYTES = 1 << 20;
 
 const MODE_KEYS = 0;
 const MODE_ENTRIES = 1;
@@ -1381,9 +1386,10 @@ export class BTree {
   /**
    * Writes every dirty page copy-on-write and returns the new root. Dirty pages of the previous flushed tree
    * go to new page numbers (parents are updated up to a new root); pages allocated since the last flush are
-   * written in place. Relocation and the snapshot of the page images are synchronous; then the writes are
-   * awaited (the await splits nothing: mutations that run meanwhile leave their pages dirty for the next
-   * flush, and pages they retire are reported by the next flush).
+   * written in place. Relocation and the snapshot of the page images (each page's buffer lent to the flush) are
+   * synchronous; then the pages are sealed, with turns of the event loop in between, and the writes awaited (those
+   * awaits split nothing: a lent buffer does not change, mutations that run meanwhile leave their pages dirty for
+   * the next flush, and pages they retire are reported by the next flush).
    */
   flush(): Promise<{ root: number; freedPages: number[] }> {
     const run = this.#flushChain.then(
@@ -1435,10 +1441,11 @@ export class BTree {
     this.#fresh = new Set();
     const newRoot = this.#rootNo;
     // The pages' own buffers go to the store, sealed in place (no copy): a page is "lent" until its write
-    // resolves, and a mutation meanwhile first gives it a copy of its own (#own; #install never recycles it).
+    // resolves, and a mutation meanwhile first gives it a copy of its own (#own; #install never recycles it), so a
+    // lent buffer never changes. All of them are lent here, in this synchronous run (the cut); sealing them (a
+    // checksum of every page) and building their search indexes then let the event loop turn after every
+    // FLUSH_TURN_BYTES: 9,000 dirty pages of an index of 1,000,000 keys took 45-100 ms in one run.
     const snap = toWrite.map((p) => {
-      sealPage(p.buf);
-      buildSearchIndex(p);
       p.lent = true;
       return { p, no: p.no, version: p.version, img: p.buf };
     });
@@ -1447,6 +1454,18 @@ export class BTree {
     };
     const writes: Promise<void>[] = [];
     try {
+      let sealed = 0;
+      for (const s of snap) {
+        sealPage(s.img);
+        // (A page changed meanwhile has a buffer of its own, and builds its index when it is next searched.)
+        if (s.p.buf === s.img) buildSearchIndex(s.p);
+        sealed += s.img.byteLength;
+        if (sealed >= FLUSH_TURN_BYTES) {
+          sealed = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      }
+      // Queued in one synchronous run: the store coalesces the writes of consecutive pages.
       for (const s of snap) writes.push(this.#store.write(s.no, s.img));
       await Promise.all(writes);
     } catch (err) {

@@ -32,6 +32,7 @@ import { type DeferredEntry, type NamedSnapshotRecord, decodeMeta, encodeMeta, m
 import { ObjectIo, type ObjectData, type WrittenObject, normalizeData } from './object-io.js';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { DevicePageStore, ReadOnlyPageStore } from './page-store.js';
+import { ReadSlots } from './read-slots.js';
 import { Reclaimer } from './reclaimer.js';
 import {
   INDIRECT_BYTES,
@@ -89,6 +90,12 @@ const DELETE_META_ENTRIES = 8;
 const PREFLUSH_MIN_PAGES = 2;
 /** Replaced blocks below which no checkpoint is started for them alone (a small container would checkpoint often). */
 const REPLACED_MIN_BLOCKS = 1024;
+/**
+ * Extents a checkpoint frees per turn of the event loop once its superblock is durable (the pages and versions the
+ * checkpoint before it replaced). Random stores into an index of 1,000,000 keys freed 16,000-19,000 single pages at
+ * each automatic checkpoint, in one synchronous run of 7-107 ms.
+ */
+const FREE_TURN_EXTENTS = 2048;
 
 interface CheckpointExtra {
   addSnapshot?: string;
@@ -227,7 +234,8 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#opts = opts;
     this.#path = path;
     this.#stripes = new StripedWriteLock(opts.stripeCount);
-    this.#pageStore = new DevicePageStore(device, () => this.#allocator);
+    const reads = new ReadSlots();
+    this.#pageStore = new DevicePageStore(device, () => this.#allocator, reads);
     // One object for every record decode (a read's hot path): its bounds follow the superblock and the device.
     const sbOf = (): Superblock | undefined => this.#sb; // undefined until format or load sets it
     this.#area = {
@@ -244,6 +252,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     this.#headroom = Math.min(HEADROOM_BLOCKS, Math.max(MIN_HEADROOM_BLOCKS, Math.floor(maxBlocks / 16)));
     this.#io = new ObjectIo({
       device,
+      reads,
       allocateData: (blocks, _contiguous, track) => this.#allocateData(blocks, track),
       freeUnreferenced: (extents, track) => {
         if (extents.length > 0) this.#allocator.free(extents);
@@ -2628,7 +2637,12 @@ export class VirtualDiskEngine implements AsyncDisposable {
       // Every reader that may read an older checkpoint registered before this one was durable: it is in the table.
       this.#reclaimer.setDurableNamedMin(oldestGeneration(listed));
       await this.#refreshReaders();
-      this.#applyFrees(this.#reclaimer.takeEligible(generation));
+      // Blocks freed a turn later are only free later: taken out of the deferred list at once, freed in slices.
+      const nowFree = this.#reclaimer.takeEligible(generation);
+      for (let i = 0; i < nowFree.length; i += FREE_TURN_EXTENTS) {
+        if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        this.#applyFrees(nowFree.slice(i, i + FREE_TURN_EXTENTS));
+      }
       this.#metaAtCheckpoint = this.#metaBlocksNeeded();
       return { generation, root, objects: sb.objectCount };
     } catch (err) {

@@ -3,6 +3,7 @@ import { AbortedError, type BlockDevice, CorruptionError, InvalidArgumentError, 
 import { constants } from 'node:buffer';
 import { onAbort } from './abort-watch.js';
 import { copyOut } from './bytes.js';
+import type { ReadSlots } from './read-slots.js';
 import {
   type DataArea,
   type ObjectRecord,
@@ -34,6 +35,8 @@ export interface WrittenObject {
 
 export interface ObjectIoHost {
   readonly device: BlockDevice;
+  /** Device reads in flight, shared with the index's page reads (see ReadSlots). */
+  readonly reads: ReadSlots;
   /**
    * Allocates `blocks` blocks (growing the container if needed); may return several extents. With `track`, the
    * extents are also pushed onto it in the same synchronous step as the allocation (see ObjectIo.write).
@@ -417,7 +420,7 @@ export class ObjectIo {
       const area = this.host.dataArea();
       if (recordKind(value, what) !== KIND_INDIRECT) return decodeRecord(value, what, area);
       const p = decodeIndirect(value, what, area);
-      const bytes = (await dev.read(p.start, p.blocks)).subarray(0, p.length);
+      const bytes = (await this.host.reads.run(() => dev.read(p.start, p.blocks))).subarray(0, p.length);
       if (crc32(bytes) !== p.crc) throw new CorruptionError(what, 'indirect record checksum mismatch');
       return decodeRecord(bytes, what, area);
     } catch (err) {
@@ -446,8 +449,10 @@ export class ObjectIo {
     const buf = new Uint8Array(Buffer.allocUnsafeSlow(blocks * bs).buffer, 0, blocks * bs);
     const reads: Promise<void>[] = [];
     let offset = 0;
+    const dev = this.host.device;
     for (const e of extents) {
-      reads.push(this.host.device.readInto(e.start, buf.subarray(offset, offset + e.count * bs)));
+      const into = buf.subarray(offset, offset + e.count * bs);
+      reads.push(this.host.reads.run(() => dev.readInto(e.start, into)));
       offset += e.count * bs;
     }
     try {
@@ -482,7 +487,8 @@ export class ObjectIo {
         const n = Math.min(perRead, e.count - b);
         let chunk: Uint8Array;
         try {
-          chunk = await this.host.device.read(e.start + b, n);
+          const at = e.start + b;
+          chunk = await this.host.reads.run(() => this.host.device.read(at, n));
         } catch (err) {
           throw this.#corruptionOf(err, what);
         }

@@ -1,6 +1,7 @@
 import type { BitmapAllocator, Extent } from '@vde/allocator';
 import { type BlockDevice, CorruptionError, FullError, MemoryBlockDevice, OutOfRangeError, ReadOnlyError } from '@vde/block-device';
 import type { PageStore } from '@vde/btree';
+import { ReadSlots } from './read-slots.js';
 
 /** Largest coalesced page write, in bytes. */
 const RUN_BYTES = 1 << 20;
@@ -77,6 +78,8 @@ export class DevicePageStore implements PageStore {
   constructor(
     private readonly device: BlockDevice,
     private readonly allocator: () => BitmapAllocator,
+    /** Device reads in flight, shared with the engine's object reads (see ReadSlots). */
+    private readonly reads = new ReadSlots(),
   ) {
     this.pageSize = device.blockSize;
     this.#tracksBacking = !(device instanceof MemoryBlockDevice);
@@ -142,7 +145,7 @@ export class DevicePageStore implements PageStore {
 
   async read(pageNo: number): Promise<Uint8Array> {
     try {
-      return await this.device.read(pageNo, 1);
+      return await this.reads.run(() => this.device.read(pageNo, 1));
     } catch (err) {
       if (err instanceof OutOfRangeError) throw new CorruptionError(`btree page ${pageNo}`, 'page number is outside the container');
       throw err;
