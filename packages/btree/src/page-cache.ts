@@ -109,6 +109,11 @@ export class PageCache {
     return this.#map.size;
   }
 
+  /** The bound, in pages. */
+  get capacity(): number {
+    return this.#capacityPages;
+  }
+
   /** The page if cached, counted as a hit and marked referenced (see the class comment). */
   lookup(no: number): Page | undefined {
     const p = this.#map.get(no);
