@@ -12,9 +12,14 @@ export class CuttingDevice implements BlockDevice {
 
   constructor(
     readonly inner: FaultyBlockDevice,
-    readonly cutAt: number,
+    public cutAt: number,
     readonly seed: number,
   ) {}
+
+  /** Cuts the power at the `n`-th write or sync issued from now on (`n` >= 1), unless it is cut already. */
+  cutAfter(n: number): void {
+    if (!this.image) this.cutAt = this.ops + n;
+  }
 
   get blockSize(): number {
     return this.inner.blockSize;

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, MemoryBlockDevice } from '@vde/block-device';
 import { CuttingDevice, DurableCuttingDevice } from './device-wrappers.js';
 import { FaultyBlockDevice } from './faulty-block-device.js';
-import { OutcomeModel } from './outcome-model.js';
+import { type KeyState, OutcomeModel } from './outcome-model.js';
 import { SeededRandom } from './random.js';
 import type { StoreAdapter, StoreHandle } from './store-adapter.js';
 import { hash32, metadataFor, valueFor } from './values.js';
@@ -24,6 +24,12 @@ export interface PowerCutSweepOptions {
   maxValueBytes?: number;
   /** The cut comes at a write or sync numbered 1 … this (default 150). */
   maxCutOp?: number;
+  /**
+   * Power cuts per seed (default 2): after each recovery is verified, the writers go on on the recovered store
+   * (as a process that recovered and serves again would), and the power is cut again. A recovery that left
+   * something behind for the next one to trip on (a log record it dropped but did not remove, say) shows there.
+   */
+  rounds?: number;
   onCut?: (result: PowerCutResult) => void;
 }
 
@@ -53,14 +59,15 @@ export interface PowerCutSweepReport {
  * checkpointed state, then `writers` concurrent writers overwrite and delete shared keys while the power is cut at
  * a seeded write or sync (`CuttingDevice`: unsynced writes kept, dropped or torn per sector; odd seeds use a
  * `DurableCuttingDevice`, whose `writeDurable` lets the log keep two batches in flight). The image is reopened:
- * every acknowledged write must be there and whole, nothing else half there, and `check()` must pass.
+ * every acknowledged write must be there and whole, nothing else half there, and `check()` must pass. Then (for
+ * `rounds` cuts per seed) the writers go on on the recovered store and the power is cut again, and so on.
  */
 export async function runPowerCutSweep(options: PowerCutSweepOptions): Promise<PowerCutSweepReport> {
   const o = checkOptionsObject('runPowerCutSweep', options);
   checkAdapter('runPowerCutSweep', o);
   checkCount('runPowerCutSweep', o, 'cuts', 0, false);
   checkSeed('runPowerCutSweep', o, 'firstSeed', true);
-  for (const name of ['writers', 'opsPerWriter', 'keys', 'maxCutOp']) checkCount('runPowerCutSweep', o, name, 1);
+  for (const name of ['writers', 'opsPerWriter', 'keys', 'maxCutOp', 'rounds']) checkCount('runPowerCutSweep', o, name, 1);
   checkCount('runPowerCutSweep', o, 'maxValueBytes', 0);
   checkFunction('runPowerCutSweep', o, 'onCut');
   checkBlockSizes(options.blockSizes);
@@ -96,7 +103,7 @@ async function powerCutOnce(options: PowerCutSweepOptions, seed: number): Promis
   const maxBytes = options.maxValueBytes ?? 48 * 1024;
   const keys = options.keys ?? 12;
   const base = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize }));
-  const model = new OutcomeModel();
+  let model = new OutcomeModel();
   const result: PowerCutResult = { seed, cutAt: 0, acknowledged: 0, lost: 0, corrupt: 0, consistent: true, problems: [] };
   let version = 1;
   // State from before the run, checkpointed and acknowledged.
@@ -112,59 +119,89 @@ async function powerCutOnce(options: PowerCutSweepOptions, seed: number): Promis
   await setup.close();
   result.cutAt = 1 + rnd.int(options.maxCutOp ?? 150);
   // Odd seeds run on a device with writeDurable (two log batches may then be in flight), even seeds without it.
-  const dev = (seed & 1) === 1 ? new DurableCuttingDevice(base, result.cutAt, seed) : new CuttingDevice(base, result.cutAt, seed);
+  const cutting = (inner: FaultyBlockDevice, cutAt: number): CuttingDevice =>
+    (seed & 1) === 1 ? new DurableCuttingDevice(inner, cutAt, seed) : new CuttingDevice(inner, cutAt, seed);
+  let dev = cutting(base, result.cutAt);
   let store: StoreHandle | undefined;
   try {
     store = await adapter.open(dev);
   } catch (err) {
     if (!dev.image) result.problems.push(`open before the cut failed: ${describe(adapter, err)}`);
   }
-  if (store) {
-    const s = store;
-    await Promise.all(
-      Array.from({ length: options.writers ?? 8 }, async (_, w) => {
-        const wr = new SeededRandom(hash32(`w${w}`, seed));
-        for (let i = 0; i < (options.opsPerWriter ?? 12) && !dev.image; i++) {
-          const key = `k${wr.int(keys)}`;
-          const del = wr.int(5) === 0;
-          const v = del ? null : version++;
-          const id = model.invoke(key, v);
-          try {
-            if (v === null) await s.delete(key);
-            else await s.put(key, valueFor(seed, key, v, maxBytes), metadataFor(key, v));
-            model.ack(id);
-          } catch (err) {
-            model.fail(id);
-            if (adapter.errorCode(err) === undefined) result.problems.push(`a write failed untyped: ${describe(adapter, err)}`);
-            return; // the power is gone, or the store refuses after the failure
-          }
-        }
-      }),
-    );
-    await s.close().catch(() => undefined);
-  }
-  result.acknowledged = model.acknowledged - 5;
-  const image = dev.image ?? base.powerCut({ seed });
-  let recovered: StoreHandle;
-  try {
-    recovered = await adapter.open(image);
-  } catch (err) {
-    result.consistent = false;
-    result.problems.push(`recovery failed: ${describe(adapter, err)}`);
-    return result;
-  }
-  try {
-    const v = await verifyAgainstModel(adapter, recovered, model, seed, maxBytes);
-    result.lost = v.lost;
-    result.corrupt = v.corrupt;
-    result.problems.push(...v.problems);
-    await recovered.check();
-  } catch (err) {
-    result.consistent = false;
-    result.problems.push(`check failed: ${describe(adapter, err)}`);
-  } finally {
-    await recovered.close().catch(() => undefined);
+  const rounds = options.rounds ?? 2;
+  for (let round = 1; ; round++) {
+    if (store) await runWriters(options, store, dev, model, seed, round, () => version++, result);
+    result.acknowledged += model.acknowledged - (round === 1 ? 5 : 0);
+    const image = dev.image ?? dev.inner.powerCut({ seed: seed + round - 1 });
+    const next = new FaultyBlockDevice(image);
+    // The recovered store runs on a device that cuts nothing until it is told to (the next round).
+    const recoveredDev = cutting(next, Infinity);
+    let recovered: StoreHandle;
+    try {
+      recovered = await adapter.open(recoveredDev);
+    } catch (err) {
+      result.consistent = false;
+      result.problems.push(`recovery${round > 1 ? ` after cut ${round}` : ''} failed: ${describe(adapter, err)}`);
+      return result;
+    }
+    let state: Map<string, KeyState> | undefined;
+    try {
+      const v = await verifyAgainstModel(adapter, recovered, model, seed, maxBytes);
+      result.lost += v.lost;
+      result.corrupt += v.corrupt;
+      result.problems.push(...v.problems.map((p) => (round > 1 ? `after cut ${round}: ${p}` : p)));
+      await recovered.check();
+      state = v.state;
+    } catch (err) {
+      result.consistent = false;
+      result.problems.push(`check${round > 1 ? ` after cut ${round}` : ''} failed: ${describe(adapter, err)}`);
+    }
+    if (round >= rounds || state === undefined || !result.consistent || result.problems.length > 0) {
+      await recovered.close().catch(() => undefined);
+      break;
+    }
+    // The next round: what the recovery found is the state before it; the writers go on, and the power is cut again.
+    model = new OutcomeModel(state);
+    recoveredDev.cutAfter(1 + rnd.int(options.maxCutOp ?? 150));
+    dev = recoveredDev;
+    store = recovered;
   }
   if (result.problems.some((p) => p.includes('untyped'))) result.consistent = false;
   return result;
+}
+
+/** The concurrent writers of one round, until their operations are done or the power is cut; then the store is closed. */
+async function runWriters(
+  options: PowerCutSweepOptions,
+  s: StoreHandle,
+  dev: CuttingDevice,
+  model: OutcomeModel,
+  seed: number,
+  round: number,
+  nextVersion: () => number,
+  result: PowerCutResult,
+): Promise<void> {
+  const keys = options.keys ?? 12;
+  const maxBytes = options.maxValueBytes ?? 48 * 1024;
+  await Promise.all(
+    Array.from({ length: options.writers ?? 8 }, async (_, w) => {
+      const wr = new SeededRandom(hash32(round === 1 ? `w${w}` : `w${w}/${round}`, seed));
+      for (let i = 0; i < (options.opsPerWriter ?? 12) && !dev.image; i++) {
+        const key = `k${wr.int(keys)}`;
+        const del = wr.int(5) === 0;
+        const v = del ? null : nextVersion();
+        const id = model.invoke(key, v);
+        try {
+          if (v === null) await s.delete(key);
+          else await s.put(key, valueFor(seed, key, v, maxBytes), metadataFor(key, v));
+          model.ack(id);
+        } catch (err) {
+          model.fail(id);
+          if (options.adapter.errorCode(err) === undefined) result.problems.push(`a write failed untyped: ${describe(options.adapter, err)}`);
+          return; // the power is gone, or the store refuses after the failure
+        }
+      }
+    }),
+  );
+  await s.close().catch(() => undefined);
 }
