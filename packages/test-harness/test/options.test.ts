@@ -42,6 +42,7 @@ describe('runners refuse bad options with ERR_VDE_INVALID_ARGUMENT before they s
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, keys: 0 }), /keys must be a whole number >= 1/);
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, writers: 0 }), /writers/);
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, maxCutOp: 0 }), /maxCutOp/);
+    await refused(() => runPowerCutSweep({ adapter, cuts: 1, rounds: 0 }), /rounds must be a whole number >= 1/);
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, blockSizes: [] }), /blockSizes/);
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, blockSizes: [1000] }), /blockSizes/);
     await refused(() => runPowerCutSweep({ adapter, cuts: 1, firstSeed: Number.NaN }), /firstSeed/);
