@@ -1085,11 +1085,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
       return;
     }
     const puts = new Map<number, PreparedPut>();
+    // A put after a del of its key in this batch makes a new object (as delete() then store() would): its creation
+    // time is the batch's, not that of the version the del removed.
+    let deleted: Set<string> | undefined;
     try {
       const prepared = ops.map((op) => {
-        if (op.type !== 'put') return undefined;
+        if (op.type !== 'put') {
+          (deleted ??= new Set()).add(op.key);
+          return undefined;
+        }
         try {
-          return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
+          return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined, undefined, deleted?.has(op.key) === true);
         } catch (err) {
           return rejected(err);
         }
@@ -1972,18 +1978,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
     early?: WrittenObject,
+    fresh = false,
   ): PreparedPut | Promise<PreparedPut> {
     if (early) return this.#preparePutAsync(key, keyBytes, source, meta, signal, early);
     if (source instanceof Uint8Array && this.#allocator.freeCount >= this.#reserveBlocks()) {
       const view = this.#index.getCachedView(keyBytes, true);
       if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
         if (source.byteLength <= this.#inlineLimit(keyBytes, meta)) {
-          const createdMs = view ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
+          const createdMs = view && !fresh ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
           return this.#encodePut(key, keyBytes, { size: source.byteLength, crc: objectCrc(source), inline: source }, meta, createdMs);
         }
       }
     }
-    return this.#preparePutAsync(key, keyBytes, source, meta, signal);
+    return this.#preparePutAsync(key, keyBytes, source, meta, signal, undefined, fresh);
   }
 
   async #preparePutAsync(
@@ -1993,6 +2000,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
     early?: WrittenObject,
+    fresh = false,
   ): Promise<PreparedPut> {
     let prev: ObjectRecord | undefined;
     try {
@@ -2015,7 +2023,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       (source instanceof Uint8Array && source.byteLength <= inlineLimit
         ? { size: source.byteLength, crc: objectCrc(source), inline: source }
         : await this.#io.write(source, inlineLimit, signal));
-    const direct = this.#encodePut(key, keyBytes, written, meta, prev?.createdMs);
+    const direct = this.#encodePut(key, keyBytes, written, meta, fresh ? undefined : prev?.createdMs);
     if (direct.value.byteLength <= this.#maxValue(keyBytes)) return direct;
     // Too large for one index entry (many extents or large metadata): the record goes to its own blocks.
     const full = direct.value;
