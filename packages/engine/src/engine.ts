@@ -1823,8 +1823,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const size = source instanceof Uint8Array ? source.byteLength : Infinity;
     // A record larger than an index entry is moved out of line: the payload then holds a pointer of fixed size.
     const outOfLine = Math.max(this.#maxValue(keyBytes), INDIRECT_BYTES);
-    const value = size <= this.#inlineLimit(keyBytes, meta) ? Math.min(recordBytesFor(meta.byteLength, size, 0), outOfLine) : outOfLine;
-    return 2 + keyBytes.byteLength + value;
+    if (size <= this.#inlineLimit(keyBytes, meta)) return 2 + keyBytes.byteLength + Math.min(recordBytesFor(meta.byteLength, size, 0), outOfLine);
+    if (size === Infinity) return 2 + keyBytes.byteLength + outOfLine; // a stream: its extent count is not known yet
+    // Bytes of a known size get at most one extent per block (ObjectIo allocates ceil(size / blockSize) blocks): a
+    // batch of 2 KB objects reserved a whole index entry (about 2 KB of log) each, and 61 of them were
+    // ERR_VDE_TOO_LARGE under a 256 KiB log although their records hold about 50 bytes.
+    const record = recordBytesFor(meta.byteLength, 0, Math.ceil(size / this.#device.blockSize));
+    return 2 + keyBytes.byteLength + (record <= this.#maxValue(keyBytes) ? record : outOfLine);
   }
 
   /**

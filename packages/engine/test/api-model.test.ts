@@ -46,13 +46,25 @@ const METAS: (Record<string, string> | undefined)[] = [
 
 type Form = 'u8' | 'string' | 'arraybuffer' | 'iterable' | 'readable' | 'webstream' | 'dataview';
 
+type GroupOp = {
+  kind: 'store' | 'stream' | 'delete' | 'read' | 'batch' | 'snapshot' | 'checkpoint' | 'list';
+  k: number;
+  k2: number;
+  size: number;
+  meta: number;
+  seed: number;
+};
+
 type Op =
   | { t: 'store'; k: number; size: number; form: Form; meta: number; seed: number }
   | { t: 'retrieve'; k: number; how: 'retrieve' | 'stream' | 'stat' | 'exists' }
   | { t: 'delete'; k: number }
   | { t: 'list'; o: ListOptions }
   | { t: 'batch'; ops: { del: boolean; k: number; size: number; form: Form; meta: number; seed: number }[] }
-  | { t: 'group'; ops: { kind: 'store' | 'delete' | 'read'; k: number; size: number; seed: number }[] }
+  | { t: 'group'; ops: GroupOp[] }
+  | { t: 'abort'; k: number; size: number; form: Form; seed: number; after: 'sync' | 'micro' | 'immediate' | 'timer' }
+  | { t: 'failingSource'; k: number; chunks: number; seed: number }
+  | { t: 'bulk'; n: number; size: number; seed: number; del: boolean }
   | { t: 'snapshot' }
   | { t: 'snapRead'; i: number; k: number; o: ListOptions; how: 'retrieve' | 'stream' | 'stat' | 'exists' | 'list' }
   | { t: 'snapClose'; i: number }
@@ -217,9 +229,10 @@ async function checkList(where: string, r: Reader, model: Model, o: ListOptions)
 }
 
 async function verifyAll(where: string, r: Reader, model: Model): Promise<void> {
-  for (const key of KEYS) await checkRead(where, r, model, key, 'exists');
-  for (const key of KEYS) await checkRead(where, r, model, key, 'stat');
-  for (const key of KEYS) await checkRead(where, r, model, key, 'retrieve');
+  const keys = new Set<string>([...KEYS, ...model.keys()]);
+  for (const key of keys) await checkRead(where, r, model, key, 'exists');
+  for (const key of keys) await checkRead(where, r, model, key, 'stat');
+  for (const key of keys) await checkRead(where, r, model, key, 'retrieve');
   await checkList(where, r, model, {});
   await checkList(where, r, model, { reverse: true });
 }
@@ -257,14 +270,37 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   {
-    weight: 3,
+    weight: 4,
     arbitrary: fc.record({
       t: fc.constant('group' as const),
       ops: fc.array(
-        fc.record({ kind: fc.constantFrom('store' as const, 'store' as const, 'delete' as const, 'read' as const), k: fc.integer({ min: 0, max: 3 }), size: sizeArb, seed: seedArb }),
-        { minLength: 2, maxLength: 8 },
+        fc.record({
+          kind: fc.constantFrom<GroupOp['kind']>('store', 'store', 'stream', 'delete', 'read', 'read', 'batch', 'snapshot', 'checkpoint', 'list'),
+          k: fc.integer({ min: 0, max: 5 }),
+          k2: fc.integer({ min: 0, max: 5 }),
+          size: sizeArb,
+          meta: metaArb,
+          seed: seedArb,
+        }),
+        { minLength: 2, maxLength: 10 },
       ),
     }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('abort' as const),
+      k: keyArb,
+      size: sizeArb,
+      form: formArb,
+      seed: seedArb,
+      after: fc.constantFrom('sync' as const, 'micro' as const, 'immediate' as const, 'timer' as const),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('failingSource' as const), k: keyArb, chunks: fc.integer({ min: 0, max: 4 }), seed: seedArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('bulk' as const), n: fc.integer({ min: 1, max: 300 }), size: fc.constantFrom(0, 20, 100, 2000), seed: seedArb, del: fc.boolean() }),
   },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('snapshot' as const) }) },
   {
@@ -306,7 +342,7 @@ type Config = typeof configArb extends fc.Arbitrary<infer C> ? C : never;
 
 async function runSequence(config: Config, ops: Op[]): Promise<void> {
   const options: EngineOptions = {
-    walSizeBytes: 128 * 1024,
+    walSizeBytes: 256 * 1024,
     cacheSizeBytes: config.cacheSizeBytes,
     stripeCount: config.stripeCount,
     durability: config.durability,
@@ -378,61 +414,189 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           break;
         }
         case 'group': {
-          // Writes called without awaiting: the model applies them in call order. A read among them may see any
-          // state its key passes through from the start of the group to its end.
+          // Calls made without awaiting each other. Writes take effect in call order (README, "Per-key order"), so
+          // the model applies them in that order once all have settled; a read, list or snapshot among them may
+          // see, for each key, any state the key passes through from the start of the group to its end.
           const t0 = Date.now();
-          const states = new Map<string, (Entry | undefined)[]>();
-          const reads: { key: string; p: Promise<Uint8Array | null> }[] = [];
-          const writes: Promise<unknown>[] = [];
-          const pending: { key: string; apply: () => void; p: Promise<unknown> }[] = [];
-          const t1ref = { t1: 0 };
-          for (const g of op.ops) {
+          const groupKeys = new Set(op.ops.flatMap((g) => [KEYS[g.k]!, KEYS[g.k2]!]));
+          const states = new Map<string, (Entry | undefined)[]>([...groupKeys].map((k) => [k, [model.get(k)]]));
+          const writes: { p: Promise<unknown>; apply: (t1: number, result: unknown) => void }[] = [];
+          const observers: { p: Promise<unknown>; check: (result: unknown) => Promise<void> }[] = [];
+          const putEntry = (key: string, data: Uint8Array, meta: Record<string, string>, t1: number): Entry => {
+            const prev = model.get(key);
+            const e: Entry = { data, meta, created: prev ? prev.created : [t0, t1], modified: [t0, t1], etag: undefined, prevEtag: prev?.etag };
+            model.set(key, e);
+            states.get(key)!.push(e);
+            return e;
+          };
+          const delEntry = (key: string): void => {
+            model.delete(key);
+            states.get(key)!.push(undefined);
+          };
+          const matches = (s: Entry | undefined, data: Uint8Array | null, meta?: Record<string, string>): boolean =>
+            s === undefined ? data === null : data !== null && same(data, s.data) && (meta === undefined || JSON.stringify(meta) === JSON.stringify(s.meta));
+          const orNull = (p: Promise<Uint8Array>): Promise<Uint8Array | null> =>
+            p.catch((err: unknown) => {
+              if ((err as { code?: string }).code === 'ERR_VDE_NOT_FOUND') return null;
+              throw err;
+            });
+          for (const [gi, g] of op.ops.entries()) {
             const key = KEYS[g.k]!;
-            if (!states.has(key)) states.set(key, [model.get(key)]);
-            if (g.kind === 'read') {
-              reads.push({ key, p: vde.retrieve(key).then((v) => v, (err: unknown) => {
-                if ((err as { code?: string }).code === 'ERR_VDE_NOT_FOUND') return null;
-                throw err;
-              }) });
-            } else if (g.kind === 'delete') {
-              const p = vde.delete(key);
-              writes.push(p);
-              pending.push({ key, p, apply: () => model.delete(key) });
-            } else {
-              const b = bytes(g.size, g.seed);
-              const p = vde.store(key, b);
-              writes.push(p);
-              pending.push({
-                key,
-                p,
-                apply: () => {
-                  const prev = model.get(key);
-                  model.set(key, { data: b, meta: {}, created: prev ? prev.created : [t0, t1ref.t1], modified: [t0, t1ref.t1], etag: undefined, prevEtag: prev?.etag });
-                },
-              });
+            const key2 = KEYS[g.k2]!;
+            const gw = `${where} #${gi} ${g.kind}(${JSON.stringify(key)})`;
+            const meta = METAS[g.meta];
+            switch (g.kind) {
+              case 'read':
+                observers.push({
+                  p: orNull(vde.retrieve(key)),
+                  check: async (got) => {
+                    const ok = states.get(key)!.some((st) => matches(st, got as Uint8Array | null));
+                    expect(ok, `${gw}: saw ${got === null ? 'nothing' : `${(got as Uint8Array).byteLength} B`}, none of the states the key passed through`).toBe(true);
+                  },
+                });
+                break;
+              case 'delete':
+                writes.push({
+                  p: vde.delete(key),
+                  apply: (_t1, r) => {
+                    expect(r, `${gw}: result in call order`).toBe(model.has(key));
+                    delEntry(key);
+                  },
+                });
+                break;
+              case 'store':
+              case 'stream': {
+                const { bytes: b, data } = makeData(g.size, g.kind === 'stream' ? 'iterable' : 'u8', g.seed);
+                writes.push({
+                  p: vde.store(key, data as Uint8Array, meta === undefined ? undefined : { metadata: meta }),
+                  apply: (t1, r) => expectInfo(`${gw} result`, r as ObjectInfo, key, putEntry(key, b, meta ?? {}, t1)),
+                });
+                break;
+              }
+              case 'batch': {
+                const v1 = bytes(g.size, g.seed);
+                const v2 = bytes(g.size >> 1, g.seed + 1);
+                const delSecond = g.seed % 3 === 0;
+                writes.push({
+                  p: vde.batch([{ type: 'put', key, data: v1 }, delSecond ? { type: 'del', key: key2 } : { type: 'put', key: key2, data: v2, ...(meta ? { metadata: meta } : {}) }]),
+                  apply: (t1) => {
+                    putEntry(key, v1, {}, t1);
+                    if (delSecond) delEntry(key2);
+                    else {
+                      putEntry(key2, v2, meta ?? {}, t1);
+                    }
+                  },
+                });
+                break;
+              }
+              case 'checkpoint':
+                writes.push({ p: vde.checkpoint(), apply: () => undefined });
+                break;
+              case 'list':
+                observers.push({
+                  p: (async () => {
+                    const got: ObjectInfo[] = [];
+                    for await (const info of vde.list()) got.push(info);
+                    return got;
+                  })(),
+                  check: async (r) => {
+                    const got = r as ObjectInfo[];
+                    const keys = got.map((i) => i.key);
+                    expect(keys, `${gw}: list order`).toEqual([...keys].sort(utf8Compare));
+                    for (const k of new Set([...model.keys(), ...groupKeys])) {
+                      const info = got.find((i) => i.key === k);
+                      const allowed = states.get(k) ?? [model.get(k)];
+                      const ok = allowed.some((st) => (st === undefined ? info === undefined : info !== undefined && info.size === st.data.byteLength && JSON.stringify(info.metadata) === JSON.stringify(st.meta)));
+                      expect(ok, `${gw}: list entry of ${JSON.stringify(k)} (${info === undefined ? 'absent' : `${info.size} B`}) matches none of its states`).toBe(true);
+                    }
+                  },
+                });
+                break;
+              case 'snapshot':
+                observers.push({
+                  p: vde.snapshot(),
+                  check: async (r) => {
+                    // The snapshot's model: for each key, the state it shows (one of those the key passed through).
+                    const snap = r as Snapshot;
+                    const m: Model = new Map();
+                    for (const k of new Set([...KEYS, ...model.keys()])) {
+                      const got = await orNull(snap.retrieve(k));
+                      const info = got === null ? undefined : await snap.stat(k);
+                      const allowed = states.get(k) ?? [model.get(k)];
+                      const st = allowed.find((x) => matches(x, got, info?.metadata));
+                      expect(allowed.some((x) => matches(x, got, info?.metadata)), `${gw}: the snapshot shows ${JSON.stringify(k)} in none of its states`).toBe(true);
+                      if (st) m.set(k, { ...st });
+                    }
+                    snaps.push({ snap, model: m, stale: false });
+                  },
+                });
+                break;
             }
           }
-          const results = await Promise.allSettled([...writes, ...reads.map((r) => r.p)]);
-          t1ref.t1 = Date.now();
-          for (const r of results) if (r.status === 'rejected') throw new Error(`${where}: a call failed: ${String(r.reason)}`, { cause: r.reason });
-          for (const w of pending) {
-            const before = model.has(w.key);
-            const r = await w.p;
-            if (typeof r === 'boolean') expect(r, `${where}: delete(${JSON.stringify(w.key)}) result in call order`).toBe(before);
-            w.apply();
-            const e = model.get(w.key);
-            const res = await w.p;
-            if (e && typeof res === 'object') expectInfo(`${where}: store(${JSON.stringify(w.key)}) result`, res as ObjectInfo, w.key, e);
-            states.get(w.key)!.push(model.get(w.key));
-          }
-          for (const r of reads) {
-            const got = await r.p;
-            const allowed = states.get(r.key)!;
-            const ok = allowed.some((s) => (s === undefined ? got === null : got !== null && same(got, s.data)));
-            expect(ok, `${where}: read of ${JSON.stringify(r.key)} saw ${got === null ? 'nothing' : `${got.byteLength} B`}, none of the states the key passed through`).toBe(true);
-          }
+          const settled = await Promise.allSettled([...writes.map((w) => w.p), ...observers.map((o) => o.p)]);
+          const t1 = Date.now();
+          for (const r of settled) if (r.status === 'rejected') throw new Error(`${where}: a call failed: ${String(r.reason)}`, { cause: r.reason });
+          for (const w of writes) w.apply(t1, await w.p);
+          for (const o of observers) await o.check(await o.p);
           // The final state of each key must be the last write's (per-key order = call order).
-          for (const key of states.keys()) await checkRead(`${where} final`, vde, model, key, 'retrieve');
+          for (const key of groupKeys) {
+            await checkRead(`${where} final`, vde, model, key, 'retrieve');
+            await checkRead(`${where} final`, vde, model, key, 'stat');
+          }
+          break;
+        }
+        case 'abort': {
+          // A store aborted at some point: rejected with ERR_VDE_ABORTED and nothing changed, or resolved and stored.
+          const key = KEYS[op.k]!;
+          const { bytes: b, data } = makeData(op.size, op.form, op.seed);
+          const ac = new AbortController();
+          const prev = model.get(key);
+          const t0 = Date.now();
+          const p = vde.store(key, data as Uint8Array, { signal: ac.signal });
+          if (op.after === 'sync') ac.abort();
+          else if (op.after === 'micro') void Promise.resolve().then(() => ac.abort());
+          else if (op.after === 'immediate') setImmediate(() => ac.abort());
+          else setTimeout(() => ac.abort(), 1);
+          const r = await p.then(
+            (info) => ({ info }),
+            (err: unknown) => ({ err: err as Error & { code?: string } }),
+          );
+          const t1 = Date.now();
+          if ('info' in r) {
+            const e: Entry = { data: b, meta: {}, created: prev ? prev.created : [t0, t1], modified: [t0, t1], etag: undefined, prevEtag: prev?.etag };
+            expectInfo(`${where} result`, r.info, key, e);
+            model.set(key, e);
+          } else expect(r.err.code, `${where}: ${String(r.err)}`).toBe('ERR_VDE_ABORTED');
+          await checkRead(`${where} after`, vde, model, key, 'retrieve');
+          await checkRead(`${where} after`, vde, model, key, 'stat');
+          break;
+        }
+        case 'failingSource': {
+          const key = KEYS[op.k]!;
+          const chunks = op.chunks;
+          const seed = op.seed;
+          const source = (async function* () {
+            for (let i = 0; i < chunks; i++) yield bytes(1000, seed + i);
+            throw new Error('the source broke');
+          })();
+          expect(await codeOf(vde.store(key, source)), where).toBe('ERR_VDE_SOURCE');
+          await checkRead(`${where} after`, vde, model, key, 'retrieve');
+          break;
+        }
+        case 'bulk': {
+          // Many keys at once: an index of many pages, evicted from the small cache and read again.
+          const t0 = Date.now();
+          const ops = Array.from({ length: op.n }, (_, i) => {
+            const key = `bulk/${((i * 7919 + op.seed) % 400).toString().padStart(3, '0')}`;
+            return op.del && i % 3 === 0 ? { type: 'del' as const, key } : { type: 'put' as const, key, data: bytes(op.size, op.seed + i) };
+          });
+          await vde.batch(ops);
+          const t1 = Date.now();
+          for (const o of ops) {
+            const prev = model.get(o.key);
+            if (o.type === 'del') model.delete(o.key);
+            else model.set(o.key, { data: o.data, meta: {}, created: prev ? prev.created : [t0, t1], modified: [t0, t1], etag: undefined, prevEtag: prev?.etag });
+          }
           break;
         }
         case 'snapshot':
@@ -584,5 +748,32 @@ describe('findings of the model test, as plain tests', () => {
       await checked(vde);
       await vde.close();
     }
+  });
+});
+
+describe('log space of out-of-line objects (model test finding)', () => {
+  it('a batch of objects too large to be inline reserves log for their small records, not for whole index entries', async () => {
+    const options = { blockSize: 4096, walSizeBytes: 256 * 1024, cacheSizeBytes: 256 * 1024 };
+    const device = new FaultyBlockDevice(new MemoryBlockDevice({ blockSize: 4096 }));
+    const vde = await VirtualDiskEngine.open(new CuttingDevice(device, Infinity, 1), options);
+    // 200 objects of 2,000 and 9,000 B, one and three extents each: records of about 60-90 bytes, 18 KB of log.
+    const ops = Array.from({ length: 200 }, (_, i) => ({ type: 'put' as const, key: `k${i}`, data: bytes(i % 2 === 0 ? 2000 : 9000, i + 1), metadata: { i: String(i) } }));
+    await vde.batch(ops);
+    await vde.store('one', bytes(9000, 7));
+    const check = async (e: VirtualDiskEngine): Promise<void> => {
+      for (const op of ops) {
+        expect(same(await e.retrieve(op.key), op.data), op.key).toBe(true);
+        expect((await e.stat(op.key)).metadata).toEqual(op.metadata);
+      }
+      expect(same(await e.retrieve('one'), bytes(9000, 7))).toBe(true);
+    };
+    await check(vde);
+    await checked(vde);
+    // Replayed from the log after a power cut (the batch was never checkpointed).
+    const recovered = await VirtualDiskEngine.open(device.powerCut({ seed: 1 }), options);
+    await check(recovered);
+    await checked(recovered);
+    await recovered.close();
+    await vde.close().catch(() => undefined);
   });
 });
