@@ -537,7 +537,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       );
     }
     const endLsn = await this.#verifyLog(sb.checkpointLsn);
-    if (endLsn === sb.checkpointLsn) return;
+    // Records after endLsn (their data never reached the disk) must leave the log before anything is appended: the
+    // next record would follow them and prove them durable, and the recovery after the next crash would then take
+    // one for damage in the middle of the log (ERR_VDE_CORRUPT, the container no longer opened) or bring back a
+    // store that was never acknowledged, reading as ERR_VDE_CORRUPT. The recovery checkpoint below covers the log up
+    // to its last record, and truncates it.
+    const droppedTail = this.#wal.lastLsn > endLsn;
+    if (endLsn === sb.checkpointLsn && (!droppedTail || this.#opts.readOnly)) return;
     for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
       if (rec.lsn > endLsn) break;
       const ops = decodeLogRecord(rec.type, rec.payload, rec.lsn);
@@ -562,8 +568,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
       } catch (err) {
         // A full file system (or container): the replayed log stays the record of what it holds, as it was before
         // the open, and the engine opens (objects readable, deletes possible once the log has room); the next
-        // checkpoint writes the index. A failure that poisoned the engine still fails the open.
-        if (!(err instanceof FullError) || this.#poisoned) throw err;
+        // checkpoint writes the index. A failure that poisoned the engine still fails the open, and so does one that
+        // would leave dropped records in the log (see droppedTail): free disk space and open again.
+        if (!(err instanceof FullError) || this.#poisoned || droppedTail) throw err;
       }
     }
   }
