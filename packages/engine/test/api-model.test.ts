@@ -278,6 +278,13 @@ async function checkList(where: string, r: Reader, model: Model, o: ListOptions)
   for (const info of got) expectInfo(`${where} list entry`, info, info.key, model.get(info.key)!);
 }
 
+/** listSnapshots() against the model: the names, and each one's object count when it was created. */
+function expectNamed(where: string, e: VirtualDiskEngine, named: Map<string, Model>): void {
+  const got = e.listSnapshots().map((s) => [s.name, s.objectCount] as const).sort((a, b) => utf8Compare(a[0], b[0]));
+  const want = [...named].map(([n, m]) => [n, m.size] as const).sort((a, b) => utf8Compare(a[0], b[0]));
+  expect(got, `${where}: listSnapshots`).toEqual(want);
+}
+
 async function verifyAll(where: string, r: Reader, model: Model): Promise<void> {
   const keys = new Set<string>([...KEYS, ...model.keys()]);
   for (const key of keys) await checkRead(where, r, model, key, 'exists');
@@ -721,7 +728,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           const name = SNAPSHOT_NAMES[op.n]!;
           expect(await vde.deleteSnapshot(name), where).toBe(named.has(name));
           named.delete(name);
-          expect(vde.listSnapshots().map((s) => s.name).sort(), `${where}: listSnapshots`).toEqual([...named.keys()].sort());
+          expectNamed(where, vde, named);
           break;
         }
         case 'checkpoint':
@@ -732,7 +739,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           await verifyAll(where, vde, model);
           expect((await vde.health()).objectCount, `${where}: health().objectCount`).toBe(model.size);
           expect((await vde.check()).objects, `${where}: check().objects`).toBe(model.size);
-          expect(vde.listSnapshots().map((s) => s.name).sort(), `${where}: listSnapshots`).toEqual([...named.keys()].sort());
+          expectNamed(where, vde, named);
           await checked(vde);
           break;
         case 'reopen': {
@@ -765,7 +772,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           if (op.readOnly) {
             const ro = await openEngine({ ...options, readOnly: true });
             await verifyAll(`${where} read-only`, ro, model);
-            expect(ro.listSnapshots().map((s) => s.name).sort(), `${where}: listSnapshots`).toEqual([...named.keys()].sort());
+            expectNamed(where, ro, named);
             for (const [name, m] of named) {
               await using snap = await ro.openSnapshot(name);
               await verifyAll(`${where} read-only snapshot ${name}`, snap, m);
@@ -781,7 +788,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           }
           vde = await openEngine(options);
           await verifyAll(`${where} reopened`, vde, model);
-          expect(vde.listSnapshots().map((s) => s.name).sort(), `${where}: listSnapshots`).toEqual([...named.keys()].sort());
+          expectNamed(where, vde, named);
           break;
         }
         case 'powerCut': {
@@ -825,7 +832,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           }
           model.durable();
           await verifyAll(`${where} recovered`, vde, model);
-          expect(vde.listSnapshots().map((s) => s.name).sort(), `${where}: listSnapshots`).toEqual([...named.keys()].sort());
+          expectNamed(where, vde, named);
           for (const [name, m] of named) {
             await using snap = await vde.openSnapshot(name);
             await verifyAll(`${where} recovered snapshot ${name}`, snap, m);
