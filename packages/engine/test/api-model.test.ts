@@ -50,7 +50,7 @@ const METAS: (Record<string, string> | undefined)[] = [
 type Form = 'u8' | 'view' | 'string' | 'stringChunks' | 'arraybuffer' | 'iterable' | 'readable' | 'webstream' | 'dataview';
 
 type GroupOp = {
-  kind: 'store' | 'stream' | 'delete' | 'read' | 'batch' | 'snapshot' | 'checkpoint' | 'list';
+  kind: 'store' | 'stream' | 'delete' | 'read' | 'batch' | 'snapshot' | 'checkpoint' | 'list' | 'named';
   k: number;
   k2: number;
   size: number;
@@ -332,7 +332,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       t: fc.constant('group' as const),
       ops: fc.array(
         fc.record({
-          kind: fc.constantFrom<GroupOp['kind']>('store', 'store', 'stream', 'delete', 'read', 'read', 'batch', 'snapshot', 'checkpoint', 'list'),
+          kind: fc.constantFrom<GroupOp['kind']>('store', 'store', 'stream', 'delete', 'read', 'read', 'batch', 'snapshot', 'checkpoint', 'list', 'named'),
           k: fc.integer({ min: 0, max: 5 }),
           k2: fc.integer({ min: 0, max: 5 }),
           size: sizeArb,
@@ -492,7 +492,7 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
           /** A write's keys, its promise, and how it changes the model (result: undefined if it was rejected by the cut). */
           const writes: { keys: string[]; p: Promise<unknown>; apply: (t1: number, result: unknown) => void }[] = [];
           const cut = op.cut !== null && path === undefined ? op.cut : undefined;
-          const observers: { p: Promise<unknown>; check: (result: unknown) => Promise<void> }[] = [];
+          const observers: { p: Promise<unknown>; check: (result: unknown) => Promise<void>; name?: string }[] = [];
           const putEntry = (key: string, data: Uint8Array, meta: Record<string, string>, t1: number): Entry => {
             const prev = model.get(key);
             const e: Entry = { data, meta, created: prev ? prev.created : [t0, t1], modified: [t0, t1], etag: undefined, prevEtag: prev?.etag };
@@ -511,6 +511,21 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
               if ((err as { code?: string }).code === 'ERR_VDE_NOT_FOUND') return null;
               throw err;
             });
+          /** The model of a snapshot taken during the group: per key, the state it shows (one the key passed through). */
+          const snapshotModel = async (gw: string, snap: Snapshot): Promise<Model> => {
+            const m: Model = new Map();
+            for (const k of new Set([...KEYS, ...model.keys()])) {
+              const got = await orNull(snap.retrieve(k));
+              const info = got === null ? undefined : await snap.stat(k);
+              const allowed = states.get(k) ?? [model.get(k)];
+              expect(allowed.some((x) => matches(x, got, info?.metadata)), `${gw}: the snapshot shows ${JSON.stringify(k)} in none of its states`).toBe(true);
+              // States with the same bytes and metadata cannot be told apart here (see anyOf).
+              const candidates = allowed.filter((x): x is Entry => x !== undefined && matches(x, got, info?.metadata));
+              if (candidates.length > 0) m.set(k, anyOf(candidates));
+            }
+            return m;
+          };
+          const asked = new Set<string>();
           for (const [gi, g] of op.ops.entries()) {
             const key = KEYS[g.k]!;
             const key2 = KEYS[g.k2]!;
@@ -594,22 +609,26 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
                 observers.push({
                   p: vde.snapshot(),
                   check: async (r) => {
-                    // The snapshot's model: for each key, the state it shows (one of those the key passed through).
                     const snap = r as Snapshot;
-                    const m: Model = new Map();
-                    for (const k of new Set([...KEYS, ...model.keys()])) {
-                      const got = await orNull(snap.retrieve(k));
-                      const info = got === null ? undefined : await snap.stat(k);
-                      const allowed = states.get(k) ?? [model.get(k)];
-                      const st = allowed.find((x) => matches(x, got, info?.metadata));
-                      expect(allowed.some((x) => matches(x, got, info?.metadata)), `${gw}: the snapshot shows ${JSON.stringify(k)} in none of its states`).toBe(true);
-                      // States with the same bytes and metadata cannot be told apart here (see anyOf).
-                      if (st) m.set(k, anyOf(allowed.filter((x): x is Entry => x !== undefined && matches(x, got, info?.metadata))));
-                    }
-                    snaps.push({ snap, model: m, stale: false });
+                    snaps.push({ snap, model: await snapshotModel(gw, snap), stale: false });
                   },
                 });
                 break;
+              case 'named': {
+                // A named snapshot created while the writes go on (a name not taken, nor asked for in this group).
+                const name = SNAPSHOT_NAMES[g.k % SNAPSHOT_NAMES.length]!;
+                if (named.has(name) || asked.has(name)) break;
+                asked.add(name);
+                observers.push({
+                  name,
+                  p: vde.createSnapshot(name),
+                  check: async () => {
+                    await using snap = await vde.openSnapshot(name);
+                    named.set(name, await snapshotModel(`${gw} ${name}`, snap));
+                  },
+                });
+                break;
+              }
             }
           }
           if (cut) {
@@ -643,6 +662,16 @@ async function runSequence(config: Config, ops: Op[]): Promise<void> {
               else Map.prototype.set.call(model, k, anyOf(candidates as Entry[]));
             }
             model.durable();
+            // Named snapshots created during the group: an acknowledged one is there; one in flight may be.
+            const listed = new Set(vde.listSnapshots().map((x) => x.name));
+            for (const [i, o] of observers.entries()) {
+              if (o.name === undefined) continue;
+              if (settled[writes.length + i]!.status === 'fulfilled') expect(listed.has(o.name), `${where}: acknowledged createSnapshot(${o.name}) lost`).toBe(true);
+              if (listed.has(o.name)) {
+                await using snap = await vde.openSnapshot(o.name);
+                named.set(o.name, await snapshotModel(`${where} ${o.name}`, snap));
+              }
+            }
             await verifyAll(`${where} recovered`, vde, model);
             expectNamed(where, vde, named);
             await checked(vde);
