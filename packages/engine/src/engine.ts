@@ -546,7 +546,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
       );
     }
     const endLsn = await this.#verifyLog(sb.checkpointLsn);
-    if (endLsn === sb.checkpointLsn) return;
+    // Records after endLsn (their data never reached the disk) must leave the log before anything is appended: the
+    // next record would follow them and prove them durable, and the recovery after the next crash would then take
+    // one for damage in the middle of the log (ERR_VDE_CORRUPT, the container no longer opened) or bring back a
+    // store that was never acknowledged, reading as ERR_VDE_CORRUPT. The recovery checkpoint below covers the log up
+    // to its last record, and truncates it.
+    const droppedTail = this.#wal.lastLsn > endLsn;
+    if (endLsn === sb.checkpointLsn && (!droppedTail || this.#opts.readOnly)) return;
     for await (const rec of this.#wal.replay(sb.checkpointLsn)) {
       if (rec.lsn > endLsn) break;
       const ops = decodeLogRecord(rec.type, rec.payload, rec.lsn);
@@ -571,8 +577,9 @@ export class VirtualDiskEngine implements AsyncDisposable {
       } catch (err) {
         // A full file system (or container): the replayed log stays the record of what it holds, as it was before
         // the open, and the engine opens (objects readable, deletes possible once the log has room); the next
-        // checkpoint writes the index. A failure that poisoned the engine still fails the open.
-        if (!(err instanceof FullError) || this.#poisoned) throw err;
+        // checkpoint writes the index. A failure that poisoned the engine still fails the open, and so does one that
+        // would leave dropped records in the log (see droppedTail): free disk space and open again.
+        if (!(err instanceof FullError) || this.#poisoned || droppedTail) throw err;
       }
     }
   }
@@ -1094,11 +1101,17 @@ export class VirtualDiskEngine implements AsyncDisposable {
       return;
     }
     const puts = new Map<number, PreparedPut>();
+    // A put after a del of its key in this batch makes a new object (as delete() then store() would): its creation
+    // time is the batch's, not that of the version the del removed.
+    let deleted: Set<string> | undefined;
     try {
       const prepared = ops.map((op) => {
-        if (op.type !== 'put') return undefined;
+        if (op.type !== 'put') {
+          (deleted ??= new Set()).add(op.key);
+          return undefined;
+        }
         try {
-          return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined);
+          return this.#preparePut(op.key, op.keyBytes, op.source, op.meta, undefined, undefined, deleted?.has(op.key) === true);
         } catch (err) {
           return rejected(err);
         }
@@ -1826,8 +1839,13 @@ export class VirtualDiskEngine implements AsyncDisposable {
     const size = source instanceof Uint8Array ? source.byteLength : Infinity;
     // A record larger than an index entry is moved out of line: the payload then holds a pointer of fixed size.
     const outOfLine = Math.max(this.#maxValue(keyBytes), INDIRECT_BYTES);
-    const value = size <= this.#inlineLimit(keyBytes, meta) ? Math.min(recordBytesFor(meta.byteLength, size, 0), outOfLine) : outOfLine;
-    return 2 + keyBytes.byteLength + value;
+    if (size <= this.#inlineLimit(keyBytes, meta)) return 2 + keyBytes.byteLength + Math.min(recordBytesFor(meta.byteLength, size, 0), outOfLine);
+    if (size === Infinity) return 2 + keyBytes.byteLength + outOfLine; // a stream: its extent count is not known yet
+    // Bytes of a known size get at most one extent per block (ObjectIo allocates ceil(size / blockSize) blocks): a
+    // batch of 2 KB objects reserved a whole index entry (about 2 KB of log) each, and 61 of them were
+    // ERR_VDE_TOO_LARGE under a 256 KiB log although their records hold about 50 bytes.
+    const record = recordBytesFor(meta.byteLength, 0, Math.ceil(size / this.#device.blockSize));
+    return 2 + keyBytes.byteLength + (record <= this.#maxValue(keyBytes) ? record : outOfLine);
   }
 
   /**
@@ -1981,18 +1999,19 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
     early?: WrittenObject,
+    fresh = false,
   ): PreparedPut | Promise<PreparedPut> {
     if (early) return this.#preparePutAsync(key, keyBytes, source, meta, signal, early);
     if (source instanceof Uint8Array && this.#allocator.freeCount >= this.#reserveBlocks()) {
       const view = this.#index.getCachedView(keyBytes, true);
       if (view === null || (view !== undefined && view[0] !== KIND_INDIRECT)) {
         if (source.byteLength <= this.#inlineLimit(keyBytes, meta)) {
-          const createdMs = view ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
+          const createdMs = view && !fresh ? (this.#io.recordOf(view, `object ${key}`) as ObjectRecord).createdMs : undefined;
           return this.#encodePut(key, keyBytes, { size: source.byteLength, crc: objectCrc(source), inline: source }, meta, createdMs);
         }
       }
     }
-    return this.#preparePutAsync(key, keyBytes, source, meta, signal);
+    return this.#preparePutAsync(key, keyBytes, source, meta, signal, undefined, fresh);
   }
 
   async #preparePutAsync(
@@ -2002,6 +2021,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
     meta: Uint8Array,
     signal: AbortSignal | undefined,
     early?: WrittenObject,
+    fresh = false,
   ): Promise<PreparedPut> {
     let prev: ObjectRecord | undefined;
     try {
@@ -2024,7 +2044,7 @@ export class VirtualDiskEngine implements AsyncDisposable {
       (source instanceof Uint8Array && source.byteLength <= inlineLimit
         ? { size: source.byteLength, crc: objectCrc(source), inline: source }
         : await this.#io.write(source, inlineLimit, signal));
-    const direct = this.#encodePut(key, keyBytes, written, meta, prev?.createdMs);
+    const direct = this.#encodePut(key, keyBytes, written, meta, fresh ? undefined : prev?.createdMs);
     if (direct.value.byteLength <= this.#maxValue(keyBytes)) return direct;
     // Too large for one index entry (many extents or large metadata): the record goes to its own blocks.
     const full = direct.value;
