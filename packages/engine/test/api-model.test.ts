@@ -1039,7 +1039,7 @@ describe('a torn log tail right after the checkpoint (model test finding)', () =
       // Cut at the store's last operation (its commit): its data and log writes are in flight, each kept, lost or torn.
       const { dev, opening } = openOn(base, options, Infinity, seed);
       const vde = await opening;
-      (dev as { cutAt: number }).cutAt = dev.ops + perStore; // from here: the store's last write or sync
+      dev.cutAfter(perStore); // from here: the store's last write or sync
       await vde.store('big', bytes(20_000, seed)).catch(() => undefined);
       expect(dev.image, `seed ${seed}: the power was cut`).toBeDefined();
       await vde.close().catch(() => undefined);
