@@ -1,5 +1,5 @@
 import * as fs from 'node:fs/promises';
-import { type EngineOptions, ExistsError, InvalidArgumentError, NotFoundError, VirtualDiskEngine } from '@vde/engine';
+import { ClosedError, type EngineOptions, ExistsError, InvalidArgumentError, NotFoundError, VirtualDiskEngine } from '@vde/engine';
 import { type AbstractDatabaseOptions, AbstractLevel, AbstractSnapshot } from 'abstract-level';
 import { VdeChainedBatch, VdeSublevel } from './chained-batch.js';
 import { Cursor, type Format, VdeIterator, VdeKeyIterator, VdeValueIterator, formatBytes } from './iterator.js';
@@ -134,7 +134,9 @@ export class VdeLevel<KDefault = string, VDefault = string> extends AbstractLeve
   }
 
   #open(): LevelStore {
-    if (!this.#store) throw new InvalidArgumentError('the database is not open');
+    // Only maxKeyBytes reaches this from a caller (abstract-level calls the other methods only while open): not open
+    // is ERR_VDE_CLOSED, as every engine call on a closed engine; it was ERR_VDE_INVALID_ARGUMENT (review h10).
+    if (!this.#store) throw new ClosedError('the database is not open (db.maxKeyBytes is known while it is open)');
     return this.#store;
   }
 

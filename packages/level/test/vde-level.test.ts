@@ -364,6 +364,15 @@ describe('VdeLevel: open, reopen, limits', () => {
     await a.close();
   });
 
+  it('maxKeyBytes of a closed database is ERR_VDE_CLOSED', async () => {
+    const db = await openDb();
+    await db.close();
+    expect(() => db.maxKeyBytes).toThrow(expect.objectContaining({ code: 'ERR_VDE_CLOSED' }));
+    await db.open();
+    expect(db.maxKeyBytes).toBe(511);
+    await db.close();
+  });
+
   it('accepts keys up to maxKeyBytes and rejects longer ones with ERR_VDE_INVALID_KEY', async () => {
     const db = await openDb();
     expect(db.maxKeyBytes).toBe(511); // the README's figure for the default 4 KiB blocks
