@@ -155,18 +155,23 @@ describe('deletes in large batches at maxSizeBytes', () => {
   }, 180_000);
 });
 
+/** A 4 MiB container (512-byte blocks) filled with 1,000-byte objects until the first ERR_VDE_FULL, and how many it holds. */
+async function full(): Promise<{ vde: VirtualDiskEngine; n: number }> {
+  const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { blockSize: 512, maxSizeBytes: 4 << 20 });
+  let n = 0;
+  for (;; n++) {
+    try {
+      await vde.store(`k${n}`, new Uint8Array(1000).fill(n & 255));
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
+      return { vde, n };
+    }
+  }
+}
+
 describe('a delete of a missing key at maxSizeBytes', () => {
   it('resolves false where deletes of stored keys are refused ERR_VDE_FULL (it changes nothing)', async () => {
-    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { blockSize: 512, maxSizeBytes: 4 << 20 });
-    let n = 0;
-    for (;; n++) {
-      try {
-        await vde.store(`k${n}`, new Uint8Array(1000).fill(n & 255));
-      } catch (err) {
-        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-        break;
-      }
-    }
+    const { vde, n } = await full();
     // Under a snapshot a delete frees nothing and adds a meta blob entry: deletes are refused after a while.
     await vde.createSnapshot('s');
     let refusedAt = -1;
@@ -192,20 +197,6 @@ describe('a delete of a missing key at maxSizeBytes', () => {
 });
 
 describe('the ERR_VDE_FULL of a refused delete', () => {
-  /** A 4 MiB container (512-byte blocks) filled with 1,000-byte objects; returns it and how many it holds. */
-  async function full(): Promise<{ vde: VirtualDiskEngine; n: number }> {
-    const vde = await VirtualDiskEngine.open(new MemoryBlockDevice({ blockSize: 512 }), { blockSize: 512, maxSizeBytes: 4 << 20 });
-    let n = 0;
-    for (;; n++) {
-      try {
-        await vde.store(`k${n}`, new Uint8Array(1000).fill(n & 255));
-      } catch (err) {
-        expect((err as { code?: string }).code).toBe('ERR_VDE_FULL');
-        return { vde, n };
-      }
-    }
-  }
-
   /** Deletes every other key until one is refused; returns the refusal's message and the key refused. */
   async function deleteUntilRefused(vde: VirtualDiskEngine, n: number): Promise<{ message: string; key: string }> {
     for (let i = 0; i < n; i += 2) {
