@@ -555,7 +555,7 @@ export class BTree {
     for (;;) {
       const r = this.#readBatchCached(b, seek, strict, mode, max);
       if (typeof r !== 'number') return r;
-      // A scan that has loaded a leaf before reads the next leaves of this parent ahead (1, 2, 4, then 8 of them):
+      // A scan that has loaded a leaf before reads the next leaves of this parent ahead (1, 2, 4, … READ_AHEAD_PAGES):
       // a scan of a tree not in the cache waited for each leaf in turn (a list of 200,000 keys after a reopen ran at
       // about 146,000 entries/s against 850,000 cached).
       if (missParent !== null && ++scan.loads > 1) this.#readAhead(missParent, missIndex, b, Math.min(READ_AHEAD_PAGES, 2 ** (scan.loads - 2)));
