@@ -130,7 +130,7 @@ async function powerCutOnce(options: PowerCutSweepOptions, seed: number): Promis
   }
   const rounds = options.rounds ?? 2;
   for (let round = 1; ; round++) {
-    if (store) await runWriters(options, store, dev, model, seed, round, () => version++, result);
+    if (store) await runWriters(options, store, dev, model, { seed, round, keys, maxBytes }, () => version++, result);
     result.acknowledged += model.acknowledged - (round === 1 ? 5 : 0);
     const image = dev.image ?? dev.inner.powerCut({ seed: seed + round - 1 });
     const next = new FaultyBlockDevice(image);
@@ -176,13 +176,10 @@ async function runWriters(
   s: StoreHandle,
   dev: CuttingDevice,
   model: OutcomeModel,
-  seed: number,
-  round: number,
+  { seed, round, keys, maxBytes }: { seed: number; round: number; keys: number; maxBytes: number },
   nextVersion: () => number,
   result: PowerCutResult,
 ): Promise<void> {
-  const keys = options.keys ?? 12;
-  const maxBytes = options.maxValueBytes ?? 48 * 1024;
   await Promise.all(
     Array.from({ length: options.writers ?? 8 }, async (_, w) => {
       const wr = new SeededRandom(hash32(round === 1 ? `w${w}` : `w${w}/${round}`, seed));
